@@ -1,0 +1,1 @@
+"""Newton Lens: the library behind the CLI and the dashboard."""

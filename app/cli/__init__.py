@@ -1,0 +1,1 @@
+"""The `lens` command line: one module per command family, assembled in `main`."""

@@ -1,0 +1,1 @@
+"""The local devnet: anvil lifecycle, deployment, operators, agents and the challenger."""

@@ -1,0 +1,1 @@
+"""Chain to DuckDB: extract, decode, load, checkpoints and reorgs."""
