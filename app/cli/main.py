@@ -40,9 +40,9 @@ def show_settings() -> None:
 
 def _register() -> None:
     """Attach every command family; each module adds its commands to `cli` and `bench`."""
-    from app.cli import contracts_cmds, devnet_cmds, engine_cmds, index_cmds, serve_cmds, sim_cmds  # noqa: F401
+    from app.cli import contracts_cmds, demo_cmds, devnet_cmds, docs_cmds, engine_cmds, index_cmds, serve_cmds, sim_cmds  # noqa: F401
 
-    for module in (contracts_cmds, devnet_cmds, engine_cmds, index_cmds, serve_cmds, sim_cmds):
+    for module in (contracts_cmds, demo_cmds, devnet_cmds, docs_cmds, engine_cmds, index_cmds, serve_cmds, sim_cmds):
         module.register(cli, bench)
 
 
