@@ -1,8 +1,366 @@
-"""CLI commands (placeholder until its issue lands)."""
+"""CLI: `lens policy test|eval`, `lens explain`, `lens audit`, `lens bench replay` — the policy engine's commands."""
 from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import click
 
+from app import settings
+from app.errors import LensError
+
+
+def _read_json(path: str | None, what: str) -> Any:
+    """A JSON file's content; LensError naming the file and the problem."""
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise LensError(f"cannot read {what} file {path}: {err.strerror}", f"pass an existing JSON file as {what}") from None
+    except ValueError as err:
+        raise LensError(f"{what} file {path} is not JSON: {err}", "check the file's syntax") from None
+
+
+def load_policy(path: str, entrypoint: str | None) -> tuple[str, str, Path]:
+    """(source, entrypoint, folder) from a policy folder (policy.rego + metadata.json) or a .rego file."""
+    p = Path(path)
+    if p.is_dir():
+        src_file = p / "policy.rego"
+        if not src_file.is_file():
+            raise LensError(f"no policy.rego in {p}", "pass a policy folder like data/policies/spending_limits or a .rego file")
+    elif p.is_file():
+        src_file = p
+    else:
+        raise LensError(f"no such policy file or folder: {path}", "pass a policy folder or a .rego file")
+    source = src_file.read_text(encoding="utf-8")
+    from app.engine.evaluate import PolicyParseError, new_engine
+
+    try:
+        new_engine(source)  # parsing always terminates: check it here to name the user's file
+    except PolicyParseError as err:
+        pr = err.problem
+        raise LensError(f"{src_file}:{pr.line}:{pr.col}: {pr.message}", "fix the Rego at that line") from None
+    if not entrypoint:
+        meta_file = src_file.parent / "metadata.json"
+        if meta_file.is_file():
+            try:
+                entrypoint = json.loads(meta_file.read_text()).get("entrypoint")
+            except ValueError:
+                entrypoint = None
+    if not entrypoint:
+        packages = [x.removeprefix("data.") for x in new_engine(source).get_packages()]
+        if not packages:
+            raise LensError(f"{src_file} declares no package", "a Rego policy starts with `package <name>`")
+        entrypoint = f"{packages[0]}.allow"
+    return source, entrypoint, src_file.parent
+
+
+def _complete_input(doc: Any) -> dict:
+    """Fill Newton's derived fields (function, decoded_*) from data + function_signature when the file lacks them."""
+    if not isinstance(doc, dict):
+        raise LensError("the input file must hold a JSON object (the intent as Newton presents it)", "see POLICIES.md §4.1")
+    if "decoded_function_arguments" not in doc and isinstance(doc.get("function_signature"), str) and isinstance(doc.get("data"), str):
+        from app.engine.intent import decode_call
+
+        sig = doc["function_signature"]
+        sig_bytes = bytes.fromhex(sig[2:]) if sig.startswith("0x") else sig.encode()
+        data = doc["data"]
+        doc = {**doc, **decode_call(sig_bytes, bytes.fromhex(data[2:] if data.startswith("0x") else data))}
+    return doc
+
+
+def _fmt_value(v: Any) -> str:
+    text = json.dumps(v, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def format_explanation(ex: Any) -> str:
+    """The explanation record as plain text for the terminal."""
+    lines = []
+    verdict = "CANNOT REPLAY" if ex.replay == "cannot_replay" else "ERROR" if ex.error else ("ALLOW" if ex.allow else "DENY")
+    lines.append(f"{verdict}  {ex.entrypoint}" + (f"   deny: {', '.join(ex.deny)}" if ex.deny else ""))
+    if ex.task_id:
+        att = "—" if ex.attested_allow is None else ("allow" if ex.attested_allow else "deny")
+        rep = "—" if ex.replayed_allow is None else ("allow" if ex.replayed_allow else "deny")
+        lines.append(f"task {ex.task_id}: attested {att}, replayed {rep} → {ex.replay}" + (f" ({ex.replay_reason})" if ex.replay_reason else ""))
+    lines.append("")
+    lines.append(ex.sentence)
+    failed = [b for b in ex.bodies if b.succeeded is False and b.failed_at]
+    if failed:
+        lines.append("")
+        lines.append("Failed conditions (first failing condition of each body that did not hold):")
+        for b in failed:
+            lines.append(f"  line {b.failed_at.line:>4}  {b.head}:  {b.failed_at.text}")
+            for t in b.failed_at.terms:
+                val = _fmt_value(t.value) if t.defined else ("error: " + t.error if t.error else "undefined")
+                lines.append(f"              {t.text} = {val}" + (f"  (+{t.more} more)" if t.more else ""))
+    if ex.rule_tree is not None:
+        lines.append("")
+        lines.append("Rule tree:")
+
+        def walk(node: Any, depth: int) -> None:
+            val = "" if node.state in ("function",) else f" = {_fmt_value(node.value) if node.state != 'undefined' else 'undefined'}"
+            lines.append(f"  {'  ' * depth}{node.name} ({node.kind}, line {node.line}){val}")
+            if depth < 4:
+                for kid in node.children:
+                    if kid.kind != "function":
+                        walk(kid, depth + 1)
+
+        walk(ex.rule_tree, 0)
+    if ex.counterfactuals or ex.counterfactual_note:
+        lines.append("")
+        lines.append("Counterfactuals (verified by re-evaluating):")
+        for c in ex.counterfactuals:
+            lines.append(f"  - {c.text}")
+        if ex.counterfactual_note:
+            lines.append(f"  ({ex.counterfactual_note})")
+    if ex.lines_reached or ex.lines_failed:
+        lines.append("")
+        lines.append(f"Lines reached: {_ranges(ex.lines_reached)}; not reached: {_ranges(ex.lines_not_reached)}; "
+                     f"failed conditions at: {_ranges(ex.lines_failed)}")
+    return "\n".join(lines)
+
+
+def _ranges(nums: Any) -> str:
+    """`1,2,3,7` → `1-3, 7`."""
+    nums = sorted(nums)
+    if not nums:
+        return "none"
+    out, start, prev = [], nums[0], nums[0]
+    for n in nums[1:] + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}-{prev}" if prev != start else f"{start}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return 0.0
+    k = min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))
+    return s[k]
+
 
 def register(cli: click.Group, bench: click.Group) -> None:
-    """Attach this module's commands to the root group and the bench group."""
+    """Attach `policy test|eval`, `explain`, `audit` to the root group and `replay` to the bench group."""
+
+    @cli.group()
+    def policy() -> None:
+        """Rego policies: run their test suites, evaluate one intent."""
+
+    @policy.command("test")
+    @click.argument("paths", nargs=-1, required=True, type=click.Path())
+    @settings.option("eval_timeout_ms")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+    def policy_test(paths: tuple[str, ...], eval_timeout_ms: int, as_json: bool) -> None:
+        """Run the test_* rules in the given .rego files or folders (opa test semantics); exit 1 on any failure."""
+        from app.engine.regotest import run_suite
+
+        suite = run_suite(list(paths), timeout_ms=eval_timeout_ms)
+        if as_json:
+            click.echo(json.dumps({"passed": suite.passed, "failed": suite.failed, "errors": suite.errors,
+                                   "tests": [{"package": r.case.package, "name": r.case.name, "file": r.case.file,
+                                              "line": r.case.line, "status": r.status, "message": r.message,
+                                              "ms": round(r.ms, 3)} for r in suite.results]}))
+        else:
+            current = None
+            for r in suite.results:
+                if r.case.file != current:
+                    current = r.case.file
+                    click.echo(f"{current}:")
+                color = {"pass": "green", "fail": "red", "error": "red", "skip": "yellow"}[r.status]
+                label = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skip": "SKIP"}[r.status]
+                msg = f"  ({r.message})" if r.message and r.status != "pass" else ""
+                click.echo(f"  {r.case.package}.{r.case.name}: " + click.style(label, fg=color) + f" ({r.ms:.1f} ms){msg}")
+            click.echo("-" * 60)
+            summary = f"{suite.passed} passed, {suite.failed} failed" + (f" ({suite.errors} errors)" if suite.errors else "")
+            click.secho(summary, fg="green" if suite.failed == 0 else "red")
+        if suite.failed or not suite.results:
+            if not suite.results and not as_json:
+                click.echo("no test_* rules found", err=True)
+            sys.exit(1)
+
+    @policy.command("eval")
+    @click.argument("policy_path", type=click.Path())
+    @click.option("--input", "input_path", required=True, type=click.Path(), help="The intent as Newton presents it (JSON).")
+    @click.option("--params", "params_path", type=click.Path(), help="data.params (JSON); default: the folder's params.example.json.")
+    @click.option("--data", "data_path", type=click.Path(), help="Oracle output as data.wasm (JSON), mirrored to data.data.")
+    @click.option("--entrypoint", default=None, help="<package>.<rule>; default: metadata.json's, else <package>.allow.")
+    @click.option("--explain", "with_explain", is_flag=True, help="Also explain the verdict (rule tree, failed conditions, counterfactuals).")
+    @settings.option("eval_timeout_ms")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+    def policy_eval(policy_path: str, input_path: str, params_path: str | None, data_path: str | None,
+                    entrypoint: str | None, with_explain: bool, eval_timeout_ms: int, as_json: bool) -> None:
+        """Evaluate one intent against a policy (exit 1 on an evaluation error — an error is not a deny)."""
+        from app.engine.replay import explain_input
+        from app.engine.sandbox import guarded
+
+        source, entry, folder = load_policy(policy_path, entrypoint)
+        doc = _complete_input(_read_json(input_path, "input"))
+        if params_path is None and (folder / "params.example.json").is_file():
+            params_path = str(folder / "params.example.json")
+        params = _read_json(params_path, "params") if params_path else {}
+        wasm = _read_json(data_path, "data") if data_path else {}
+        ex = guarded(explain_input, source, entry, doc, params, wasm, with_explain, timeout_ms=eval_timeout_ms) if with_explain \
+            else guarded(_eval_only, source, entry, doc, params, wasm, timeout_ms=eval_timeout_ms)
+        if as_json:
+            out = {"allow": ex.allow, "deny": list(ex.deny), "error": ex.error, "entrypoint": entry}
+            if with_explain:
+                d = ex.to_dict()
+                d.pop("source", None)
+                out["explanation"] = d
+                out["sentence"] = ex.sentence
+            click.echo(json.dumps(out, default=str))
+        elif with_explain:
+            click.echo(format_explanation(ex))
+        else:
+            verdict = "ERROR" if ex.error else ("ALLOW" if ex.allow else "DENY")
+            click.secho(f"{verdict}  {entry}", fg="red" if ex.error or not ex.allow else "green")
+            if ex.deny:
+                click.echo("deny: " + ", ".join(ex.deny))
+            if ex.error:
+                click.echo(f"evaluation error: {ex.error}")
+        if ex.error:
+            sys.exit(1)
+
+    @cli.command("explain")
+    @click.argument("key")
+    @settings.option("db")
+    @settings.option("eval_timeout_ms")
+    @click.option("--no-counterfactuals", is_flag=True, help="Skip the counterfactual search.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the explanation record as one JSON object.")
+    def explain_cmd(key: str, db: str, eval_timeout_ms: int, no_counterfactuals: bool, as_json: bool) -> None:
+        """Replay one indexed decision (TASK_ID or TX_HASH) and explain why it came out as it did."""
+        from app.engine import store
+        from app.engine.replay import explain_task
+        from app.engine.sandbox import guarded
+
+        con = store.connect(db)
+        try:
+            task = store.load_task(con, key)
+        finally:
+            con.close()
+        # the whole explanation (many evaluations) gets a multiple of the one-evaluation limit
+        ex = guarded(explain_task, task, not no_counterfactuals, timeout_ms=eval_timeout_ms * 5)
+        if as_json:
+            d = ex.to_dict()
+            d.pop("source", None)
+            click.echo(json.dumps(d, default=str))
+        else:
+            click.echo(format_explanation(ex))
+
+    @cli.command("audit")
+    @settings.option("db")
+    @settings.option("eval_timeout_ms")
+    @click.option("--limit", type=int, default=None, help="Replay only the first N tasks.")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (replayed, match, mismatch, cannot_replay, mismatches).")
+    def audit_cmd(db: str, eval_timeout_ms: int, limit: int | None, as_json: bool) -> None:
+        """Replay every indexed decision, write the `replays` table, and report matches and mismatches."""
+        from rich.progress import Progress
+
+        from app.engine import store
+        from app.engine.replay import Replay, audit_one
+        from app.engine.sandbox import EvalTimeout, guarded
+
+        con = store.connect(db, read_only=False)
+        try:
+            tasks = list(store.iter_tasks(con, limit))
+            results: list[tuple[Replay, str]] = []
+            with Progress(disable=as_json, transient=True) as progress:
+                bar = progress.add_task("replaying", total=len(tasks))
+                for task in tasks:
+                    try:
+                        results.append(guarded(audit_one, task, timeout_ms=eval_timeout_ms))
+                    except EvalTimeout as err:
+                        rep = Replay(task.task_id, "cannot_replay", f"evaluation stopped by the time limit: {err}", task.attested_allow, None)
+                        results.append((rep, f"Cannot replay this decision: {rep.reason}."))
+                    progress.advance(bar)
+            store.write_replays(con, {t.task_id: t.chain_id for t in tasks}, results)
+        finally:
+            con.close()
+        counts = {k: sum(r.result == k for r, _ in results) for k in ("match", "mismatch", "cannot_replay")}
+        mismatches = [r.task_id for r, _ in results if r.result == "mismatch"]
+        reasons: dict[str, int] = {}
+        for r, _ in results:
+            if r.result == "cannot_replay":
+                reasons[r.reason.split(":")[0]] = reasons.get(r.reason.split(":")[0], 0) + 1
+        if as_json:
+            click.echo(json.dumps({"replayed": len(results), **counts, "mismatches": mismatches, "cannot_replay_reasons": reasons}))
+            return
+        click.echo(f"replayed {len(results)} decisions: {counts['match']} match, {counts['mismatch']} mismatch, "
+                   f"{counts['cannot_replay']} cannot replay")
+        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            click.echo(f"  cannot replay ({n}): {reason}")
+        for tid in mismatches:
+            click.secho(f"  MISMATCH {tid}", fg="red")
+        click.echo("wrote the replays table")
+
+    @bench.command("replay")
+    @settings.option("db")
+    @click.option("--tasks", "n_tasks", type=int, default=1000, show_default=True, help="How many indexed tasks to replay and explain.")
+    @click.option("--synthetic", is_flag=True, help="Use tasks evaluated from the local policies instead of a DB (also used when the DB is missing).")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (p50_ms, p95_ms, max_ms, tasks).")
+    def bench_replay(db: str, n_tasks: int, synthetic: bool, as_json: bool) -> None:
+        """Replay + explain N tasks (counterfactuals included) and report p50/p95/max per task; target p95 < 50 ms."""
+        from rich.progress import Progress
+
+        from app.engine.replay import explain
+
+        source_kind = "db"
+        if synthetic or not Path(db).expanduser().is_file():
+            from app.engine.fixtures import synthetic_tasks
+
+            tasks = synthetic_tasks(n_tasks, seed=7)
+            source_kind = "synthetic"
+        else:
+            from app.engine import store
+
+            con = store.connect(db)
+            try:
+                tasks = [t for t in store.iter_tasks(con, None) if t.evaluation_result is not None][:n_tasks]
+            finally:
+                con.close()
+        if not tasks:
+            raise LensError("no responded tasks to replay", "index a chain or run with --synthetic")
+        times: list[float] = []
+        cpu: list[float] = []  # CPU time too: on a loaded machine wall time mostly measures the wait for a core
+        results = {"match": 0, "mismatch": 0, "cannot_replay": 0}
+        with Progress(disable=as_json, transient=True) as progress:
+            bar = progress.add_task("replay + explain", total=len(tasks))
+            for task in tasks:
+                t0, c0 = time.perf_counter(), time.process_time()
+                ex = explain(task)
+                times.append((time.perf_counter() - t0) * 1000)
+                cpu.append((time.process_time() - c0) * 1000)
+                results[ex.replay or "cannot_replay"] = results.get(ex.replay or "cannot_replay", 0) + 1
+                progress.advance(bar)
+        out = {"tasks": len(times), "source": source_kind, "p50_ms": round(_percentile(times, 0.5), 3),
+               "p95_ms": round(_percentile(times, 0.95), 3), "max_ms": round(max(times), 3),
+               "cpu_p50_ms": round(_percentile(cpu, 0.5), 3), "cpu_p95_ms": round(_percentile(cpu, 0.95), 3),
+               "load_avg_1m": round(os.getloadavg()[0], 2),
+               "target_p95_ms": 50, "ratio_p95_to_target": round(_percentile(times, 0.95) / 50, 3), **results}
+        if as_json:
+            click.echo(json.dumps(out))
+        else:
+            click.echo(f"replayed and explained {out['tasks']} {source_kind} tasks: p50 {out['p50_ms']} ms, "
+                       f"p95 {out['p95_ms']} ms, max {out['max_ms']} ms (target p95 < 50 ms → {out['ratio_p95_to_target']}x); "
+                       f"CPU p95 {out['cpu_p95_ms']} ms at load average {out['load_avg_1m']}")
+
+
+def _eval_only(source: str, entrypoint: str, input: dict, params: dict, wasm: dict) -> Any:
+    """Evaluate without explanation, as a minimal Explanation-shaped record (runs in the sandbox)."""
+    from app.engine.evaluate import compiled
+    from app.engine.explain import Explanation
+
+    ev = compiled(source, entrypoint).evaluate(input, params, wasm)
+    return Explanation(entrypoint=entrypoint, allow=ev.allow, deny=ev.deny, error=ev.error, sentence="", rule_tree=None,
+                       bodies=(), lines_reached=(), lines_not_reached=(), lines_failed=(), counterfactuals=())

@@ -1,0 +1,169 @@
+"""Replay an indexed task from what the chain recorded (source, params, oracle output) and compare with the attested verdict."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from eth_utils import keccak
+
+from app.engine.evaluate import PolicyParseError, compiled, data_document, is_canonical_allow, wasm_from_policy_data
+from app.engine.explain import Explanation, explain_evaluation
+from app.engine.intent import Intent, IntentDecodeError, intent_from_row, intent_input
+from app.errors import LensError
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """What Lens knows about one task: the intent, and from its TaskResponded the source, params and oracle output."""
+
+    chain_id: int
+    task_id: str
+    intent: Intent
+    entrypoint: str
+    policy_code_hash: str
+    source: str | None  # blobs.content for policy_code_hash (None if not indexed)
+    params_json: str | None
+    policy_data_json: str | None  # JSON array of the oracle outputs (each a JSON object or its JSON text)
+    evaluation_result: str | None  # 0x hex; None = no response yet
+    attested_allow: bool | None
+    policy_client: str = ""
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The outcome of replaying a task: match / mismatch / cannot_replay (with the reason)."""
+
+    task_id: str
+    result: str  # 'match' | 'mismatch' | 'cannot_replay'
+    reason: str
+    attested_allow: bool | None
+    replayed_allow: bool | None
+    deny: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def task_from_row(row: dict[str, Any], source: str | None) -> TaskRecord:
+    """A TaskRecord from a `tasks` row (INTERFACES §3) and the Rego source from `blobs`."""
+    result = row.get("evaluation_result")
+    allow = row.get("allow")
+    if allow is None and result:
+        allow = is_canonical_allow(bytes.fromhex(result.removeprefix("0x")))
+    return TaskRecord(
+        chain_id=int(row.get("chain_id") or 0), task_id=row["task_id"], intent=intent_from_row(row),
+        entrypoint=row.get("entrypoint") or "", policy_code_hash=(row.get("policy_code_hash") or "").lower(),
+        source=source, params_json=row.get("params_json"), policy_data_json=row.get("policy_data_json"),
+        evaluation_result=result, attested_allow=None if allow is None else bool(allow),
+        policy_client=row.get("policy_client") or "", status=row.get("status") or "",
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A task's evaluation inputs, rebuilt exactly as Newton operators saw them."""
+
+    input: dict
+    params: dict
+    wasm: dict
+
+
+def prepare(task: TaskRecord) -> Prepared:
+    """Rebuild input, data.params and data.wasm; LensError with the cannot-replay reason if impossible."""
+    if task.source is None:
+        raise LensError("the policy source is not indexed (no blob for the code hash)", "re-run the indexer over the TaskResponded block")
+    digest = "0x" + keccak(task.source.encode("utf-8")).hex()
+    if task.policy_code_hash and digest != task.policy_code_hash:
+        raise LensError(f"source hash {digest[:10]}… differs from the policy's code hash {task.policy_code_hash[:10]}…",
+                        "the recorded source is not the policy the operators were bound to")
+    try:
+        params = json.loads(task.params_json) if task.params_json else {}
+    except ValueError as err:
+        raise LensError(f"params are not JSON: {err}", "policyConfig.policyParams must be UTF-8 JSON") from None
+    try:
+        raw = json.loads(task.policy_data_json) if task.policy_data_json else []
+    except ValueError as err:
+        raise LensError(f"policy data list is not JSON: {err}", "re-index the task") from None
+    datas = [x if isinstance(x, str) else json.dumps(x) for x in (raw if isinstance(raw, list) else [raw])]
+    wasm = wasm_from_policy_data([d.encode("utf-8") for d in datas])
+    try:
+        inp = intent_input(task.intent)
+    except IntentDecodeError as err:
+        raise LensError(f"intent cannot be decoded: {err}", err.hint) from None
+    return Prepared(inp, params, wasm)
+
+
+def _classify(error: str) -> str:
+    """The cannot-replay reason for an evaluation error."""
+    if "could not find function" in error:
+        return f"uses a builtin Lens does not implement: {error}"
+    return f"evaluation error: {error}"
+
+
+def replay(task: TaskRecord) -> Replay:
+    """Re-evaluate a task's entrypoint from its recorded inputs and compare with the attested result."""
+    if task.evaluation_result is None or task.attested_allow is None:
+        return Replay(task.task_id, "cannot_replay", "no response yet", None, None)
+    try:
+        prep = prepare(task)
+        policy = compiled(task.source or "", task.entrypoint)
+    except PolicyParseError as err:
+        return Replay(task.task_id, "cannot_replay", f"policy does not parse: {err.problem}", task.attested_allow, None)
+    except LensError as err:
+        return Replay(task.task_id, "cannot_replay", str(err), task.attested_allow, None)
+    ev = policy.evaluate(prep.input, prep.params, prep.wasm)
+    if ev.error:
+        return Replay(task.task_id, "cannot_replay", _classify(ev.error), task.attested_allow, None, (), ev.error)
+    result = "match" if ev.allow == task.attested_allow else "mismatch"
+    reason = "" if result == "match" else f"attested {'allow' if task.attested_allow else 'deny'}, replay gives {'allow' if ev.allow else 'deny'}"
+    return Replay(task.task_id, result, reason, task.attested_allow, ev.allow, ev.deny)
+
+
+def explain(task: TaskRecord, *, counterfactuals: bool = True, budget_ms: float = 20.0, probe: bool = True) -> Explanation:
+    """Replay a task and explain its verdict (the record pages and `lens explain` format)."""
+    rep = replay(task)
+    base = dict(task_id=task.task_id, attested_allow=task.attested_allow, replayed_allow=rep.replayed_allow,
+                replay=rep.result, replay_reason=rep.reason)
+    if rep.result == "cannot_replay" and rep.error is None:
+        return Explanation(entrypoint=task.entrypoint, allow=False, deny=(), error=rep.reason,
+                           sentence=f"Cannot replay this decision: {rep.reason}.", rule_tree=None, bodies=(),
+                           lines_reached=(), lines_not_reached=(), lines_failed=(), counterfactuals=(),
+                           source=task.source or "", **base)
+    prep = prepare(task)
+    policy = compiled(task.source or "", task.entrypoint)
+    ex = explain_evaluation(policy, prep.input, prep.params, prep.wasm, counterfactuals=counterfactuals, budget_ms=budget_ms,
+                            probe=probe)
+    if rep.result == "mismatch":
+        attested = "allowed" if task.attested_allow else "denied"
+        sentence = f"MISMATCH — the operators attested {attested}, but a replay gives: {ex.sentence}"
+    else:
+        sentence = ex.sentence
+    return replace(ex, sentence=sentence, **base)
+
+
+def explain_task(task: TaskRecord, counterfactuals: bool = True, budget_ms: float = 500.0) -> Explanation:
+    """`explain` with positional arguments (for the sandbox worker); interactive use gets a roomier search budget."""
+    return explain(task, counterfactuals=counterfactuals, budget_ms=budget_ms)
+
+
+def audit_one(task: TaskRecord) -> tuple[Replay, str]:
+    """Replay one task and phrase its verdict (no counterfactuals, no probing): a row of the `replays` table."""
+    rep = replay(task)
+    if rep.result == "cannot_replay":
+        return rep, f"Cannot replay this decision: {rep.reason}."
+    try:
+        ex = explain(task, counterfactuals=False, probe=False)
+    except LensError as err:
+        return rep, f"(no sentence: {err})"
+    return rep, ex.sentence
+
+
+def explain_input(source: str, entrypoint: str, input: dict, params: dict, wasm: dict, counterfactuals: bool = True,
+                  budget_ms: float = 500.0) -> Explanation:
+    """Explain an ad-hoc evaluation (`lens policy eval --explain`, what-if pages)."""
+    return explain_evaluation(compiled(source, entrypoint), input, params, wasm, counterfactuals=counterfactuals, budget_ms=budget_ms)
+
+
+def data_for(prep: Prepared) -> dict:
+    """The data document of a prepared task (for display)."""
+    return data_document(prep.params, prep.wasm)

@@ -1,0 +1,116 @@
+"""Run engine work in a worker process that can be killed: regorus has no timeout, so a runaway policy is stopped here."""
+from __future__ import annotations
+
+import atexit
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any, Callable
+
+from app.errors import LensError
+
+
+class EvalTimeout(LensError):
+    """The worker did not answer within the time limit; it was killed (a runaway or very slow policy)."""
+
+
+def _worker(conn) -> None:
+    """Worker loop: receive (module, name, args), call, send ('ok', result) or ('err', (kind, message, hint))."""
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        module, name, args = msg
+        try:
+            fn = getattr(importlib.import_module(module), name)
+            conn.send(("ok", fn(*args)))
+        except LensError as err:
+            conn.send(("err", ("lens", str(err), err.hint)))
+        except Exception as err:  # report, keep serving
+            conn.send(("err", ("crash", f"{type(err).__name__}: {err}", traceback.format_exc(limit=3))))
+
+
+class Sandbox:
+    """One long-lived worker process (spawned lazily, restarted after a kill); calls are serialised."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        # a plain subprocess over a socketpair: unlike multiprocessing's spawn it never re-imports the
+        # caller's __main__ (scripts, streamlit, pytest) and can be killed without side effects
+        ours, theirs = socket.socketpair()
+        code = f"from app.engine.sandbox import serve; serve({theirs.fileno()})"
+        # the worker imports functions by module name: give it the caller's import path
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        self._proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                                      env=env)
+        theirs.close()
+        self._conn = Connection(ours.detach())
+
+    def kill(self) -> None:
+        """Stop the worker now (it is restarted on the next call)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc, self._conn = None, None
+
+    def call(self, fn: Callable, args: tuple, timeout_s: float) -> Any:
+        """`fn(*args)` in the worker; raises EvalTimeout after `timeout_s` (plus worker start-up on first use)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self.kill()
+                self._start()
+                # first call pays the interpreter start and imports; do not count that against the policy
+                self._conn.send(("app.engine.sandbox", "ping", ()))
+                if not self._conn.poll(60):
+                    self.kill()
+                    raise LensError("the engine worker process did not start", "check that `python -c 'import regorus'` works")
+                self._conn.recv()
+            self._conn.send((fn.__module__, fn.__name__, args))
+            if not self._conn.poll(timeout_s):
+                self.kill()
+                raise EvalTimeout(f"evaluation stopped after {timeout_s * 1000:.0f} ms: the policy runs too long (runaway?)",
+                                  "raise LENS_EVAL_TIMEOUT_MS if the policy is just slow, else fix the policy's iteration")
+            try:
+                status, payload = self._conn.recv()
+            except (EOFError, OSError):
+                self.kill()
+                raise LensError("the engine worker process died during evaluation", "run again; report the policy if it repeats") from None
+        if status == "ok":
+            return payload
+        kind, message, hint = payload
+        raise LensError(message, hint if kind == "lens" else "internal engine error; details: " + hint.splitlines()[-1])
+
+
+def serve(fd: int) -> None:
+    """Entry point of the worker process: serve calls on the inherited socket until it closes."""
+    _worker(Connection(fd))
+
+
+def ping() -> bool:
+    """Worker liveness probe."""
+    return True
+
+
+_SANDBOX = Sandbox()
+atexit.register(_SANDBOX.kill)
+
+
+def guarded(fn: Callable, *args: Any, timeout_ms: int | None) -> Any:
+    """Run a module-level engine function under a time limit in the worker; inline when timeout_ms is falsy."""
+    if not timeout_ms or timeout_ms <= 0:
+        return fn(*args)
+    return _SANDBOX.call(fn, args, timeout_ms / 1000.0)

@@ -1,0 +1,86 @@
+"""DuckDB edges of the engine: load TaskRecords (tasks + blobs), find the nearest id, write the `replays` table."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+import pandas as pd
+
+from app import queries
+from app.engine.replay import Replay, TaskRecord, task_from_row
+from app.errors import LensError
+
+
+def connect(path: str, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the Lens DB; LensError if it is missing or locked by a writer."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise LensError(f"no database at {p}", "index a chain with `lens index` (or pass --db PATH)")
+    try:
+        return duckdb.connect(str(p), read_only=read_only)
+    except duckdb.Error as err:
+        raise LensError(f"cannot open {p}: {err}", "another process may be writing it (the indexer); retry when it is done") from None
+
+
+def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def _record(row: dict[str, Any]) -> TaskRecord:
+    return task_from_row(row, row.get("policy_source"))
+
+
+def load_task(con: duckdb.DuckDBPyConnection, key: str) -> TaskRecord:
+    """The task with this task id or tx hash (creation or response tx); LensError naming the nearest match if none."""
+    key = key.strip()
+    try:
+        rows = _rows(con.execute(queries.ENGINE_TASK_BY_KEY_SQL, [key, key, key]))
+    except duckdb.CatalogException:
+        raise LensError("the database has no tasks table", "index a chain first (`lens index`)") from None
+    if rows:
+        return _record(rows[0])
+    near = con.execute(queries.ENGINE_NEAREST_KEY_SQL, [key, key]).fetchone()
+    hint = f"did you mean {near[0]}?" if near else "the database holds no tasks yet"
+    raise LensError(f"no task or transaction {key} in the database", hint)
+
+
+def iter_tasks(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> Iterator[TaskRecord]:
+    """Every task (with its policy source), in creation order."""
+    cur = con.execute(queries.ENGINE_TASKS_SQL, [limit if limit is not None else 2**62])
+    names = [d[0] for d in cur.description]
+    while True:
+        chunk = cur.fetchmany(2000)
+        if not chunk:
+            return
+        for r in chunk:
+            yield _record(dict(zip(names, r)))
+
+
+def write_replays(con: duckdb.DuckDBPyConnection, chain_ids: dict[str, int], results: list[tuple[Replay, str]]) -> int:
+    """Upsert audit results into `replays` (one transaction, from a DataFrame)."""
+    from app.schema import ddl
+
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    frame = pd.DataFrame([{
+        "chain_id": chain_ids.get(r.task_id, 0), "task_id": r.task_id, "replayed_at": now,
+        "replayed_allow": r.replayed_allow, "result": r.result, "reason": r.reason,
+        "deny_json": json.dumps(list(r.deny)), "sentence": sentence,
+    } for r, sentence in results], columns=["chain_id", "task_id", "replayed_at", "replayed_allow", "result", "reason", "deny_json", "sentence"])
+    frame["replayed_allow"] = frame["replayed_allow"].astype("boolean")
+    con.execute(ddl("replays"))
+    con.register("replay_rows", frame)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(queries.ENGINE_REPLAYS_DELETE_SQL)
+        con.execute(queries.ENGINE_REPLAYS_INSERT_SQL)
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("replay_rows")
+    return len(frame)
