@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.27;
+
+import {PolicyConfig, SetPolicyInfo, INewtonPolicy} from "./NewtonTypes.sol";
+
+/// @title NewtonPolicy — devnet version of one Newton policy contract (one per policy logic).
+/// @notice Holds the policy's identity (Rego CID, params-schema CID, entrypoint, code hash = keccak256 of
+///         the Rego source, policy-data oracle addresses) and every client's PolicyConfig by policyId.
+///         Not a proxy and not factory-deployed (devnet simplification); the events are the real ones.
+contract NewtonPolicy is INewtonPolicy {
+    event PolicySet(address indexed client, bytes32 indexed policyId, SetPolicyInfo policy);
+    event policyMetadataCidUpdated(string metadataCid);
+
+    error OnlyOwner();
+    error UnknownPolicyId(bytes32 policyId);
+
+    address public owner;
+    string public policyCid;
+    string public schemaCid;
+    string public entrypoint;
+    bytes32 public policyCodeHash;
+    string public metadataCid;
+    string public version;
+    address[] internal _policyData;
+
+    mapping(bytes32 => PolicyConfig) internal _configs;
+    mapping(bytes32 => bool) internal _known;
+    mapping(address => bytes32) public clientPolicyId;
+
+    constructor(
+        address owner_,
+        string memory policyCid_,
+        string memory schemaCid_,
+        string memory entrypoint_,
+        bytes32 policyCodeHash_,
+        address[] memory policyData_,
+        string memory metadataCid_,
+        string memory version_
+    ) {
+        owner = owner_;
+        policyCid = policyCid_;
+        schemaCid = schemaCid_;
+        entrypoint = entrypoint_;
+        policyCodeHash = policyCodeHash_;
+        _policyData = policyData_;
+        metadataCid = metadataCid_;
+        version = version_;
+        emit policyMetadataCidUpdated(metadataCid_);
+    }
+
+    /// @notice Binds a new PolicyConfig (params JSON + attestation lifetime) to msg.sender (the client).
+    ///         policyId = keccak256(abi.encode(client, policy, owner, policyCid, schemaCid, entrypoint,
+    ///         config, policyData, block.timestamp, version)), as in newton-contracts.
+    function setPolicy(PolicyConfig calldata config) external returns (bytes32 policyId) {
+        PolicyConfig memory cfg = config;
+        policyId = keccak256(
+            abi.encode(
+                msg.sender, address(this), owner, policyCid, schemaCid, entrypoint, cfg, _policyData,
+                block.timestamp, version
+            )
+        );
+        _configs[policyId] = cfg;
+        _known[policyId] = true;
+        clientPolicyId[msg.sender] = policyId;
+        emit PolicySet(msg.sender, policyId, _info(policyId, cfg));
+    }
+
+    function setMetadataCid(string calldata metadataCid_) external {
+        if (msg.sender != owner) revert OnlyOwner();
+        metadataCid = metadataCid_;
+        emit policyMetadataCidUpdated(metadataCid_);
+    }
+
+    function getPolicyCodeHash() external view returns (bytes32) {
+        return policyCodeHash;
+    }
+
+    function getPolicyData() external view returns (address[] memory) {
+        return _policyData;
+    }
+
+    function getEntrypoint() external view returns (string memory) {
+        return entrypoint;
+    }
+
+    function getPolicyCid() external view returns (string memory) {
+        return policyCid;
+    }
+
+    function getSchemaCid() external view returns (string memory) {
+        return schemaCid;
+    }
+
+    function getMetadataCid() external view returns (string memory) {
+        return metadataCid;
+    }
+
+    function getPolicyConfig(bytes32 policyId) external view returns (PolicyConfig memory) {
+        if (!_known[policyId]) revert UnknownPolicyId(policyId);
+        return _configs[policyId];
+    }
+
+    function _info(bytes32 policyId, PolicyConfig memory cfg) internal view returns (SetPolicyInfo memory) {
+        return SetPolicyInfo(
+            policyId, address(this), owner, policyCid, schemaCid, entrypoint, cfg, _policyData, policyCodeHash, version
+        );
+    }
+}
