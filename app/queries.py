@@ -11,10 +11,41 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from app.db import query, query_rows, table_names
 from app.errors import LensError
 
 Con = duckdb.DuckDBPyConnection
+
+TABLES_SQL = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+HAS_TASKS_SQL = "SELECT EXISTS (SELECT 1 FROM tasks)"
+
+
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of the tables and views in the main schema."""
+    return {r[0] for r in query_rows(con, TABLES_SQL)}
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+    """Run one parameterised SELECT on a per-call cursor (thread-safe for Streamlit sessions) → DataFrame."""
+    cur = con.cursor()
+    try:
+        return cur.execute(sql, params or []).df()
+    finally:
+        cur.close()
+
+
+def query_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple]:
+    """Run one parameterised SELECT → list of tuples (for scalars and small lookups)."""
+    cur = con.cursor()
+    try:
+        return cur.execute(sql, params or []).fetchall()
+    finally:
+        cur.close()
+
+
+def has_tasks(con: Con) -> bool:
+    """Whether the DB holds a `tasks` table with at least one row."""
+    return "tasks" in table_names(con) and bool(query_rows(con, HAS_TASKS_SQL)[0][0])
+
 
 # ---------------------------------------------------------------------------------------------
 # Sidebar: deployment facts and DB freshness
@@ -215,12 +246,15 @@ def latest_decisions(con: Con, limit: int = 25) -> pd.DataFrame:
 
 
 def with_client_names(con: Con, df: pd.DataFrame) -> pd.DataFrame:
-    """Add a `client` column (deployment name of policy_client, else its short address) after policy_client."""
+    """Add a `client` column (deployment name of policy_client, else its short address); label assets (ETH, dUSD)."""
     doc = deployment_from_meta_safe(con) or {}
     names = {str((c or {}).get("address", "")).lower(): str(n) for n, c in (doc.get("clients") or {}).items()}
     if "policy_client" in df.columns:
         df.insert(int(df.columns.get_loc("policy_client")), "client",
                   [names.get(str(a).lower()) or short(a) for a in df["policy_client"]])
+    if "asset" in df.columns:
+        token = str((doc.get("contracts") or {}).get("token", ""))
+        df["asset"] = [asset_label(a, token) for a in df["asset"]]
     return df
 
 
@@ -331,10 +365,10 @@ def verdict(con: Con, task_id: str) -> dict[str, Any] | None:
 
 
 def deployment_from_meta_safe(con: Con) -> dict | None:
-    """The deployment recorded in meta, or None."""
-    from app.db import deployment_from_meta
+    """The deployment naming this DB's contracts and clients: its meta, else the deployment file of the same chain."""
+    from app.db import choose_deployment, deployment_from_file, deployment_from_meta
 
-    return deployment_from_meta(meta(con))
+    return choose_deployment(deployment_from_meta(meta(con)), deployment_from_file())
 
 
 def _meta_int(con: Con, key: str) -> int | None:
@@ -459,28 +493,27 @@ def _explain_record(data: dict[str, Any]) -> dict[str, Any]:
                 "reason": f"the policy source (code hash {data.get('code_hash') or 'unknown'}) is not in the DB", "explanation": None}
     try:
         from app import engine
-        from app.engine.intent import intent_from_row
     except ImportError as err:
         return {"state": "unavailable", "replay": "", "reason": f"engine unavailable: {err}", "explanation": None}
     try:
-        params = json.loads(t.get("params_json") or "{}")
-        datas = json.loads(t.get("policy_data_json") or "[]")
-        wasm = engine.wasm_from_policy_data([json.dumps(d) if not isinstance(d, str) else d for d in datas])
-        inp = engine.intent_input(intent_from_row(t))
-        policy = engine.compiled(data["source"], t.get("entrypoint") or "")
-    except (LensError, ValueError, TypeError) as err:
-        return {"state": "cannot_replay", "replay": "cannot_replay", "reason": str(err), "explanation": None}
+        task = engine.task_from_row(t, data["source"])
+    except (LensError, ValueError, TypeError, KeyError) as err:
+        return {"state": "cannot_replay", "replay": "cannot_replay", "reason": f"the intent cannot be rebuilt: {err}",
+                "explanation": None}
+    if not hasattr(engine, "explain"):
+        rep = engine.replay(task)
+        return {"state": "unavailable", "replay": rep.result, "reason": rep.reason, "explanation": None,
+                "replayed_allow": rep.replayed_allow, "deny": rep.deny}
     try:
-        from app.engine.explain import explain_evaluation
-    except ImportError:
-        ev = policy.evaluate(inp, params, wasm)
-        result = "cannot_replay" if ev.error else ("match" if bool(ev.allow) == bool(t.get("allow")) else "mismatch")
-        return {"state": "unavailable", "replay": result, "reason": ev.error or "", "explanation": None,
-                "replayed_allow": ev.allow, "deny": ev.deny}
-    exp = explain_evaluation(policy, inp, params, wasm)
-    result = "cannot_replay" if exp.error else ("match" if bool(exp.allow) == bool(t.get("allow")) else "mismatch")
-    return {"state": "ok", "replay": result, "reason": exp.error or "", "explanation": exp, "replayed_allow": exp.allow,
-            "deny": exp.deny}
+        exp = engine.explain(task)
+    except LensError as err:
+        return {"state": "cannot_replay", "replay": "cannot_replay", "reason": str(err), "explanation": None}
+    if exp.replay == "cannot_replay":
+        return {"state": "cannot_replay", "replay": "cannot_replay", "reason": exp.replay_reason or exp.error or "",
+                "explanation": None}
+    return {"state": "ok", "replay": exp.replay, "reason": exp.replay_reason, "explanation": exp,
+            "replayed_allow": exp.replayed_allow, "deny": exp.deny}
+
 
 # ---------------------------------------------------------------------------------------------
 # Verdict presentation: pure shaping of a verdict() / explain record into tables and text
@@ -819,8 +852,9 @@ def export_frame(con: Con, f: DecisionFilter, explain_missing: bool = True) -> p
 
 
 SENTENCE_ROWS_SQL = """
-SELECT t.task_id, t.intent_from, t.intent_to, t.intent_value, t.intent_data, t.intent_chain_id, t.function_signature,
-       t.params_json, t.policy_data_json, t.entrypoint, t.allow, b.content AS source
+SELECT t.chain_id, t.task_id, t.intent_from, t.intent_to, t.intent_value, t.intent_data, t.intent_chain_id,
+       t.function_signature, t.params_json, t.policy_data_json, t.entrypoint, t.allow, t.evaluation_result,
+       t.policy_code_hash, t.policy_client, t.status, b.content AS source
 FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash
 WHERE t.task_id IN (SELECT unnest(?::VARCHAR[]))
 """
@@ -836,36 +870,18 @@ def sentences_for(con: Con, task_ids: list[str], chunk: int = 5000) -> dict[str,
 
 
 def _sentences(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The engine's audit sentence per row (replay + plain sentence, no probing: the fast path `lens audit` uses)."""
     from app import engine
-    from app.engine.intent import intent_from_row
+    from app.engine.replay import audit_one
 
-    try:
-        from app.engine.explain import explain_evaluation
-    except ImportError:
-        explain_evaluation = None
     out = {}
     for r in rows:
         r = {k: (None if _isna(v) else v) for k, v in r.items()}
-        if not r.get("source"):
-            out[r["task_id"]] = {"sentence": "Cannot replay: the policy source is not in the DB.", "replay": "cannot_replay"}
-            continue
         try:
-            policy = engine.compiled(r["source"], r["entrypoint"] or "")
-            inp = engine.intent_input(intent_from_row(r))
-            params = parsed_json(r["params_json"], {})
-            wasm = engine.wasm_from_policy_data([json.dumps(d) for d in parsed_json(r["policy_data_json"], [])])
-            if explain_evaluation is not None:
-                exp = explain_evaluation(policy, inp, params, wasm, counterfactuals=False)
-                allow, sentence, err = exp.allow, exp.sentence, exp.error
-            else:
-                ev = policy.evaluate(inp, params, wasm)
-                allow, err = ev.allow, ev.error
-                sentence = ("Allowed." if ev.allow else "Denied: " + ", ".join(ev.deny) + ".") if not err else f"Error: {err}"
-        except (LensError, ValueError, TypeError) as e:
-            out[r["task_id"]] = {"sentence": f"Cannot replay: {e}", "replay": "cannot_replay"}
-            continue
-        result = "cannot_replay" if err else ("match" if bool(allow) == bool(r["allow"]) else "mismatch")
-        out[r["task_id"]] = {"sentence": sentence, "replay": result}
+            rep, sentence = audit_one(engine.task_from_row(r, r.get("source")))
+            out[r["task_id"]] = {"sentence": sentence, "replay": rep.result}
+        except (LensError, ValueError, TypeError, KeyError) as e:
+            out[r["task_id"]] = {"sentence": f"Cannot replay this decision: {e}.", "replay": "cannot_replay"}
     return out
 
 

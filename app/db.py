@@ -1,0 +1,320 @@
+"""Where the dashboard's facts come from: the read-only DuckDB file, the deployment document and the chain head."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import requests
+
+from app import settings
+from app.errors import LensError
+
+# DuckDB allows one read-write process or many read-only ones; an open attempt that meets the
+# indexer's write lock is retried briefly before the page shows a "being written" state.
+LOCK_ATTEMPTS = 6
+LOCK_WAIT_S = 0.25
+RPC_TIMEOUT_S = 1.5
+
+
+@dataclass(frozen=True)
+class DbState:
+    """What the dashboard can say about its DB: ok, missing, locked (being written), empty, or broken."""
+
+    status: str
+    path: str
+    message: str
+    hint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether pages can query the derived tables."""
+        return self.status == "ok"
+
+
+def db_path() -> Path:
+    """The DuckDB file the dashboard reads: env LENS_DB, else the `db` setting's default."""
+    return Path(os.environ.get("LENS_DB") or settings.get("db")).expanduser()
+
+
+def _is_lock_error(err: Exception) -> bool:
+    text = str(err).lower()
+    return "lock" in text or "conflicting" in text or "being used" in text
+
+
+def open_readonly(path: Path, attempts: int = LOCK_ATTEMPTS, wait_s: float = LOCK_WAIT_S) -> duckdb.DuckDBPyConnection:
+    """Open the DB read-only, retrying while another process holds the write lock; LensError otherwise."""
+    if not path.is_file():
+        raise LensError(f"no database at {path}", "index a chain with `lens index` or build one with `lens synth --db PATH`")
+    last: Exception | None = None
+    for attempt in range(max(1, attempts)):
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as err:  # IOException on lock conflicts, others on corrupt files
+            last = err
+            if not _is_lock_error(err):
+                raise LensError(f"cannot open {path}: {err}", "is it a DuckDB file written by `lens index` or `lens synth`?") from err
+            time.sleep(wait_s * (attempt + 1))
+    raise LensError(
+        f"{path.name} is being written by the indexer right now",
+        "the page retries on reload; run the indexer with --follow beside `lens serve` to share the file",
+    ) from last
+
+
+def state_of(con: duckdb.DuckDBPyConnection | None, path: Path, error: LensError | None = None) -> DbState:
+    """Classify the DB for the pages: missing / locked / broken from the open error, else empty or ok."""
+    if error is not None:
+        status = "missing" if "no database" in str(error) else ("locked" if "being written" in str(error) else "error")
+        return DbState(status, str(path), str(error), error.hint)
+    from app import queries
+
+    assert con is not None
+    if not queries.has_tasks(con):
+        return DbState("empty", str(path), f"{path.name} has no indexed tasks yet", "run `lens index` (or `lens synth`) to fill it")
+    return DbState("ok", str(path), "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployment document and chain head
+
+
+def deployment_from_file(path: Path | None = None) -> dict | None:
+    """The deployment document `lens devnet up` wrote (setting `deployment_file`), or None if absent/unreadable."""
+    path = Path(path or settings.get("deployment_file"))
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def deployment_from_meta(meta: dict[str, str]) -> dict | None:
+    """The deployment document recorded in the DB's `meta` table (whole JSON under `deployment`, else its parts)."""
+    for key in ("deployment", "deployment_json"):
+        raw = meta.get(key)
+        if raw:
+            try:
+                doc = json.loads(raw)
+                if isinstance(doc, dict):
+                    return doc
+            except ValueError:
+                pass
+    if not meta:
+        return None
+    doc: dict[str, Any] = {
+        "name": meta.get("deployment_name") or meta.get("name") or meta.get("deployment") or "",
+        "chain_id": _int_or_none(meta.get("chain_id")),
+        "rpc_url": meta.get("rpc_url") or meta.get("rpc") or "",
+        "contracts": {},
+    }
+    for key, value in meta.items():
+        if key.startswith("contract."):
+            doc["contracts"][key.split(".", 1)[1]] = value
+    return doc
+
+
+def choose_deployment(meta_doc: dict | None, file_doc: dict | None) -> dict | None:
+    """The DB's own deployment when it names the contracts; else the deployment file of the same chain (the
+    indexer records only the deployment's name, chain and RPC in `meta`); else whatever is known."""
+    if meta_doc and meta_doc.get("contracts"):
+        return meta_doc
+    if file_doc and (not meta_doc or meta_doc.get("chain_id") in (None, file_doc.get("chain_id"))):
+        merged = dict(file_doc)
+        if meta_doc and meta_doc.get("rpc_url"):
+            merged["rpc_url"] = meta_doc["rpc_url"]
+        return merged
+    return meta_doc or file_doc
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def rpc_head(rpc_url: str, timeout_s: float = RPC_TIMEOUT_S) -> tuple[int | None, str]:
+    """The chain's head block via eth_blockNumber → (block, "") or (None, why it is unreachable)."""
+    if not rpc_url:
+        return None, "no RPC URL in the deployment"
+    try:
+        resp = requests.post(
+            rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}, timeout=timeout_s
+        )
+        resp.raise_for_status()
+        body = resp.json()
+        if "result" not in body:
+            return None, f"RPC error: {body.get('error')}"
+        return int(body["result"], 16), ""
+    except requests.RequestException as err:
+        return None, f"RPC unreachable at {rpc_url} ({type(err).__name__})"
+    except (ValueError, TypeError) as err:
+        return None, f"unexpected RPC answer from {rpc_url}: {err}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Streamlit glue. Sharing rule (INTERFACES "Changes", indexer engineer): the indexer holds the write lock only
+# for one batch, so the dashboard never keeps a connection across reruns. Query *results* are cached, keyed by
+# the file's identity (main file + WAL stat), which changes on every committed batch; a render whose results
+# are all cached opens no connection at all. On a miss, one short-lived read-only connection serves the rest
+# of that render (thread-local: each Streamlit session runs its script in its own thread) and
+# `release()` closes it when the page is done.
+
+READ_TIMEOUT_S = 4.0
+_LOCAL = threading.local()
+
+
+def identity(path: Path | None = None) -> tuple:
+    """What changes whenever a writer commits: the DB file's and its WAL's (inode, mtime_ns, size)."""
+    path = path or db_path()
+    parts: list[Any] = [str(path)]
+    for p in (path, Path(str(path) + ".wal")):
+        try:
+            st_ = p.stat()
+            parts.append((st_.st_ino, st_.st_mtime_ns, st_.st_size))
+        except FileNotFoundError:
+            parts.append(None)
+    return tuple(parts)
+
+
+def _render_connection(path: Path) -> duckdb.DuckDBPyConnection:
+    """This render's read-only connection, opened on first use (retrying while the indexer writes)."""
+    con = getattr(_LOCAL, "con", None)
+    if con is not None and getattr(_LOCAL, "path", None) == str(path):
+        return con
+    release()
+    attempts = max(1, int(READ_TIMEOUT_S / LOCK_WAIT_S / 2))
+    con = open_readonly(path, attempts=attempts, wait_s=LOCK_WAIT_S / 2)
+    _LOCAL.con, _LOCAL.path = con, str(path)
+    return con
+
+
+def release() -> None:
+    """Close this render's connection, if one was opened, so the indexer gets its next write slot."""
+    con = getattr(_LOCAL, "con", None)
+    _LOCAL.con = None
+    if con is not None:
+        try:
+            con.close()
+        except duckdb.Error:
+            pass
+
+
+_CACHED: dict[str, Any] = {}
+
+
+def _cache_fns() -> dict[str, Any]:
+    """Build the st.cache_data wrappers once per process (streamlit imported lazily: the CLI never pays for it)."""
+    if not _CACHED:
+        import streamlit as st
+
+        @st.cache_data(show_spinner=False, max_entries=4096, ttl=3600)
+        def call(ident: tuple, fn_name: str, args: tuple, kwargs_items: tuple) -> Any:
+            from app import queries
+
+            con = _render_connection(Path(ident[0]))
+            return getattr(queries, fn_name)(con, *args, **dict(kwargs_items))
+
+        @st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+        def status(ident: tuple) -> DbState:
+            path = Path(ident[0])
+            try:
+                con = _render_connection(path)
+            except LensError as err:
+                raise _Uncached(state_of(None, path, err)) from None
+            return state_of(con, path)
+
+        @st.cache_data(show_spinner=False, ttl=5, max_entries=16)
+        def head(rpc_url: str) -> tuple[int | None, str]:
+            return rpc_head(rpc_url)
+
+        _CACHED.update(call=call, status=status, head=head)
+    return _CACHED
+
+
+class _Uncached(Exception):
+    """Carries a transient state (missing, locked) out of a cached function so it is not cached."""
+
+    def __init__(self, state: DbState) -> None:
+        super().__init__(state.message)
+        self.state = state
+
+
+def state() -> DbState:
+    """The state of this session's DB: ok, empty, missing, locked (being written) or error — never raises."""
+    path = db_path()
+    try:
+        return _cache_fns()["status"](identity(path))
+    except _Uncached as err:
+        return err.state
+    except duckdb.Error as err:
+        return DbState("error", str(path), f"cannot read {path.name}: {err}")
+
+
+def cached(fn_name: str, *args: Any, **kwargs: Any) -> Any:
+    """queries.<fn_name>(con, *args, **kwargs) through st.cache_data, keyed by the DB's identity and the arguments."""
+    return _cache_fns()["call"](identity(), fn_name, args, tuple(sorted(kwargs.items())))
+
+
+def run_uncached(fn_name: str, *args: Any, **kwargs: Any) -> Any:
+    """queries.<fn_name>(con, ...) on this render's connection, bypassing the cache (exports, one-off files)."""
+    from app import queries
+
+    return getattr(queries, fn_name)(_render_connection(db_path()), *args, **kwargs)
+
+
+def cached_head(rpc_url: str) -> tuple[int | None, str]:
+    """rpc_head through a 5-second st.cache_data, so reruns do not hammer the node."""
+    return _cache_fns()["head"](rpc_url)
+
+
+def current_deployment(ok: bool) -> tuple[dict | None, str]:
+    """The deployment the dashboard shows → (document, where it came from): see choose_deployment."""
+    meta_doc = None
+    if ok:
+        try:
+            meta_doc = deployment_from_meta(cached("meta"))
+        except (duckdb.Error, LensError):
+            meta_doc = None
+    path = Path(settings.get("deployment_file"))
+    file_doc = deployment_from_file(path)
+    doc = choose_deployment(meta_doc, file_doc)
+    if doc is None:
+        return None, str(path)
+    return doc, (f"DB meta ({db_path().name})" if doc is meta_doc else str(path))
+
+
+def export_decisions(filter_params: dict[str, str], fmt: str) -> bytes:
+    """The Decisions export for a download button: its own short-lived connection (it runs outside the render)."""
+    from app import queries
+
+    path = db_path()
+    con = open_readonly(path, attempts=max(1, int(READ_TIMEOUT_S / LOCK_WAIT_S / 2)), wait_s=LOCK_WAIT_S / 2)
+    try:
+        return queries.export_bytes(con, queries.filter_from_params(filter_params), fmt)
+    finally:
+        con.close()
+
+
+def ensure_app_navigation() -> None:
+    """Route a page through streamlit_app.py's st.navigation even when Streamlit ran it directly.
+
+    Streamlit keeps a legacy mode for apps with a `pages/` folder: until some session has run the main script,
+    a deep link (e.g. /verdict?task=…) as the first visit after the server starts runs the page file alone,
+    without the shared sidebar and navigation. The page then switches the process to the st.navigation app and
+    reruns (the URL and its query string are kept).
+    """
+    import streamlit as st
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.pages_manager import PagesManager
+
+    # AppTest resets this flag before every run and drives pages itself (a rerun there would drop the widget
+    # event under test), so only a real server switches.
+    if PagesManager.uses_pages_directory and type(getattr(Runtime, "_instance", None)) is Runtime:
+        PagesManager.uses_pages_directory = False
+        st.rerun()

@@ -1,0 +1,659 @@
+"""Synthetic Lens DB, fast: the indexer's schema, the devnet's policies, realistic lifecycles; plus the page benchmark."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+from eth_utils import keccak
+
+from app.errors import LensError
+from indexer.load import ensure_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+# Secondary access paths of the verdict page's lookups (by transaction hash, by agent).
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS tasks_created_tx ON tasks (created_tx)",
+    "CREATE INDEX IF NOT EXISTS tasks_intent_from ON tasks (intent_from)",
+)
+POLICY_DIR = ROOT / "data" / "policies"
+CHAIN_ID = 31337
+BLOCK_TIME_S = 2
+START_BLOCK = 1_000
+# A fixed anchor keeps a seed's DB identical from one run to the next (times included).
+GENESIS = pd.Timestamp("2026-10-01T00:00:00")
+WEI_PER_CENT = 10**16  # amounts are drawn in hundredths of a token/ETH, so every wei value is exact
+TOKEN_SELECTORS = {"transfer": "a9059cbb", "approve": "095ea7b3"}
+KINDS = ("transfer", "", "approve")  # function name per kind; "" = plain native transfer
+FLAGS = ("mixer", "gambling", "scam", "exchange")
+COUNTRIES = ("DE", "FR", "US", "GB", "SG", "CH", "JP", "BR", "NG", "IR", "KP", "CA")
+STATUSES = ("approved", "pending", "rejected", "none")
+OPERATOR_META = (
+    ("Aurora Node", "Aurora Labs", "DE", "Frankfurt", 50.11, 8.68, "AWS", "eu-central-1", "AS16509"),
+    ("Basalt Validation", "Basalt", "US", "Ashburn", 39.04, -77.49, "AWS", "us-east-1", "AS16509"),
+    ("Cobalt Ops", "Cobalt Staking", "SG", "Singapore", 1.35, 103.82, "GCP", "asia-southeast1", "AS15169"),
+    ("Delta Signer", "Delta Infra", "FR", "Paris", 48.86, 2.35, "OVH", "eu-west-par", "AS16276"),
+    ("Ember Stake", "Ember", "US", "Dallas", 32.78, -96.8, "Hetzner", "us-central", "AS24940"),
+    ("Fjord Nodes", "Fjord", "NO", "Oslo", 59.91, 10.75, "bare metal", "oslo-1", "AS2119"),
+    ("Granite AVS", "Granite Capital", "CH", "Zurich", 47.37, 8.54, "AWS", "eu-central-2", "AS16509"),
+    ("Harbor Node", "Harbor", "JP", "Tokyo", 35.68, 139.69, "GCP", "asia-northeast1", "AS15169"),
+    ("Iris Operator", "Iris Research", "GB", "London", 51.51, -0.13, "Azure", "uksouth", "AS8075"),
+    ("Jade Validator", "Jade", "CA", "Montreal", 45.5, -73.57, "OVH", "ca-east-bhs", "AS16276"),
+    ("Kestrel", "Kestrel Systems", "BR", "Sao Paulo", -23.55, -46.63, "AWS", "sa-east-1", "AS16509"),
+    ("Lumen Staking", "Lumen", "US", "Portland", 45.52, -122.68, "Hetzner", "us-west", "AS24940"),
+)
+CLIENTS = (  # name, policy, share of traffic
+    ("treasury-alpha", "spending_limits", 0.26),
+    ("treasury-beta", "spending_limits", 0.12),
+    ("payments-desk", "counterparty_screening", 0.22),
+    ("onboarding-vault", "kyc_jurisdiction", 0.16),
+    ("trading-bot", "circuit_breaker", 0.16),
+    ("ops-wallet", "counterparty_screening", 0.08),
+)
+
+
+@dataclass(frozen=True)
+class PolicyFiles:
+    """One devnet policy as shipped in data/policies/<name>/."""
+
+    name: str
+    source: str
+    entrypoint: str
+    version: str
+    code_hash: str
+
+
+def load_policies(directory: Path = POLICY_DIR) -> dict[str, PolicyFiles]:
+    """The devnet policies (Rego source, entrypoint, version, keccak code hash) by name."""
+    out: dict[str, PolicyFiles] = {}
+    for sub in sorted(p for p in directory.iterdir() if (p / "policy.rego").is_file()) if directory.is_dir() else []:
+        source = (sub / "policy.rego").read_text()
+        try:
+            meta = json.loads((sub / "metadata.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        out[sub.name] = PolicyFiles(sub.name, source, meta.get("entrypoint") or f"{sub.name}.allow",
+                                    str(meta.get("version") or "1.0.0"), "0x" + keccak(text=source).hex())
+    needed = {p for _, p, _ in CLIENTS}
+    if not needed <= set(out):
+        raise LensError(f"policies missing in {directory}: {sorted(needed - set(out))}",
+                        "the devnet policies live in data/policies/<name>/policy.rego")
+    return out
+
+
+def _addr(tag: str) -> str:
+    """A deterministic lower-case address from a label."""
+    return "0x" + keccak(text=tag)[-20:].hex()
+
+
+def _h32(tag: str) -> str:
+    return "0x" + keccak(text=tag).hex()
+
+
+def _wei(cents: int) -> str:
+    return str(int(cents) * WEI_PER_CENT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Params versions: a few realistic changes per client over time
+
+
+def _versions_for(policy: str, rng: np.random.Generator, n: int, cps: list[str]) -> list[dict]:
+    """n params documents for a policy, each a plausible edit of the previous one."""
+    out = []
+    for i in range(n):
+        if policy == "spending_limits":
+            max_tx = int(rng.choice([1_000, 2_500, 5_000, 10_000]))
+            fns = [] if i == 0 else (["", "transfer", "approve"] if i % 2 else ["transfer", "approve"])
+            out.append({"max_tx_wei": _wei(max_tx * 100), "daily_cap_wei": _wei(max_tx * 100 * int(rng.choice([3, 5, 10]))),
+                        "allowed_functions": fns})
+        elif policy == "counterparty_screening":
+            block = sorted(rng.choice(len(cps), size=int(rng.integers(0, 4)), replace=False).tolist())
+            out.append({"deny_on_sanctioned": True, "blocklist": [cps[j] for j in block], "allowlist_only": False,
+                        "allowlist": [], "blocked_flags": ["mixer", "scam"] if i % 2 == 0 else ["mixer", "scam", "gambling"],
+                        "max_risk_score": int(rng.choice([60, 70, 80]))})
+        elif policy == "kyc_jurisdiction":
+            out.append({"require_kyc": True, "allowed_countries": [] if i % 3 else [],
+                        "blocked_countries": ["KP", "IR", "CU", "SY"] if i % 2 == 0 else ["KP", "IR", "CU", "SY", "NG"],
+                        "min_remaining_validity_s": int(rng.choice([0, 86_400, 7 * 86_400]))})
+        else:  # circuit_breaker
+            out.append({"halt": bool(i > 0 and rng.random() < 0.2), "max_volatility_bps": int(rng.choice([600, 800, 1200])),
+                        "min_price_usd": float(rng.choice([0.95, 0.97, 0.98])), "max_transfers_per_hour": int(rng.choice([20, 30, 60])),
+                        "large_transfer_wei": _wei(int(rng.choice([10_000, 50_000])) * 100),
+                        "max_large_transfers_per_hour": int(rng.choice([3, 5, 9]))})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
+
+
+def build(path: Path, *, tasks: int, seed: int = 7, operators: int = 10, force: bool = False,
+          progress: bool = False, policy_dir: Path = POLICY_DIR) -> dict[str, Any]:
+    """Write a synthetic DB of `tasks` decisions at `path` (the indexer's schema, indexer/load.py) → summary dict."""
+    if tasks < 1:
+        raise LensError(f"--tasks {tasks} must be at least 1", "pass e.g. --tasks 10000")
+    if not 1 <= operators <= len(OPERATOR_META):
+        raise LensError(f"--operators {operators} must be 1..{len(OPERATOR_META)}", "the synthetic set has that many profiles")
+    path = Path(path).expanduser()
+    if path.exists():
+        if not force:
+            raise LensError(f"{path} already exists", "pass --force to overwrite it, or choose another --db")
+        path.unlink()
+        Path(str(path) + ".wal").unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    policies = load_policies(policy_dir)
+    rng = np.random.default_rng(seed)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute("SET preserve_insertion_order = false")
+        ensure_schema(con)  # the indexer's DDL: one schema for every writer
+        summary = _write(con, rng, policies, tasks, operators, seed, progress)
+        for stmt in INDEXES:
+            con.execute(stmt)
+        con.execute("CHECKPOINT")
+    except BaseException:
+        con.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    con.close()
+    tmp.rename(path)  # readers never see a half-written DB
+    summary.update(db=str(path), seconds=time.perf_counter() - t0)
+    return summary
+
+
+def _say(progress: bool, msg: str, who: str = "synth") -> None:
+    if progress:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[dim]{who}:[/dim] {msg}", highlight=False)
+
+
+def _write(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, policies: dict[str, PolicyFiles], n: int,
+           n_ops: int, seed: int, progress: bool) -> dict[str, Any]:
+    tag = f"synth:{seed}"
+    token = _addr(f"{tag}:token")
+    deployer, aggregator, resolver, challenger = (_addr(f"{tag}:role:{r}") for r in ("deployer", "aggregator", "resolver", "challenger"))
+    contracts = {"taskManager": _addr(f"{tag}:tm"), "challengeVerifier": _addr(f"{tag}:cv"), "operatorRegistry": _addr(f"{tag}:or"),
+                 "token": token}
+    contracts.update(attestationValidator=contracts["taskManager"], blsApkRegistry=contracts["operatorRegistry"],
+                     stakeRegistry=contracts["operatorRegistry"], indexRegistry=contracts["operatorRegistry"],
+                     slasher=contracts["operatorRegistry"])
+    policy_addr = {name: _addr(f"{tag}:policy:{name}") for name in policies}
+    client_addr = {c: _addr(f"{tag}:client:{c}") for c, _, _ in CLIENTS}
+    n_agents, n_cps = 240, 400
+    agents = [_addr(f"{tag}:agent:{i}") for i in range(n_agents)]
+    cps = [_addr(f"{tag}:cp:{i}") for i in range(n_cps)]
+
+    # --- time line ------------------------------------------------------------------------
+    _say(progress, f"drawing {n:,} tasks")
+    span_s = max(int(n * 1.3 * BLOCK_TIME_S), 3600)
+    # busier during the (UTC) day: thin uniform draws with a daily rhythm, keep the first n
+    draw = rng.uniform(0, span_s, size=int(n * 2.2) + 64)
+    keep = rng.random(draw.size) < (1 + 0.6 * np.sin(2 * np.pi * draw / 86_400)) / 1.6
+    secs = np.sort(draw[keep])[:n]
+    while secs.size < n:  # extremely unlikely; pad at the end
+        secs = np.append(secs, secs[-1] + BLOCK_TIME_S)
+    created_block = (START_BLOCK + secs // BLOCK_TIME_S).astype(np.int64)
+    head = int(created_block[-1]) + 30
+
+    # --- who does what ------------------------------------------------------------------------
+    shares = np.array([s for _, _, s in CLIENTS])
+    client = rng.choice(len(CLIENTS), size=n, p=shares / shares.sum())
+    agent_client = rng.choice(len(CLIENTS), size=n_agents, p=shares / shares.sum())
+    agent_client[: len(CLIENTS)] = np.arange(len(CLIENTS))  # every client has an agent
+    agents_of = [np.flatnonzero(agent_client == c) for c in range(len(CLIENTS))]
+    agent = np.empty(n, dtype=np.int64)
+    for c in range(len(CLIENTS)):
+        idx = np.flatnonzero(client == c)
+        pool = agents_of[c]
+        agent[idx] = pool[np.minimum(rng.zipf(1.6, size=idx.size) - 1, pool.size - 1)]
+    cp = np.minimum(rng.zipf(1.4, size=n) - 1, n_cps - 1)
+    cp = (cp * 7919 + client * 31) % n_cps  # spread the heavy hitters across clients
+    kind = rng.choice(3, size=n, p=[0.72, 0.18, 0.10])
+    cents = np.clip(np.round(rng.lognormal(np.log(25_000), 1.3, size=n)), 1, 2_000_000_000).astype(np.int64)
+
+    # --- params versions --------------------------------------------------------------------
+    version = np.zeros(n, dtype=np.int64)
+    vrows = []
+    lo_block = int(created_block[0]) - 50
+    for c, (cname, pname, _) in enumerate(CLIENTS):
+        nv = int(rng.integers(3, 7))
+        docs = _versions_for(pname, rng, nv, cps)
+        cuts = np.sort(rng.choice(np.arange(lo_block + 100, head - 10), size=nv - 1, replace=False)) if nv > 1 else np.array([], dtype=np.int64)
+        starts = np.concatenate([[lo_block - 10], cuts]).astype(np.int64)
+        idx = np.flatnonzero(client == c)
+        version[idx] = np.searchsorted(starts, created_block[idx], side="right") - 1
+        for v, doc in enumerate(docs):
+            pid = _h32(f"{tag}:pid:{cname}:{v}")
+            vrows.append(dict(c=c, v=v, client=client_addr[cname], policy_name=pname, policy_address=policy_addr[pname],
+                              policy_id=pid, params_json=json.dumps(doc, separators=(",", ":")), doc=doc,
+                              expire_after=int(rng.choice([60, 100, 150])), block_number=int(starts[v]),
+                              valid_from_block=int(starts[v]), valid_to_block=int(starts[v + 1]) - 1 if v + 1 < nv else None))
+    vdf = pd.DataFrame(vrows)
+    vkey = {(r["c"], r["v"]): i for i, r in enumerate(vrows)}
+    vid = np.array([vkey[(int(c), int(v))] for c, v in zip(client, version)], dtype=np.int64) if n < 50_000 else _vid_fast(client, version, vkey)
+
+    # --- oracle data and the true verdict per policy ----------------------------------------
+    _say(progress, "evaluating the devnet policies' rules on the synthetic intents")
+    cp_sanctioned = rng.random(n_cps) < 0.02
+    cp_flags = (rng.random((n_cps, len(FLAGS))) < [0.02, 0.01, 0.015, 0.2]).astype(np.int64) @ (1 << np.arange(len(FLAGS)))
+    cp_risk = np.clip(np.round(rng.gamma(2.0, 14.0, size=n_cps)), 0, 100).astype(np.int64)
+    ag_country = rng.choice(len(COUNTRIES), size=n_agents, p=_norm([10, 8, 14, 8, 6, 5, 5, 4, 3, 0.6, 0.3, 5]))
+    ag_status = rng.choice(len(STATUSES), size=n_agents, p=[0.86, 0.07, 0.04, 0.03])
+    t_unix = int(GENESIS.value // 10**9) + created_block * BLOCK_TIME_S  # the KYC oracle's "now" = block time
+    ag_expires = int(GENESIS.value // 10**9) + rng.integers(-5, 120, size=n_agents) * 86_400
+
+    spent_cents = np.floor(rng.uniform(0, 1.15, size=n) * _vparam(vdf, vid, "daily_cap_cents")).astype(np.int64)
+    vol_bps = np.clip(np.round(rng.gamma(3.0, 140.0, size=n)), 0, 5000).astype(np.int64)
+    price = np.round(1.0 - np.abs(rng.normal(0, 0.012, size=n)), 4)
+    tx_hour = rng.poisson(8, size=n)
+    large_hour = rng.poisson(1.2, size=n)
+    oracle_error = rng.random(n) < 0.002
+
+    pname_of = np.array([pname for _, pname, _ in CLIENTS])[client]
+    allow = np.zeros(n, dtype=bool)
+    fn_bits = np.array([1, 2, 4])[kind]  # transfer / "" / approve
+    for pname in policies:
+        m = pname_pick = pname_of == pname
+        if not m.any():
+            continue
+        idx = np.flatnonzero(pname_pick)
+        vv = vid[idx]
+        if pname == "spending_limits":
+            allowed_bits = _vparam(vdf, vv, "fn_bits")
+            deny = (allowed_bits > 0) & ((allowed_bits & fn_bits[idx]) == 0)
+            deny |= cents[idx] > _vparam(vdf, vv, "max_tx_cents")
+            deny |= spent_cents[idx] + cents[idx] > _vparam(vdf, vv, "daily_cap_cents")
+        elif pname == "counterparty_screening":
+            k = cp[idx]
+            deny = cp_sanctioned[k] & (_vparam(vdf, vv, "deny_on_sanctioned") > 0)
+            deny |= (_vparam(vdf, vv, "blocked_flag_bits") & cp_flags[k]) > 0
+            deny |= cp_risk[k] > _vparam(vdf, vv, "max_risk_score")
+            deny |= _blocklisted(vdf, vv, k, cps)
+        elif pname == "kyc_jurisdiction":
+            a = agent[idx]
+            remaining = ag_expires[a] - t_unix[idx]
+            deny = STATUSES[0] != np.array(STATUSES)[ag_status[a]]
+            deny |= remaining <= _vparam(vdf, vv, "min_remaining_validity_s")
+            deny |= _vset(vdf, vv, "blocked_country_bits", ag_country[a])
+        else:
+            deny = _vparam(vdf, vv, "halt") > 0
+            deny |= vol_bps[idx] > _vparam(vdf, vv, "max_volatility_bps")
+            deny |= price[idx] < _vparam(vdf, vv, "min_price_usd", float)
+            deny |= tx_hour[idx] + 1 > _vparam(vdf, vv, "max_transfers_per_hour")
+            large = cents[idx] >= _vparam(vdf, vv, "large_transfer_cents")
+            deny |= large & (large_hour[idx] + 1 > _vparam(vdf, vv, "max_large_transfers_per_hour"))
+        allow[idx] = ~(deny | oracle_error[idx])
+
+    # --- lifecycle --------------------------------------------------------------------------
+    _say(progress, "lifecycles: responses, spends, expiries, challenges")
+    respond_delay = np.where(rng.random(n) < 0.002, -1, 1 + rng.geometric(0.45, size=n))
+    respond_delay[created_block + respond_delay > head] = -1
+    responded = respond_delay >= 0
+    fault = responded & (rng.random(n) < 0.001)  # a colluding quorum signs the wrong verdict
+    attested = np.where(fault, ~allow, allow)
+    responded_block = np.where(responded, created_block + respond_delay, -1)
+    expire_after = vdf["expire_after"].to_numpy()[vid]
+    expire_block = np.where(responded, responded_block + expire_after, -1)
+    challenged = fault.copy()  # the devnet challenger disputes every wrong verdict inside the window
+    frivolous = responded & ~fault & (rng.random(n) < 0.0004)
+    challenge_delay = 1 + rng.integers(0, 40, size=n)
+    challenged_block = np.where(challenged | frivolous, responded_block + challenge_delay, -1)
+    challenged &= challenged_block <= head
+    frivolous &= challenged_block <= head
+    spend_delay = 1 + rng.geometric(0.12, size=n)
+    spent = responded & attested & ~challenged & (rng.random(n) < 0.86) & (spend_delay < expire_after)
+    spent_block = np.where(spent, responded_block + spend_delay, -1)
+    spent &= spent_block <= head
+    spent_block = np.where(spent, spent_block, -1)
+    status = np.full(n, "created", dtype=object)
+    status[responded & attested] = "allowed"
+    status[responded & ~attested] = "denied"
+    status[responded & attested & ~spent & (expire_block <= head)] = "expired"
+    status[spent] = "spent"
+    status[challenged] = "challenged"
+
+    # --- operators and signatures -----------------------------------------------------------
+    ops = []
+    for j in range(n_ops):
+        name, org, country, city, lat, lon, provider, region, asn = OPERATOR_META[j]
+        stake = int(rng.integers(32, 400)) * 10**18
+        ops.append(dict(idx=j, operator=_addr(f"{tag}:op:{j}"), operator_id=_h32(f"{tag}:opid:{j}"), name=name,
+                        organisation=org, country=country, city=city, latitude=lat, longitude=lon, provider=provider,
+                        region=region, asn=asn, stake_wei=stake, miss=float(rng.choice([0.002, 0.01, 0.03, 0.08]))))
+    dereg_block = int(np.quantile(created_block, 0.8)) if n_ops >= 4 else None
+    miss = np.array([o["miss"] for o in ops])
+    nonsign = rng.random((n, n_ops)) < miss
+    eligible = np.ones((n, n_ops), dtype=bool)
+    if dereg_block is not None:
+        eligible[:, n_ops - 1] = created_block - 1 < dereg_block
+    nonsign &= eligible
+    mask = (nonsign.astype(np.int64) * (1 << np.arange(n_ops))).sum(axis=1)
+    elig_mask = (eligible.astype(np.int64) * (1 << np.arange(n_ops))).sum(axis=1)
+    non_signers = nonsign.sum(axis=1)
+    signers = eligible.sum(axis=1) - non_signers
+
+    # --- write --------------------------------------------------------------------------------
+    _say(progress, "writing tasks")
+    frame = pd.DataFrame({
+        "i": np.arange(n, dtype=np.int64), "c": client, "vid": vid, "a": agent, "k": cp, "kind": kind, "cents": cents,
+        "created_block": created_block, "responded_block": responded_block, "expire_block": expire_block,
+        "spent_block": spent_block, "challenged_block": challenged_block, "challenge_success": challenged,
+        "attested": attested, "responded": responded, "status": status.astype(str), "spent_cents": spent_cents,
+        "vol_bps": vol_bps, "price": price, "tx_hour": tx_hour, "large_hour": large_hour, "oracle_error": oracle_error,
+        "t_unix": t_unix, "mask": mask, "elig_mask": elig_mask, "non_signers": non_signers, "signers": signers,
+    })
+    clients_df = pd.DataFrame([dict(c=c, client=client_addr[cn], policy_name=pn, policy_address=policy_addr[pn],
+                                    code_hash=policies[pn].code_hash, entrypoint=policies[pn].entrypoint)
+                               for c, (cn, pn, _) in enumerate(CLIENTS)])
+    agents_df = pd.DataFrame(dict(a=np.arange(n_agents), addr=agents, country=np.array(COUNTRIES)[ag_country],
+                                  kyc_status=np.array(STATUSES)[ag_status], expires_at=ag_expires))
+    cps_df = pd.DataFrame(dict(k=np.arange(n_cps), addr=cps, sanctioned=cp_sanctioned, risk=cp_risk,
+                               flags_json=[json.dumps([f for b, f in enumerate(FLAGS) if fl >> b & 1]) for fl in cp_flags]))
+    versions_df = vdf[["c", "v", "policy_id", "params_json", "expire_after"]].assign(vid=np.arange(len(vdf)))
+    for name, df in (("s_frame", frame), ("s_clients", clients_df), ("s_agents", agents_df), ("s_cps", cps_df),
+                     ("s_versions", versions_df)):
+        con.register(name, df)
+    con.execute(TASKS_INSERT, [CHAIN_ID, str(GENESIS), BLOCK_TIME_S, WEI_PER_CENT, token, tag])
+
+    _say(progress, "writing signer sets, operators, policies, blocks")
+    ops_df = pd.DataFrame([dict(idx=o["idx"], operator=o["operator"], operator_id=o["operator_id"],
+                                stake_num=o["stake_wei"] / 1e18) for o in ops])
+    con.register("s_ops", ops_df)
+    con.execute(SIGNERS_INSERT, [CHAIN_ID, tag])
+    _write_small_tables(con, tag, policies, policy_addr, client_addr, vdf, ops, dereg_block, head, contracts,
+                        deployer, aggregator, resolver, challenger, token)
+    for name in ("s_frame", "s_clients", "s_agents", "s_cps", "s_versions", "s_ops"):
+        con.unregister(name)
+    return {"tasks": n, "operators": n_ops, "policy_versions": len(vdf), "head_block": head,
+            "allowed": int((responded & attested).sum()), "denied": int((responded & ~attested).sum()),
+            "challenged": int(challenged.sum())}
+
+
+def _norm(w: list[float]) -> np.ndarray:
+    a = np.asarray(w, dtype=float)
+    return a / a.sum()
+
+
+def _vid_fast(client: np.ndarray, version: np.ndarray, vkey: dict) -> np.ndarray:
+    table = np.full((int(client.max()) + 1, int(version.max()) + 1), -1, dtype=np.int64)
+    for (c, v), i in vkey.items():
+        if c < table.shape[0] and v < table.shape[1]:
+            table[c, v] = i
+    return table[client, version]
+
+
+def _param_column(vdf: pd.DataFrame, key: str) -> np.ndarray:
+    """Per-version numeric view of one params field, in the policy's own comparison units."""
+    docs = vdf["doc"]
+    if key == "max_tx_cents":
+        return np.array([int(d.get("max_tx_wei", "0")) // WEI_PER_CENT if "max_tx_wei" in d else 0 for d in docs])
+    if key == "daily_cap_cents":
+        return np.array([int(d.get("daily_cap_wei", "0")) // WEI_PER_CENT if "daily_cap_wei" in d else 10**12 for d in docs])
+    if key == "large_transfer_cents":
+        return np.array([int(d.get("large_transfer_wei", "0")) // WEI_PER_CENT if "large_transfer_wei" in d else 0 for d in docs])
+    if key == "fn_bits":
+        return np.array([sum(b for f, b in (("transfer", 1), ("", 2), ("approve", 4)) if f in (d.get("allowed_functions") or []))
+                         if d.get("allowed_functions") else 0 for d in docs])
+    if key == "blocked_flag_bits":
+        return np.array([sum(1 << FLAGS.index(f) for f in d.get("blocked_flags", []) if f in FLAGS) for d in docs])
+    if key == "blocked_country_bits":
+        return np.array([sum(1 << COUNTRIES.index(c) for c in d.get("blocked_countries", []) if c in COUNTRIES) for d in docs])
+    return np.array([float(d.get(key, 0) or 0) for d in docs])
+
+
+def _vparam(vdf: pd.DataFrame, vid: np.ndarray, key: str, typ: type = int) -> np.ndarray:
+    col = _param_column(vdf, key)
+    return col.astype(float if typ is float else np.int64)[vid]
+
+
+def _vset(vdf: pd.DataFrame, vid: np.ndarray, key: str, member: np.ndarray) -> np.ndarray:
+    bits = _param_column(vdf, key).astype(np.int64)[vid]
+    return (bits >> member) & 1 > 0
+
+
+def _blocklisted(vdf: pd.DataFrame, vid: np.ndarray, k: np.ndarray, cps: list[str]) -> np.ndarray:
+    out = np.zeros(vid.size, dtype=bool)
+    index = {a: j for j, a in enumerate(cps)}
+    for v, doc in enumerate(vdf["doc"]):
+        listed = [index[a] for a in doc.get("blocklist", []) if a in index]
+        if listed:
+            out |= (vid == v) & np.isin(k, listed)
+    return out
+
+
+# One INSERT builds every string column in DuckDB from small dimension tables: no per-row Python.
+TASKS_INSERT = """
+INSERT INTO tasks BY NAME
+WITH base AS (
+  SELECT f.*, cl.client, cl.policy_address, cl.code_hash, cl.entrypoint, cl.policy_name,
+         ver.policy_id, ver.params_json, ver.expire_after,
+         ag.addr AS agent_addr, ag.country, ag.kyc_status, ag.expires_at,
+         cp.addr AS cp_addr, cp.sanctioned, cp.risk, cp.flags_json,
+         CAST(f.cents AS HUGEINT) * CAST($4 AS HUGEINT) AS wei,
+         '0x' || sha256($6 || ':task:' || f.i) AS task_id
+  FROM s_frame f
+  JOIN s_clients cl ON cl.c = f.c
+  JOIN s_versions ver ON ver.vid = f.vid
+  JOIN s_agents ag ON ag.a = f.a
+  JOIN s_cps cp ON cp.k = f.k
+)
+SELECT $1 AS chain_id, task_id, client AS policy_client, policy_address, policy_id,
+  created_block, CAST($2 AS TIMESTAMP) + to_seconds(created_block * $3) AS created_time,
+  '0x' || sha256($6 || ':ctx:' || i) AS created_tx, created_block - 1 AS task_created_block,
+  67 AS quorum_threshold_pct, '0x00' AS quorum_numbers, agent_addr AS intent_from,
+  CASE WHEN kind = 1 THEN cp_addr ELSE $5 END AS intent_to,
+  CASE WHEN kind = 1 THEN CAST(wei AS VARCHAR) ELSE '0' END AS intent_value,
+  CASE WHEN kind = 1 THEN cents / 100.0 ELSE 0.0 END AS intent_value_num,
+  CASE WHEN kind = 1 THEN '0x'
+       ELSE '0x' || CASE WHEN kind = 0 THEN 'a9059cbb' ELSE '095ea7b3' END
+            || lpad(substr(cp_addr, 3), 64, '0') || lower(lpad(hex(wei), 64, '0')) END AS intent_data,
+  $1 AS intent_chain_id,
+  CASE kind WHEN 0 THEN 'transfer(address,uint256)' WHEN 2 THEN 'approve(address,uint256)' ELSE '' END AS function_signature,
+  CASE kind WHEN 0 THEN 'transfer' WHEN 2 THEN 'approve' ELSE '' END AS function_name,
+  CASE WHEN kind = 1 THEN '[]' ELSE '["' || cp_addr || '","' || CAST(wei AS VARCHAR) || '"]' END AS function_args_json,
+  CASE WHEN kind = 1 THEN 'ETH' ELSE $5 END AS asset,
+  CAST(wei AS VARCHAR) AS amount_wei, cents / 100.0 AS amount_num, cp_addr AS counterparty,
+  CASE WHEN responded THEN responded_block END AS responded_block,
+  CASE WHEN responded THEN CAST($2 AS TIMESTAMP) + to_seconds(responded_block * $3) END AS responded_time,
+  CASE WHEN responded THEN '0x' || sha256($6 || ':rtx:' || i) END AS responded_tx,
+  CASE WHEN responded THEN '0x' || lpad(CASE WHEN attested THEN '1' ELSE '0' END, 64, '0') END AS evaluation_result,
+  CASE WHEN responded THEN attested END AS allow,
+  CASE WHEN responded THEN expire_block END AS response_expire_block,
+  CASE WHEN responded THEN code_hash END AS policy_code_hash,
+  entrypoint, params_json,
+  CASE WHEN NOT responded THEN NULL
+       WHEN oracle_error THEN '[{"' || CASE policy_name WHEN 'spending_limits' THEN 'spend' WHEN 'counterparty_screening' THEN 'sanctions'
+                                        WHEN 'kyc_jurisdiction' THEN 'kyc' ELSE 'market' END || '":{"error":"oracle timeout"}}]'
+       WHEN policy_name = 'spending_limits' THEN
+         '[{"spend":{"spent_today_wei":"' || CAST(CAST(spent_cents AS HUGEINT) * CAST($4 AS HUGEINT) AS VARCHAR)
+         || '","day":"' || strftime(CAST($2 AS TIMESTAMP) + to_seconds(created_block * $3), '%Y-%m-%d') || '"}}]'
+       WHEN policy_name = 'counterparty_screening' THEN
+         '[{"sanctions":{"address":"' || cp_addr || '","sanctioned":' || CASE WHEN sanctioned THEN 'true' ELSE 'false' END
+         || ',"flags":' || flags_json || ',"risk_score":' || risk || '}}]'
+       WHEN policy_name = 'kyc_jurisdiction' THEN
+         '[{"kyc":{"address":"' || agent_addr || '","status":"' || kyc_status || '","country":"' || country
+         || '","expires_at":' || expires_at || ',"checked_at":' || t_unix || '}}]'
+       ELSE
+         '[{"market":{"asset":"' || CASE WHEN kind = 1 THEN 'eth' ELSE $5 END || '","volatility_bps":' || vol_bps
+         || ',"price_usd":' || printf('%.4f', price) || ',"transfers_last_hour":' || tx_hour
+         || ',"large_transfers_last_hour":' || large_hour || '}}]'
+  END AS policy_data_json,
+  CASE WHEN responded THEN '0x' || sha256($6 || ':ns:' || mask) END AS hash_of_non_signers,
+  CASE WHEN responded THEN non_signers END AS non_signer_count,
+  CASE WHEN responded THEN signers END AS signer_count,
+  CASE WHEN spent_block >= 0 THEN spent_block END AS spent_block,
+  CASE WHEN spent_block >= 0 THEN CAST($2 AS TIMESTAMP) + to_seconds(spent_block * $3) END AS spent_time,
+  CASE WHEN challenged_block >= 0 THEN challenged_block END AS challenged_block,
+  CASE WHEN challenged_block >= 0 THEN challenge_success END AS challenge_success,
+  CASE WHEN challenged_block >= 0 THEN '0x' || substr(sha256($6 || ':role:challenger'), 1, 40) END AS challenger,
+  status,
+  CASE WHEN responded THEN responded_block - created_block END AS latency_respond_blocks,
+  CASE WHEN responded THEN (responded_block - created_block) * $3 END AS latency_respond_s,
+  CASE WHEN spent_block >= 0 THEN spent_block - responded_block END AS latency_spend_blocks,
+  CASE WHEN spent_block >= 0 THEN (spent_block - responded_block) * $3 END AS latency_spend_s
+FROM base
+"""
+
+SIGNERS_INSERT = """
+INSERT INTO task_signers BY NAME
+WITH f AS (SELECT '0x' || sha256($2 || ':task:' || i) AS task_id, mask, elig_mask FROM s_frame WHERE responded)
+SELECT $1 AS chain_id, f.task_id, o.operator_id, o.operator, ((f.mask >> o.idx) & 1) = 0 AS signed, o.stake_num
+FROM f JOIN s_ops o ON ((f.elig_mask >> o.idx) & 1) = 1
+"""
+
+
+def _write_small_tables(con, tag, policies, policy_addr, client_addr, vdf, ops, dereg_block, head, contracts,
+                        deployer, aggregator, resolver, challenger, token) -> None:
+    """meta, blobs, policies, policy_versions, operators, operator_stakes, challenges, blocks, checkpoints."""
+    def t_of(block: int) -> pd.Timestamp:
+        return GENESIS + pd.Timedelta(seconds=int(block) * BLOCK_TIME_S)
+
+    deployment = {
+        "name": "synth", "chain_id": CHAIN_ID, "rpc_url": "", "start_block": 0, "confirmations": 0,
+        "contracts": contracts,
+        "policies": {n: {"address": policy_addr[n], "entrypoint": p.entrypoint, "policy_code_hash": p.code_hash}
+                     for n, p in policies.items()},
+        "clients": {c: {"address": client_addr[c], "policy": pn} for c, pn, _ in CLIENTS},
+        "roles": {"deployer": deployer, "aggregator": aggregator, "resolver": resolver, "challenger": challenger},
+        "deployment_block": START_BLOCK - 900,
+    }
+    meta = {"deployment": json.dumps(deployment), "name": "synth", "chain_id": str(CHAIN_ID), "rpc_url": "",
+            "challenge_window_blocks": "200", "source": f"lens synth (seed {tag.split(':')[1]})", "head_block": str(head)}
+    _insert(con, "meta", pd.DataFrame({"key": list(meta), "value": list(meta.values())}))
+    _insert(con, "blobs", pd.DataFrame({"hash": [p.code_hash for p in policies.values()],
+                                         "content": [p.source for p in policies.values()]}))
+    _insert(con, "policies", pd.DataFrame([dict(
+        chain_id=CHAIN_ID, policy_address=policy_addr[n], policy_cid="bafy" + keccak(text="cid:" + p.source).hex()[:52],
+        schema_cid="bafy" + keccak(text="schema:" + n).hex()[:52], entrypoint=p.entrypoint, policy_code_hash=p.code_hash,
+        version=p.version, name=n) for n, p in policies.items()]))
+    senders = [deployer, _addr(f"{tag}:role:ops-multisig")]
+    _insert(con, "policy_versions", pd.DataFrame([dict(
+        chain_id=CHAIN_ID, policy_address=r["policy_address"], client=r["client"], policy_id=r["policy_id"],
+        block_number=r["block_number"], block_time=t_of(r["block_number"]), tx_hash=_h32(f"{tag}:ptx:{i}"),
+        sender=senders[i % 2 if r["v"] else 0], params_json=r["params_json"], expire_after=r["expire_after"],
+        valid_from_block=r["valid_from_block"], valid_to_block=r["valid_to_block"]) for i, r in vdf.iterrows()]))
+    reg = START_BLOCK - 800
+    _insert(con, "operators", pd.DataFrame([dict(
+        chain_id=CHAIN_ID, operator=o["operator"], operator_id=o["operator_id"],
+        pubkey_g1_x=str(int.from_bytes(keccak(text=o["operator"] + "x"), "big") >> 2),
+        pubkey_g1_y=str(int.from_bytes(keccak(text=o["operator"] + "y"), "big") >> 2),
+        socket=f"op-{o['idx']}.operators.example:9000", metadata_uri=f"https://operators.example/{o['idx']}.json",
+        registered_block=reg + o["idx"], deregistered_block=dereg_block if (dereg_block is not None and o["idx"] == len(ops) - 1) else None,
+        stake=str(o["stake_wei"]), stake_num=o["stake_wei"] / 1e18, name=o["name"], organisation=o["organisation"],
+        country=o["country"], city=o["city"], latitude=o["latitude"], longitude=o["longitude"], provider=o["provider"],
+        region=o["region"], asn=o["asn"], client_version="newton-operator/0.9." + str(o["idx"] % 3), metadata_error=None)
+        for o in ops]))
+    _insert(con, "operator_stakes", pd.DataFrame([dict(chain_id=CHAIN_ID, operator_id=o["operator_id"], block_number=reg + o["idx"],
+                                                      stake_num=o["stake_wei"] / 1e18) for o in ops]))
+    con.execute("""
+        INSERT INTO challenges BY NAME
+        SELECT chain_id, task_id, challenged_block AS block_number,
+               CAST(? AS TIMESTAMP) + to_seconds(challenged_block * ?) AS block_time,
+               '0x' || sha256(? || ':chtx:' || task_id) AS tx_hash, challenger, challenge_success AS success
+        FROM tasks WHERE challenged_block IS NOT NULL
+    """, [str(GENESIS), BLOCK_TIME_S, tag])
+    con.execute("""
+        INSERT INTO blocks BY NAME
+        WITH b AS (
+          SELECT created_block AS n FROM tasks UNION SELECT responded_block FROM tasks WHERE responded_block IS NOT NULL
+          UNION SELECT spent_block FROM tasks WHERE spent_block IS NOT NULL UNION SELECT ?)
+        SELECT ? AS chain_id, n AS block_number, '0x' || sha256(? || ':blk:' || n) AS block_hash,
+               '0x' || sha256(? || ':blk:' || (n - 1)) AS parent_hash, CAST(? AS TIMESTAMP) + to_seconds(n * ?) AS block_time
+        FROM b
+    """, [head, CHAIN_ID, tag, tag, str(GENESIS), BLOCK_TIME_S])
+    addrs = sorted(set(contracts.values()) | set(policy_addr.values()) | set(client_addr.values()))
+    _insert(con, "checkpoints", pd.DataFrame(dict(chain_id=CHAIN_ID, address=addrs, last_block=head,
+                                                  updated_at=t_of(head), last_error=None)))
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None:
+    """INSERT a DataFrame by column name (DuckDB reads it as Arrow; no executemany)."""
+    con.register("_s_ins", df)
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _s_ins")  # table names are module constants
+    finally:
+        con.unregister("_s_ins")
+
+
+# ---------------------------------------------------------------------------------------------
+# `lens bench app`: cold and warm render of every page through AppTest
+
+BENCH_PAGES = (("Overview", "pages/overview.py", {}), ("Verdict", "pages/verdict.py", {"task": None}),
+               ("Decisions", "pages/decisions.py", {}), ("Policies", "pages/policies.py", {}))
+WARM_RUNS = 3
+
+
+def _task_count(path: Path) -> int:
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return 0
+    try:
+        return int(con.execute("SELECT count(*) FROM tasks").fetchone()[0])
+    except duckdb.Error:
+        return 0
+    finally:
+        con.close()
+
+
+def bench_pages(path: Path, *, tasks: int = 1_000_000, seed: int = 7, progress: bool = False) -> dict[str, Any]:
+    """Build (or reuse) a synthetic DB of ≥ `tasks` tasks and time each page: cold (caches cleared) and warm (median)."""
+    import os
+    import statistics
+
+    path = Path(path).expanduser()
+    have = _task_count(path) if path.exists() else 0
+    built_s = None
+    if have < tasks:
+        _say(progress, f"building a {tasks:,}-task DB at {path} (once; later runs reuse it)")
+        built_s = build(path, tasks=tasks, seed=seed, force=True, progress=progress)["seconds"]
+        have = _task_count(path)
+    con = duckdb.connect(str(path), read_only=True)
+    denied = con.execute("SELECT task_id FROM tasks WHERE allow = false ORDER BY created_block DESC LIMIT 1").fetchone()[0]
+    con.close()
+    os.environ["LENS_DB"] = str(path)
+    import logging
+
+    import streamlit as st
+
+    for name in list(logging.root.manager.loggerDict):  # AppTest's bare-mode notices are noise in a benchmark
+        if name.startswith("streamlit"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    from streamlit.testing.v1 import AppTest
+
+    from app import queries
+
+    results: dict[str, dict[str, float]] = {}
+    for title, page, query in BENCH_PAGES:
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        queries.on_engine_thread(queries._drop_engines)
+        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+        for k, v in query.items():
+            at.query_params[k] = v if v is not None else denied
+        at.switch_page(page)
+        t0 = time.perf_counter()
+        at.run()
+        cold = time.perf_counter() - t0
+        if at.exception:
+            raise LensError(f"page {title} failed during the benchmark: {at.exception[0].message}", "run the app tests")
+        warm = []
+        for _ in range(WARM_RUNS):
+            t0 = time.perf_counter()
+            at.run()
+            warm.append(time.perf_counter() - t0)
+        results[title] = {"cold_s": round(cold, 4), "warm_s": round(statistics.median(warm), 4)}
+        _say(progress, f"{title}: cold {cold:.2f} s, warm {statistics.median(warm):.3f} s", "bench app")
+    return {"db": str(path), "tasks": have, "build_s": built_s, "pages": results,
+            "targets": {"cold_s": 3.0, "warm_s": 0.5},
+            "ok": all(r["cold_s"] < 3.0 and r["warm_s"] < 0.5 for r in results.values())}

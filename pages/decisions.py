@@ -1,0 +1,114 @@
+"""Decisions page: the auditor's browser — filters in the URL, sorting and paging in the DB, full exports."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import streamlit as st
+
+from app import db, queries, settings
+
+db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
+
+st.title("Decisions")
+st.caption("Every decision, filterable; each view is a shareable URL. Exports contain the whole filtered set.")
+
+state = db.state()
+if not state.ok:
+    {"locked": st.warning, "error": st.error}.get(state.status, st.info)(f"No decisions to show: {queries.md_escape(state.message)}.")
+    if state.hint:
+        st.caption(state.hint)
+    st.stop()
+
+params = st.query_params
+current = queries.filter_from_params(params.to_dict())
+facets = db.cached("facets")
+client_label = dict(facets["client"])
+policy_label = dict(facets["policy"])
+
+
+def _date(text: str) -> dt.date | None:
+    return dt.date.fromisoformat(text) if text else None
+
+
+with st.form("filters"):
+    c1, c2, c3 = st.columns(3)
+    clients = c1.multiselect("Policy client", list(client_label), default=[c for c in current.client if c in client_label],
+                             format_func=lambda a: f"{client_label.get(a, a)}")
+    policies = c2.multiselect("Policy", list(policy_label), default=[p for p in current.policy if p in policy_label],
+                              format_func=lambda a: f"{policy_label.get(a, a)}")
+    sender = c3.text_input("Agent / sender address", value=current.sender, placeholder="0x…")
+    c4, c5, c6 = st.columns(3)
+    verdicts = c4.multiselect("Verdict", list(queries.VERDICTS), default=list(current.verdict))
+    statuses = c5.multiselect("Lifecycle status", list(queries.STATUSES), default=list(current.status))
+    replays = c6.multiselect("Replay result", list(queries.REPLAY_RESULTS), default=list(current.replay),
+                             format_func=lambda r: r.replace("_", " "))
+    c7, c8, c9, c10 = st.columns(4)
+    date_from = c7.date_input("From (UTC day)", value=_date(current.time_from))
+    date_to = c8.date_input("To (UTC day)", value=_date(current.time_to))
+    block_from = c9.number_input("From block", value=current.block_from, min_value=0, step=1)
+    block_to = c10.number_input("To block", value=current.block_to, min_value=0, step=1)
+    c11, c12, c13, c14 = st.columns(4)
+    amount_min = c11.number_input("Min amount", value=current.amount_min, min_value=0.0, format="%.4f")
+    amount_max = c12.number_input("Max amount", value=current.amount_max, min_value=0.0, format="%.4f")
+    sort = c13.selectbox("Sort by", list(queries.SORTS), index=list(queries.SORTS).index(current.sort))
+    desc = c14.selectbox("Order", ["newest / largest first", "oldest / smallest first"], index=0 if current.desc else 1)
+    applied = st.form_submit_button("Apply filters", type="primary")
+
+if applied:
+    if sender.strip() and queries.classify_lookup(sender)[0] != "address":
+        st.warning("The sender must be an address (0x + 40 hex digits); that filter was left out.")
+    wanted = queries.filter_from_params({
+        "client": ",".join(clients), "policy": ",".join(policies), "sender": sender, "verdict": ",".join(verdicts),
+        "status": ",".join(statuses), "replay": ",".join(replays), "from": date_from.isoformat() if date_from else "",
+        "to": date_to.isoformat() if date_to else "", "block_from": "" if block_from is None else int(block_from),
+        "block_to": "" if block_to is None else int(block_to), "amount_min": "" if amount_min is None else amount_min,
+        "amount_max": "" if amount_max is None else amount_max, "sort": sort, "dir": "desc" if desc.startswith("newest") else "asc",
+    })
+    params.clear()
+    params.update(queries.filter_to_params(wanted))
+    current = wanted
+
+total = db.cached("decisions_count", current)
+page_size = int(settings.get("page_size"))
+pages = max(1, math.ceil(total / page_size))
+try:
+    page = min(max(int(params.get("page", 1)), 1), pages)
+except ValueError:
+    page = 1
+
+top = st.columns([2, 1, 1, 1])
+top[0].metric("Matching decisions", f"{total:,}")
+page = int(top[1].number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=page, step=1))
+if page != 1:
+    params["page"] = str(page)
+elif "page" in params:
+    del params["page"]
+share = queries.filter_to_params(current) | ({"page": str(page)} if page != 1 else {})
+top[2].download_button("Export CSV", data=lambda: db.export_decisions(share, "csv"), file_name="decisions.csv",
+                       mime="text/csv", disabled=total == 0, on_click="ignore")
+top[3].download_button("Export Parquet", data=lambda: db.export_decisions(share, "parquet"), file_name="decisions.parquet",
+                       mime="application/octet-stream", disabled=total == 0, on_click="ignore")
+
+if total == 0:
+    st.info("No decision matches these filters.")
+    st.stop()
+
+rows = db.cached("decisions_page", current, page - 1, page_size)
+st.dataframe(
+    rows, hide_index=True,
+    column_order=["verdict_page", "created_time", "created_block", "client", "verdict", "status", "replay", "amount_num",
+                  "asset", "function_name", "intent_from", "counterparty", "latency_respond_s"],
+    column_config={
+        "verdict_page": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{10})"),
+        "task_id": None, "policy_address": None, "amount_wei": None,
+        "created_time": st.column_config.DatetimeColumn("created (UTC)"),
+        "created_block": st.column_config.NumberColumn("block", format="%d"),
+        "policy_client": None,
+        "intent_from": "from", "function_name": "call",
+        "amount_num": st.column_config.NumberColumn("amount", format="%.4f"),
+        "latency_respond_s": st.column_config.NumberColumn("response (s)", format="%.0f"),
+    },
+)
+st.caption(f"Rows {(page - 1) * page_size + 1:,}–{min(page * page_size, total):,} of {total:,}. "
+           "Exports include every matching row with its replay result and explanation sentence.")

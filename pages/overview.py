@@ -1,0 +1,83 @@
+"""Overview page: the deployment, the chain head, and (with an indexed DB) KPIs, decisions over time, latency, latest."""
+from __future__ import annotations
+
+import streamlit as st
+
+from app import charts, db, queries
+
+db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
+
+st.title("Overview")
+
+state = db.state()
+deployment, source = db.current_deployment(state.status in ("ok", "empty"))
+
+# --- what Lens is looking at -------------------------------------------------------------------
+if deployment is None:
+    st.warning(f"No deployment document found (looked at {queries.md_escape(source)}).")
+    st.caption("Start a devnet with `lens devnet up`, or point LENS_DEPLOYMENT_FILE at a deployment JSON.")
+else:
+    head, why = db.cached_head(str(deployment.get("rpc_url") or ""))
+    cols = st.columns(4)
+    cols[0].metric("Deployment", str(deployment.get("name") or "unnamed"))
+    cols[1].metric("Chain id", str(deployment.get("chain_id", "?")))
+    cols[2].metric("Head block", f"{head:,}" if head is not None else "unreachable")
+    cols[3].metric("Deployed at block", str(deployment.get("deployment_block", deployment.get("start_block", "?"))))
+    if head is None:
+        st.info(f"Chain head unavailable: {queries.md_escape(why)}. Lens still shows what is indexed.")
+    st.caption(f"RPC {queries.md_escape(deployment.get('rpc_url') or '—')} · deployment read from {queries.md_escape(source)}")
+
+# --- indexed decisions -------------------------------------------------------------------------
+if state.status in ("missing", "empty"):
+    st.info(f"No indexed decisions yet: {queries.md_escape(state.message)}.")
+    if state.hint:
+        st.caption(state.hint)
+elif state.status == "locked":
+    st.warning(f"The database is being written right now: {queries.md_escape(state.message)}. Reload in a moment.")
+elif not state.ok:
+    st.error(f"Cannot read the database: {queries.md_escape(state.message)}")
+else:
+    k = db.cached("kpis")
+    if k["tasks"] == 0:
+        st.info("The database has no tasks yet.")
+    else:
+        row = st.columns(6)
+        row[0].metric("Tasks", f"{k['tasks']:,}")
+        row[1].metric("Allowed", f"{k['allow_rate']:.1%}" if k["allow_rate"] is not None else "—")
+        row[2].metric("Denied", f"{k['deny_rate']:.1%}" if k["deny_rate"] is not None else "—")
+        row[3].metric("Attestations spent", f"{k['spent']:,}")
+        row[4].metric("Open challenge window", f"{k['open_challenge']:,}", help="allowed responses still inside the challenge window")
+        row[5].metric("Live operators", f"{k['live_operators']:,}")
+        st.caption(f"{k['challenged']:,} challenged · {k['awaiting']:,} awaiting a response · {k['expired']:,} expired unspent")
+
+        left, right = st.columns([3, 2])
+        with left:
+            st.subheader("Decisions over time")
+            st.plotly_chart(charts.decisions_over_time(db.cached("decisions_over_time")))
+        with right:
+            st.subheader("Latency")
+            st.plotly_chart(charts.latency_histograms(db.cached("latency_histograms")))
+
+        st.subheader("Latest decisions")
+        latest = db.cached("latest_decisions", 25)
+        st.dataframe(
+            latest,
+            hide_index=True,
+            column_order=["verdict_page", "created_time", "created_block", "client", "verdict", "status", "amount_num",
+                          "asset", "function_name", "intent_from"],
+            column_config={
+                "verdict_page": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{10})"),
+                "task_id": None,
+                "created_time": st.column_config.DatetimeColumn("created (UTC)"),
+                "created_block": st.column_config.NumberColumn("block", format="%d"),
+                "policy_client": None,
+                "intent_from": "from",
+                "function_name": "call",
+                "amount_num": st.column_config.NumberColumn("amount", format="%.4f"),
+            },
+        )
+
+for name, table in (queries.deployment_tables(deployment).items() if deployment else []):
+    if len(table):
+        with st.expander(f"Deployment {name} ({len(table)})", expanded=(name == "contracts")):
+            st.dataframe(table, hide_index=True)

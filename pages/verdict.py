@@ -1,0 +1,170 @@
+"""Verdict page: one decision (deep link ?task=), looked up by task id, tx hash or address; replay and explanation."""
+from __future__ import annotations
+
+import streamlit as st
+
+from app import db, queries
+
+db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
+
+st.title("Verdict")
+st.caption("Why was this intent allowed or denied? Look up a task id, a transaction hash or an address.")
+
+state = db.state()
+if not state.ok:
+    {"locked": st.warning, "error": st.error}.get(state.status, st.info)(f"No decisions to show: {queries.md_escape(state.message)}.")
+    if state.hint:
+        st.caption(state.hint)
+    st.stop()
+
+params = st.query_params
+initial = params.get("task") or params.get("q") or ""
+text = st.text_input("Task id, transaction hash or address", value=initial, placeholder="0x…", key="verdict_lookup")
+
+DECISION_LIST_COLUMNS = {
+    "verdict_page": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{10})"),
+    "task_id": None,
+    "created_time": st.column_config.DatetimeColumn("created (UTC)"),
+    "created_block": st.column_config.NumberColumn("block", format="%d"),
+    "policy_client": None,
+    "intent_from": "from",
+    "function_name": "call",
+    "amount_num": st.column_config.NumberColumn("amount", format="%.4f"),
+}
+
+task_id = None
+if text:
+    found = db.cached("find", text)
+    kind = found["kind"]
+    if kind == "invalid":
+        st.warning("That is not a task id or transaction hash (0x + 64 hex digits) nor an address (0x + 40 hex digits).")
+    elif kind == "none":
+        st.info("Nothing indexed matches that task id, transaction hash or address.")
+    elif kind in ("task", "tx") and len(found["task_ids"]) == 1:
+        task_id = found["task_ids"][0]
+    elif kind == "tx":
+        st.write(f"That transaction created or answered {len(found['task_ids'])} tasks:")
+        st.dataframe({"task": [f"/verdict?task={t}" for t in found["task_ids"]]}, hide_index=True,
+                     column_config={"task": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{16})")})
+    elif kind == "address":
+        if params.get("q") != found["query"]:
+            params.clear()
+            params["q"] = found["query"]
+        shown = len(found["rows"])
+        st.subheader(f"{found['total']:,} decisions involve this address")
+        if found["total"] > shown:
+            st.caption(f"Showing the newest {shown:,}; the Decisions page filters and exports all of them.")
+        st.dataframe(found["rows"], hide_index=True, column_config=DECISION_LIST_COLUMNS,
+                     column_order=["verdict_page", "created_time", "created_block", "client", "verdict", "status",
+                                   "amount_num", "asset", "function_name", "intent_from", "counterparty"])
+
+if task_id is None:
+    if not text:
+        st.info("Enter a task id, a transaction hash or an address above, or open a decision from the Overview or Decisions page.")
+    st.stop()
+
+if params.get("task") != task_id:
+    params.clear()
+    params["task"] = task_id
+
+data = db.cached("verdict", task_id)
+t = data["task"]
+
+# --- headline --------------------------------------------------------------------------------------
+verdict_word = "awaiting response" if t.get("allow") is None else ("allowed" if t["allow"] else "denied")
+replay = db.cached("explain_task", task_id)
+cols = st.columns(4)
+cols[0].metric("Attested verdict", verdict_word)
+cols[1].metric("Lifecycle", t.get("status") or "—")
+cols[2].metric("Amount", queries.fmt_amount(t.get("amount_num"), t.get("asset"), data.get("token", "")),
+               help=f"exactly {t.get('amount_wei') or '0'} wei")
+replay_word = {"match": "match", "mismatch": "MISMATCH", "cannot_replay": "cannot replay"}.get(replay.get("replay"), "—")
+cols[3].metric("Independent replay", replay_word,
+               help="Lens re-evaluated the policy from the chain's own record (source, params, oracle data) and compared.")
+badges = st.container(horizontal=True)
+with badges:
+    st.badge(verdict_word, color={"allowed": "green", "denied": "red"}.get(verdict_word, "gray"))
+    if replay.get("replay") == "match":
+        st.badge("replay: match", icon=":material/check:", color="green")
+    elif replay.get("replay") == "mismatch":
+        st.badge("replay: mismatch", icon=":material/error:", color="red")
+    elif replay.get("replay") == "cannot_replay":
+        st.badge("cannot replay", icon=":material/help:", color="orange")
+    if t.get("challenge_success"):
+        st.badge("successfully challenged", icon=":material/flag:", color="violet")
+st.text(queries.intent_sentence(data))
+st.caption(f"task {task_id}")
+
+# --- why: replay, explanation, counterfactual ---------------------------------------------------------
+st.subheader("Why")
+exp = replay.get("explanation")
+if replay["state"] == "no_response":
+    st.info("This task has no response yet: the operators have not answered (or the answer is not indexed yet), "
+            "so there is nothing to explain or replay.")
+elif replay["state"] == "cannot_replay":
+    st.warning(f"Cannot replay this decision: {queries.md_escape(replay['reason'])}.")
+elif replay["state"] == "unavailable":
+    st.info("Explanation unavailable in this build (the engine's explainer is not installed).")
+    if replay.get("deny"):
+        st.write("Deny reasons from the replay:")
+        st.dataframe({"deny reason": list(replay["deny"])}, hide_index=True)
+if exp is not None:
+    st.text(exp.sentence)
+    if replay.get("replay") == "mismatch":
+        st.error(f"The attested verdict ({verdict_word}) differs from Lens's replay "
+                 f"({'allowed' if replay.get('replayed_allow') else 'denied'}): the signing quorum attested a wrong result.")
+    if exp.deny:
+        st.dataframe({"deny reason": list(exp.deny)}, hide_index=True)
+    fails = queries.failing_conditions(exp)
+    if len(fails):
+        st.markdown("**Failing conditions**")
+        st.dataframe(fails, hide_index=True)
+    cfs = queries.counterfactuals(exp)
+    st.markdown("**Counterfactual**")
+    if len(cfs):
+        st.dataframe(cfs, hide_index=True)
+    else:
+        st.caption(exp.counterfactual_note or "No single-param change flips this verdict.")
+    with st.expander("Rule tree"):
+        st.code(queries.rule_tree_text(exp.rule_tree) or "(no rule tree)", language=None)
+    if data.get("source"):
+        with st.expander("Policy source — ✗ failing condition, • line reached", expanded=not t.get("allow")):
+            st.code(queries.annotated_source(data["source"], exp.lines_reached, exp.lines_failed), language=None)
+if data.get("source") is None:
+    st.warning(f"The policy source is missing from the DB (code hash {queries.md_escape(data.get('code_hash') or 'unknown')}): "
+               "Lens cannot show or replay it.")
+
+# --- the facts ------------------------------------------------------------------------------------------
+left, right = st.columns(2)
+with left:
+    st.subheader("Intent")
+    st.dataframe(queries.intent_facts(data), hide_index=True)
+    st.subheader("Lifecycle")
+    st.dataframe(queries.timeline(data), hide_index=True,
+                 column_config={"block": st.column_config.NumberColumn("block", format="%d"),
+                                "time": st.column_config.DatetimeColumn("time (UTC)")})
+with right:
+    st.subheader("Policy")
+    st.dataframe(queries.policy_facts(data), hide_index=True)
+    st.markdown("**Params in force**")
+    st.json(queries.parsed_json(t.get("params_json"), {}), expanded=True)
+    st.markdown("**Policy data (oracle output)**")
+    if t.get("policy_data_json") is None:
+        st.caption("No policy data recorded (no response yet).")
+    else:
+        st.json(queries.parsed_json(t.get("policy_data_json"), []), expanded=True)
+
+st.subheader("Attested result and quorum")
+if t.get("responded_block") is None:
+    st.info("No attested result yet.")
+else:
+    q = st.columns(4)
+    q[0].metric("evaluationResult", "allow" if t.get("allow") else "deny", help=str(t.get("evaluation_result")))
+    q[1].metric("Quorum threshold", f"{int(t.get('quorum_threshold_pct') or 0)}%")
+    q[2].metric("Signers", f"{int(t.get('signer_count') or 0)}")
+    q[3].metric("Non-signers", f"{int(t.get('non_signer_count') or 0)}")
+    signers = data.get("signers")
+    if signers is not None and len(signers):
+        st.dataframe(signers, hide_index=True,
+                     column_config={"stake_num": st.column_config.NumberColumn("stake", format="%.2f")})
+    st.caption(f"hash of non-signers {queries.md_escape(t.get('hash_of_non_signers'))}")
