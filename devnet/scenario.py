@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class OperatorSite:
 
 
 # Realistic, not ideally diverse: three on AWS us-east-1 (Ashburn), two on AWS eu-central-1 run by the same
-# organisation, two on Hetzner, two on GCP, one on OVH; one still runs an older client.
+# organisation, one more on AWS in Singapore, two on Hetzner, one on GCP, one on OVH; older clients linger.
 SITES: tuple[OperatorSite, ...] = (
     OperatorSite("Lodestar Staking", "Lodestar Staking GmbH", "https://lodestar-staking.example", "DE", "Frankfurt am Main",
                  50.1109, 8.6821, "AWS", "eu-central-1", "AS16509 Amazon.com, Inc.", "newton-operator/1.4.2", 1800),
@@ -94,8 +94,8 @@ SITES: tuple[OperatorSite, ...] = (
                  50.4779, 12.3713, "Hetzner", "fsn1", "AS24940 Hetzner Online GmbH", "newton-operator/1.4.2", 1100),
     OperatorSite("Kintsugi Labs", "Kintsugi Labs K.K.", "https://kintsugi.example", "JP", "Tokyo",
                  35.6762, 139.6503, "GCP", "asia-northeast1", "AS15169 Google LLC", "newton-operator/1.4.0", 600),
-    OperatorSite("Northstar Ops", "Northstar Operations Inc.", "https://northstar-ops.example", "US", "Council Bluffs",
-                 41.2619, -95.8608, "GCP", "us-central1", "AS15169 Google LLC", "newton-operator/1.4.2", 1500),
+    OperatorSite("Northstar Ops", "Northstar Operations Inc.", "https://northstar-ops.example", "US", "Ashburn",
+                 39.0438, -77.4874, "AWS", "us-east-1", "AS16509 Amazon.com, Inc.", "newton-operator/1.4.2", 1500),
     OperatorSite("Harbor Node Co", "Harbor Node Pte. Ltd.", "https://harbornode.example", "SG", "Singapore",
                  1.3521, 103.8198, "AWS", "ap-southeast-1", "AS16509 Amazon.com, Inc.", "newton-operator/1.3.9", 500),
     OperatorSite("Tessera Validators", "Tessera SAS", "https://tessera.example", "FR", "Gravelines",
@@ -256,6 +256,8 @@ def policy_packs(name: str) -> tuple[str, ...]:
     meta = _read_json(meta_path) if meta_path.exists() else {}
     for key in ("policy_data", "data_packs", "packs", "oracles"):
         value = meta.get(key)
+        if isinstance(value, dict) and value:  # {"<pack>": {description, shape, example}}
+            return tuple(value)
         if isinstance(value, list) and value:
             return tuple(str(v["name"] if isinstance(v, dict) else v) for v in value)
     return _DEFAULT_PACKS.get(name, ())
@@ -380,7 +382,7 @@ class Persona:
     rate_per_day: float  # mean intents per simulated day
     abandon_rate: float = 0.02  # share of allowed intents never executed (their attestation expires)
     country: str = "US"
-    kyc_status: str = "approved"  # 'approved' | 'pending' | 'rejected' | 'none' | 'not_found'
+    kyc_status: str = "approved"  # 'approved' | 'pending' | 'rejected' | 'none' (no record)
     kyc_expires_frac: float | None = None  # the record expires at this fraction of the run (None = valid for years)
     kyc_renewed_frac: float | None = None  # ... and is renewed for a year at this fraction
 
@@ -409,7 +411,7 @@ PERSONAS: tuple[Persona, ...] = (
     Persona("farid", "member", "members-vault", "community member with KYC still pending", 15, 0.03, "AE", "pending"),
     Persona("ivan", "member", "members-vault", "community member in a blocked jurisdiction", 15, 0.03, "RU"),
     Persona("jin", "member", "members-vault", "applicant whose KYC was rejected", 8, 0.03, "KP", "rejected"),
-    Persona("guest-wallet", "member", "members-vault", "a wallet with no KYC record at all", 10, 0.03, "", "not_found"),
+    Persona("guest-wallet", "member", "members-vault", "a wallet with no KYC record at all", 10, 0.03, "", "none"),
 )
 
 CLIENT_POLICY = {
@@ -485,7 +487,6 @@ class Scenario:
     personas: tuple[Persona, ...] = PERSONAS
     params_schedule: tuple[ParamsChange, ...] = PARAMS_SCHEDULE
     quorum_threshold_pct: int = QUORUM_THRESHOLD_PCT
-    extra: dict = field(default_factory=dict)
 
 
 def build(seed: int = 7, n_operators: int = 10) -> Scenario:

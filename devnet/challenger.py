@@ -1,0 +1,117 @@
+"""An independent challenger: reads responses from chain logs, replays each with the engine, challenges mismatches."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import eth_abi
+from eth_utils import keccak
+
+from app.engine import compiled, encode_result, intent_input, is_canonical_allow, wasm_from_policy_data
+from devnet import rawtx
+from devnet.bls import NSS_TYPE
+from devnet.operators import (CERT_T, CHALLENGE_T, G1_ARRAY_T, POLICY_STATE_T, TASK_RESPONSE_T, TASK_T,
+                              intent_from_tuple, response_digest, selector)
+
+NEW_TASK_TOPIC = "0x" + keccak(text=f"NewTaskCreated(bytes32,{TASK_T},{POLICY_STATE_T})").hex()
+TASK_RESPONDED_TOPIC = "0x" + keccak(text=f"TaskResponded({TASK_RESPONSE_T},{CERT_T})").hex()
+CHALLENGE_SELECTOR = selector(f"raiseAndResolveChallenge({TASK_T},{TASK_RESPONSE_T},{CERT_T},{CHALLENGE_T},{G1_ARRAY_T})")
+ENTRYPOINT_SELECTOR = selector("getEntrypoint()")
+FRIVOLOUS_RATE = 0.004  # a few challenges of correct responses (they fail: TaskChallengedUnsuccessfully)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A challenge the challenger decided to file."""
+
+    task_id: bytes
+    frivolous: bool
+    attested_allow: bool
+    replayed_allow: bool
+    calldata: bytes
+
+
+@dataclass
+class Challenger:
+    """Follows the TaskManager's logs; keeps every created task; replays every response; challenges mismatches."""
+
+    rpc: Callable[[str, list], Any]
+    task_manager: str
+    resolver_key: bytes
+    seed: int
+    frivolous_rate: float = FRIVOLOUS_RATE
+    tasks: dict[bytes, tuple] = field(default_factory=dict)
+    entrypoints: dict[str, str] = field(default_factory=dict)
+    replayed: int = 0
+    mismatches: int = 0
+    last_block: int = -1
+
+    def _entrypoint(self, policy: str) -> str:
+        """The policy contract's on-chain entrypoint (cached)."""
+        if policy not in self.entrypoints:
+            raw = bytes.fromhex(self.rpc("eth_call", [{"to": policy, "data": "0x" + ENTRYPOINT_SELECTOR.hex()},
+                                                      "latest"])[2:])
+            self.entrypoints[policy] = eth_abi.decode(["string"], raw)[0]
+        return self.entrypoints[policy]
+
+    def replay(self, response: tuple) -> bool | None:
+        """The engine's verdict for a response's recorded inputs (None if it cannot be replayed)."""
+        policy_address = response[3].lower()
+        source = bytes(response[7][2]).decode("utf-8")
+        try:
+            policy = compiled(source, self._entrypoint(policy_address))
+            wasm = wasm_from_policy_data([pd[1] for pd in response[7][3]])
+            params = json.loads(bytes(response[8][0]).decode("utf-8") or "{}")
+            inp = intent_input(intent_from_tuple(response[4]))
+        except Exception:  # undecodable inputs: nothing to prove
+            return None
+        return policy.evaluate(inp, params, wasm).allow
+
+    def _frivolous(self, task_id: bytes) -> bool:
+        """A deterministic few correct responses get challenged anyway."""
+        draw = int.from_bytes(keccak(b"frivolous:%d:" % self.seed + task_id)[:8], "big") / 2**64
+        return draw < self.frivolous_rate
+
+    def proof(self, task_id: bytes, response: tuple, proven_result: bytes) -> bytes:
+        """The resolver's EIP-191 signature vouching for the proven result (devnet stand-in for the SP1 proof)."""
+        h = keccak(eth_abi.encode(["bytes32", "bytes32", "bytes"], [task_id, response_digest(response), proven_result]))
+        eth_hash = keccak(b"\x19Ethereum Signed Message:\n32" + h)
+        parity, r, s = rawtx.sign_hash(eth_hash, self.resolver_key)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + parity])
+
+    def poll(self, to_block: int) -> list[Challenge]:
+        """Read logs after the last polled block up to `to_block`; return the challenges to file."""
+        from_block = self.last_block + 1
+        if to_block < from_block:
+            return []
+        logs = self.rpc("eth_getLogs", [{"fromBlock": hex(from_block), "toBlock": hex(to_block),
+                                         "address": self.task_manager,
+                                         "topics": [[NEW_TASK_TOPIC, TASK_RESPONDED_TOPIC]]}])
+        self.last_block = to_block
+        out = []
+        for log in logs:
+            data = bytes.fromhex(log["data"][2:])
+            if log["topics"][0] == NEW_TASK_TOPIC:
+                task, _state = eth_abi.decode([TASK_T, POLICY_STATE_T], data)
+                self.tasks[bytes(task[0])] = task
+                continue
+            response, cert = eth_abi.decode([TASK_RESPONSE_T, CERT_T], data)
+            task_id = bytes(response[0])
+            task = self.tasks.get(task_id)
+            replayed = self.replay(response)
+            if task is None or replayed is None:
+                continue
+            self.replayed += 1
+            attested = is_canonical_allow(bytes(response[6]))
+            mismatch = replayed != attested
+            self.mismatches += mismatch
+            if not mismatch and not self._frivolous(task_id):
+                continue
+            proven = encode_result(replayed)
+            challenge = (task_id, self.proof(task_id, response, proven), eth_abi.encode(["bytes"], [proven]))
+            non_signers = list(eth_abi.decode([NSS_TYPE], bytes(cert[3]))[0][1])
+            calldata = CHALLENGE_SELECTOR + eth_abi.encode([TASK_T, TASK_RESPONSE_T, CERT_T, CHALLENGE_T, G1_ARRAY_T],
+                                                           [task, response, cert, challenge, non_signers])
+            out.append(Challenge(task_id, not mismatch, attested, replayed, calldata))
+        return out

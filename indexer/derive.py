@@ -1,0 +1,299 @@
+"""Derived tables (tasks, task_signers, operators, stakes, policies, policy_versions, challenges) from raw events, in SQL."""
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+# Raw tables whose rows name a task, and the column holding the task id.
+TASK_KEYS = {
+    "ev_new_task_created": "task_id",
+    "ev_task_responded": "task_response_task_id",
+    "ev_attestation_spent": "task_id",
+    "ev_direct_task_responded": "task_id",
+    "ev_task_challenged_successfully": "task_id",
+    "ev_task_challenged_unsuccessfully": "task_id",
+    "ev_policy_denied": "task_id",
+}
+OPERATOR_TABLES = ("ev_operator_registered", "ev_operator_deregistered", "ev_operator_socket_update",
+                   "ev_operator_metadata_uri_updated", "ev_new_pubkey_registration", "ev_operator_stake_update",
+                   "ev_operator_added_to_quorums", "ev_operator_removed_from_quorums", "ev_operator_slashed")
+POLICY_TABLES = ("ev_policy_set", "ev_policy_deployed")
+CHALLENGE_TABLES = ("ev_task_challenged_successfully", "ev_task_challenged_unsuccessfully")
+
+_FIRST = "QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY block_number, log_index) = 1"
+
+TASKS_SQL = f"""
+INSERT INTO tasks
+WITH k AS (SELECT DISTINCT task_id FROM _touched),
+c AS (SELECT * FROM ev_new_task_created WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k) {_FIRST.format(key="task_id")}),
+r AS (SELECT * FROM ev_task_responded WHERE chain_id = $chain AND block_number >= $since AND task_response_task_id IN (SELECT task_id FROM k)
+      {_FIRST.format(key="task_response_task_id")}),
+d AS (SELECT * FROM ev_direct_task_responded WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k) {_FIRST.format(key="task_id")}),
+s AS (SELECT task_id, block_number, block_time FROM ev_attestation_spent
+      WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k) {_FIRST.format(key="task_id")}),
+chs AS (SELECT task_id, block_number, log_index, block_time, challenger, TRUE AS success FROM ev_task_challenged_successfully
+        WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k)
+        UNION ALL
+        SELECT task_id, block_number, log_index, block_time, challenger, FALSE FROM ev_task_challenged_unsuccessfully
+        WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k)),
+ch AS (SELECT * FROM chs QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY success DESC, block_number, log_index) = 1),
+ps AS (SELECT policy_id, policy_entrypoint FROM ev_policy_set WHERE chain_id = $chain {_FIRST.format(key="policy_id")}),
+j AS (
+  SELECT k.task_id,
+    COALESCE(c.task_policy_client, d.task_policy_client, r.task_response_policy_client) AS policy_client,
+    COALESCE(r.task_response_policy_address, c.state_policy_address, d.task_response_policy_address,
+             c.task_policy_task_data_policy_address) AS policy_address,
+    COALESCE(r.task_response_policy_id, c.state_policy_id, d.task_response_policy_id, c.task_policy_id) AS policy_id,
+    c.block_number AS created_block, c.block_time AS created_time, c.tx_hash AS created_tx,
+    COALESCE(c.task_task_created_block, d.task_task_created_block) AS task_created_block,
+    COALESCE(c.task_quorum_threshold_percentage, d.task_quorum_threshold_percentage) AS quorum_threshold_pct,
+    COALESCE(c.task_quorum_numbers, d.task_quorum_numbers) AS quorum_numbers,
+    COALESCE(c.task_intent_from, d.task_intent_from, r.task_response_intent_from) AS intent_from,
+    COALESCE(c.task_intent_to, d.task_intent_to, r.task_response_intent_to) AS intent_to,
+    COALESCE(c.task_intent_value, d.task_intent_value, r.task_response_intent_value) AS intent_value,
+    COALESCE(c.task_intent_value_num, d.task_intent_value_num, r.task_response_intent_value_num) / 1e18 AS intent_value_num,
+    COALESCE(c.task_intent_data, d.task_intent_data, r.task_response_intent_data) AS intent_data,
+    TRY_CAST(COALESCE(c.task_intent_chain_id, d.task_intent_chain_id, r.task_response_intent_chain_id) AS BIGINT) AS intent_chain_id,
+    COALESCE(c.intent_function_text, d.intent_function_text) AS function_signature,
+    COALESCE(c.intent_function_name, d.intent_function_name) AS function_name,
+    COALESCE(c.intent_function_args_json, d.intent_function_args_json) AS function_args_json,
+    COALESCE(c.intent_asset, d.intent_asset) AS asset,
+    COALESCE(c.intent_amount_wei, d.intent_amount_wei) AS amount_wei,
+    COALESCE(c.intent_amount_num, d.intent_amount_num) AS amount_num,
+    COALESCE(c.intent_counterparty, d.intent_counterparty) AS counterparty,
+    COALESCE(r.block_number, d.block_number) AS responded_block,
+    COALESCE(r.block_time, d.block_time) AS responded_time,
+    COALESCE(r.tx_hash, d.tx_hash) AS responded_tx,
+    COALESCE(r.task_response_evaluation_result, d.task_response_evaluation_result) AS evaluation_result,
+    COALESCE(r.allow, d.allow) AS allow,
+    r.response_certificate_response_expire_block AS response_expire_block,
+    COALESCE(r.policy_code_hash, d.policy_code_hash) AS policy_code_hash,
+    ps.policy_entrypoint AS ps_entrypoint,
+    COALESCE(r.params_json, d.params_json, TRY(decode(unhex(substr(c.state_policy_config_policy_params, 3))))) AS params_json,
+    COALESCE(r.policy_data_json, d.policy_data_json) AS policy_data_json,
+    r.response_certificate_hash_of_non_signers AS hash_of_non_signers,
+    r.non_signer_count AS non_signer_count,
+    COALESCE(s.block_number, d.block_number) AS spent_block,
+    COALESCE(s.block_time, d.block_time) AS spent_time,
+    ch.block_number AS challenged_block, ch.success AS challenge_success, ch.challenger AS challenger,
+    c.task_id IS NOT NULL OR r.task_response_task_id IS NOT NULL OR d.task_id IS NOT NULL AS known
+  FROM k
+  LEFT JOIN c ON c.task_id = k.task_id
+  LEFT JOIN r ON r.task_response_task_id = k.task_id
+  LEFT JOIN d ON d.task_id = k.task_id
+  LEFT JOIN s ON s.task_id = k.task_id
+  LEFT JOIN ch ON ch.task_id = k.task_id
+  LEFT JOIN ps ON ps.policy_id = COALESCE(r.task_response_policy_id, c.state_policy_id, d.task_response_policy_id)
+)
+SELECT $chain, j.task_id, policy_client, j.policy_address, policy_id, created_block, created_time, created_tx,
+  task_created_block, quorum_threshold_pct, quorum_numbers, intent_from, intent_to, intent_value, intent_value_num,
+  intent_data, intent_chain_id, function_signature, function_name, function_args_json, asset, amount_wei, amount_num,
+  counterparty, responded_block, responded_time, responded_tx, evaluation_result, allow, response_expire_block,
+  j.policy_code_hash, COALESCE(ps_entrypoint, pol.entrypoint), params_json, policy_data_json, hash_of_non_signers,
+  non_signer_count, NULL AS signer_count, spent_block, spent_time, challenged_block, challenge_success, challenger,
+  CASE WHEN challenge_success THEN 'challenged'
+       WHEN spent_block IS NOT NULL THEN 'spent'
+       WHEN responded_block IS NOT NULL THEN
+         CASE WHEN NOT COALESCE(allow, FALSE) THEN 'denied'
+              WHEN response_expire_block IS NOT NULL AND $head >= response_expire_block THEN 'expired'
+              ELSE 'allowed' END
+       ELSE 'created' END AS status,
+  responded_block - created_block, epoch(responded_time) - epoch(created_time),
+  spent_block - responded_block, epoch(spent_time) - epoch(responded_time)
+FROM j LEFT JOIN (SELECT address, any_value(entrypoint) AS entrypoint FROM _dep_policies GROUP BY address) pol
+  ON pol.address = j.policy_address
+WHERE known
+"""
+
+SIGNERS_SQL = """
+INSERT INTO task_signers
+WITH t AS (
+  SELECT tk.task_id, tk.task_created_block AS tcb, r.non_signer_ids_json
+  FROM tasks tk JOIN ev_task_responded r ON r.chain_id = tk.chain_id AND r.task_response_task_id = tk.task_id
+   AND r.block_number = tk.responded_block AND r.block_number >= $since
+  WHERE tk.chain_id = $chain AND tk.task_id IN (SELECT task_id FROM _touched) AND r.non_signer_ids_json IS NOT NULL
+),
+m AS (SELECT operator_id, operator, block_number, log_index, 1 AS added FROM ev_operator_added_to_quorums WHERE chain_id = $chain
+      UNION ALL
+      SELECT operator_id, operator, block_number, log_index, 0 FROM ev_operator_removed_from_quorums WHERE chain_id = $chain),
+last AS (
+  SELECT t.task_id, t.tcb, any_value(t.non_signer_ids_json) AS ns, m.operator_id,
+         arg_max(m.operator, m.block_number * 100000 + m.log_index) AS operator,
+         arg_max(m.added, m.block_number * 100000 + m.log_index) AS added
+  FROM t JOIN m ON m.block_number <= t.tcb
+  GROUP BY t.task_id, t.tcb, m.operator_id
+),
+st AS (SELECT operator_id, block_number, arg_max(stake_num, log_index) AS stake_num FROM ev_operator_stake_update
+       WHERE chain_id = $chain GROUP BY operator_id, block_number)
+SELECT $chain, l.task_id, l.operator_id, l.operator,
+       NOT list_contains(from_json(l.ns, '["VARCHAR"]'), l.operator_id) AS signed, st.stake_num
+FROM last l ASOF LEFT JOIN st ON st.operator_id = l.operator_id AND l.tcb >= st.block_number
+WHERE l.added = 1
+"""
+
+SIGNER_COUNT_SQL = """
+UPDATE tasks SET signer_count = s.n
+FROM (SELECT task_id, count(*) FILTER (WHERE signed) AS n FROM task_signers
+      WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched) GROUP BY task_id) s
+WHERE tasks.chain_id = $chain AND tasks.task_id = s.task_id
+"""
+
+STAKES_SQL = """
+INSERT INTO operator_stakes
+SELECT $chain, operator_id, block_number, arg_max(stake_num, log_index) FROM ev_operator_stake_update
+WHERE chain_id = $chain GROUP BY operator_id, block_number ORDER BY operator_id, block_number
+"""
+
+_LAST = "QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY block_number DESC, log_index DESC) = 1"
+
+OPERATORS_SQL = f"""
+INSERT INTO operators
+WITH reg AS (SELECT operator, operator_id, block_number FROM ev_operator_registered WHERE chain_id = $chain {_LAST.format(key="operator")}),
+dereg AS (SELECT operator, block_number FROM ev_operator_deregistered WHERE chain_id = $chain {_LAST.format(key="operator")}),
+pk AS (SELECT operator, operator_id, pubkey_g1_x, pubkey_g1_y FROM ev_new_pubkey_registration WHERE chain_id = $chain
+       {_FIRST.format(key="operator")}),
+ids AS (SELECT operator, operator_id FROM reg UNION SELECT operator, operator_id FROM pk
+        UNION SELECT operator, operator_id FROM ev_operator_added_to_quorums WHERE chain_id = $chain),
+ops AS (SELECT operator, any_value(operator_id) AS operator_id FROM ids GROUP BY operator),
+sock AS (SELECT operator_id, socket FROM ev_operator_socket_update WHERE chain_id = $chain {_LAST.format(key="operator_id")}),
+uri AS (SELECT operator, metadata_uri FROM ev_operator_metadata_uri_updated WHERE chain_id = $chain {_LAST.format(key="operator")}),
+stk AS (SELECT operator_id, stake, stake_num FROM ev_operator_stake_update WHERE chain_id = $chain {_LAST.format(key="operator_id")})
+SELECT $chain, ops.operator, ops.operator_id, pk.pubkey_g1_x, pk.pubkey_g1_y, sock.socket, uri.metadata_uri,
+  reg.block_number, CASE WHEN dereg.block_number >= reg.block_number THEN dereg.block_number END,
+  stk.stake, stk.stake_num,
+  json_extract_string(md.content, '$.name'),
+  COALESCE(json_extract_string(md.content, '$.organisation'), json_extract_string(md.content, '$.organization')),
+  json_extract_string(md.content, '$.country'), json_extract_string(md.content, '$.city'),
+  TRY_CAST(COALESCE(json_extract_string(md.content, '$.latitude'), json_extract_string(md.content, '$.lat')) AS DOUBLE),
+  TRY_CAST(COALESCE(json_extract_string(md.content, '$.longitude'), json_extract_string(md.content, '$.lon'),
+                    json_extract_string(md.content, '$.lng')) AS DOUBLE),
+  COALESCE(json_extract_string(md.content, '$.provider'), json_extract_string(md.content, '$.cloud')),
+  json_extract_string(md.content, '$.region'), json_extract_string(md.content, '$.asn'),
+  COALESCE(json_extract_string(md.content, '$.client_version'), json_extract_string(md.content, '$.clientVersion')),
+  CASE WHEN uri.metadata_uri IS NULL OR uri.metadata_uri = '' THEN NULL
+       WHEN md.uri IS NULL THEN 'not fetched yet'
+       ELSE md.error END
+FROM ops LEFT JOIN reg ON reg.operator = ops.operator LEFT JOIN dereg ON dereg.operator = ops.operator
+LEFT JOIN pk ON pk.operator = ops.operator LEFT JOIN sock ON sock.operator_id = ops.operator_id
+LEFT JOIN uri ON uri.operator = ops.operator LEFT JOIN stk ON stk.operator_id = ops.operator_id
+LEFT JOIN operator_metadata md ON md.uri = uri.metadata_uri
+ORDER BY ops.operator
+"""
+
+# Policy addresses trusted as policies: the deployment's, the factory's, and those tasks were bound to
+# (PolicySet is an open topic: anyone could emit a look-alike from another address).
+_TRUSTED = """
+  SELECT address FROM _dep_policies
+  UNION SELECT policy FROM ev_policy_deployed WHERE chain_id = $chain
+  UNION SELECT DISTINCT policy_address FROM tasks WHERE chain_id = $chain AND policy_address IS NOT NULL
+"""
+
+POLICIES_SQL = f"""
+INSERT INTO policies
+WITH trusted AS ({_TRUSTED}),
+ps AS (SELECT address, policy_policy_cid, policy_schema_cid, policy_entrypoint, policy_policy_code_hash, policy_version
+       FROM ev_policy_set WHERE chain_id = $chain AND address IN (SELECT address FROM trusted) {_LAST.format(key="address")}),
+pd AS (SELECT policy, policy_info_policy_cid, policy_info_schema_cid, policy_info_entrypoint, policy_info_policy_code_hash,
+       implementation_version FROM ev_policy_deployed WHERE chain_id = $chain {_LAST.format(key="policy")}),
+addrs AS (SELECT address FROM _dep_policies UNION SELECT address FROM ps UNION SELECT policy FROM pd)
+SELECT $chain, a.address, COALESCE(ps.policy_policy_cid, pd.policy_info_policy_cid),
+  COALESCE(ps.policy_schema_cid, pd.policy_info_schema_cid), COALESCE(ps.policy_entrypoint, pd.policy_info_entrypoint, dp.entrypoint),
+  COALESCE(ps.policy_policy_code_hash, pd.policy_info_policy_code_hash, dp.policy_code_hash),
+  COALESCE(ps.policy_version, pd.implementation_version), dp.name
+FROM addrs a LEFT JOIN ps ON ps.address = a.address LEFT JOIN pd ON pd.policy = a.address
+LEFT JOIN _dep_policies dp ON dp.address = a.address
+ORDER BY a.address
+"""
+
+POLICY_VERSIONS_SQL = f"""
+INSERT INTO policy_versions
+WITH trusted AS ({_TRUSTED})
+SELECT $chain, address, client, policy_id, block_number, block_time, tx_hash, client AS sender, params_json,
+  policy_policy_config_expire_after, block_number,
+  lead(block_number) OVER (PARTITION BY address, client ORDER BY block_number, log_index)
+FROM ev_policy_set WHERE chain_id = $chain AND address IN (SELECT address FROM trusted)
+ORDER BY address, client, block_number, log_index
+"""
+
+CHALLENGES_SQL = """
+INSERT INTO challenges
+SELECT chain_id, task_id, block_number, block_time, tx_hash, challenger, TRUE FROM ev_task_challenged_successfully WHERE chain_id = $chain
+UNION ALL
+SELECT chain_id, task_id, block_number, block_time, tx_hash, challenger, FALSE FROM ev_task_challenged_unsuccessfully WHERE chain_id = $chain
+ORDER BY 3, 2
+"""
+
+STATUS_SQL = """
+UPDATE tasks SET status = CASE WHEN $head >= response_expire_block THEN 'expired' ELSE 'allowed' END
+WHERE chain_id = $chain AND status IN ('allowed', 'expired') AND response_expire_block IS NOT NULL
+  AND (status = 'allowed') = ($head >= response_expire_block)
+"""
+
+
+def task_status(*, responded: bool, allow: bool | None, spent: bool, challenge_success: bool | None,
+                response_expire_block: int | None, head: int) -> str:
+    """EVENTS.md §3.6 status rule (the SQL above implements the same): challenged > spent > denied/expired/allowed > created."""
+    if challenge_success:
+        return "challenged"
+    if spent:
+        return "spent"
+    if responded:
+        if not allow:
+            return "denied"
+        if response_expire_block is not None and head >= response_expire_block:
+            return "expired"
+        return "allowed"
+    return "created"
+
+
+def refresh(con: duckdb.DuckDBPyConnection, chain_id: int, head: int, task_ids: set[str], tables_touched: set[str],
+            dep_policies: list[dict], force_all: bool = False, since: int = 0) -> None:
+    """Rebuild derived rows for the touched tasks and the small tables whose inputs changed (caller's transaction).
+
+    `since`: the first block of the new raw rows. Every event of a task is at or after its first event, so the raw
+    scans start at min(since, first block of the touched tasks already known) — zone maps skip older row groups.
+    """
+    p = {"chain": chain_id}
+    dep = pa.table({"address": pa.array([d["address"] for d in dep_policies], pa.string()),
+                    "name": pa.array([d.get("name") for d in dep_policies], pa.string()),
+                    "entrypoint": pa.array([d.get("entrypoint") for d in dep_policies], pa.string()),
+                    "policy_code_hash": pa.array([d.get("policy_code_hash") for d in dep_policies], pa.string())})
+    con.register("_dep_arrow", dep)
+    con.execute("CREATE OR REPLACE TEMP TABLE _dep_policies AS SELECT * FROM _dep_arrow")
+    con.unregister("_dep_arrow")
+    if force_all or tables_touched & set(OPERATOR_TABLES):
+        con.execute("DELETE FROM operators WHERE chain_id = $chain", p)
+        con.execute(OPERATORS_SQL, p)
+        con.execute("DELETE FROM operator_stakes WHERE chain_id = $chain", p)
+        con.execute(STAKES_SQL, p)
+    if force_all or tables_touched & set(CHALLENGE_TABLES):
+        con.execute("DELETE FROM challenges WHERE chain_id = $chain", p)
+        con.execute(CHALLENGES_SQL, p)
+    if force_all:
+        task_ids = {r[0] for r in con.execute("SELECT task_id FROM tasks WHERE chain_id = $chain", p).fetchall()}
+        for table, key in TASK_KEYS.items():
+            task_ids |= {r[0] for r in con.execute(f"SELECT DISTINCT {key} FROM {table} WHERE chain_id = $chain", p).fetchall()}
+    if task_ids:
+        con.register("_touched_arrow", pa.table({"task_id": pa.array(sorted(task_ids), pa.string())}))
+        con.execute("CREATE OR REPLACE TEMP TABLE _touched AS SELECT * FROM _touched_arrow")
+        con.unregister("_touched_arrow")
+        if since > 0 and not force_all:
+            known = con.execute("SELECT min(LEAST(COALESCE(created_block, responded_block, spent_block), "
+                                "COALESCE(responded_block, created_block, spent_block))) FROM tasks "
+                                "WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)", p).fetchone()[0]
+            since = since if known is None else min(since, known)
+        else:
+            since = 0
+        con.execute("DELETE FROM tasks WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)", p)
+        con.execute(TASKS_SQL, {**p, "head": head, "since": since})
+        con.execute("DELETE FROM task_signers WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)", p)
+        con.execute(SIGNERS_SQL, {**p, "since": since})
+        con.execute(SIGNER_COUNT_SQL, p)
+        con.execute("DROP TABLE _touched")
+    # after tasks: the trusted policy addresses include those tasks were bound to
+    if force_all or tables_touched & set(POLICY_TABLES):
+        con.execute("DELETE FROM policies WHERE chain_id = $chain", p)
+        con.execute(POLICIES_SQL, p)
+        con.execute("DELETE FROM policy_versions WHERE chain_id = $chain", p)
+        con.execute(POLICY_VERSIONS_SQL, p)
+    con.execute(STATUS_SQL, {**p, "head": head})

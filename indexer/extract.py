@@ -1,0 +1,298 @@
+"""Raw JSON-RPC over HTTP: eth_getLogs with retries/backoff, range halving on oversized answers, regrowth."""
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import requests
+import urllib3
+
+from app.errors import LensError
+
+# Provider messages that mean "ask for fewer blocks" (geth/anvil, Infura, Alchemy, QuickNode, Ankr, …).
+_TOO_LARGE = re.compile(
+    r"too many|more than \d+|response size|size exceed|limit exceeded|exceeds? (the )?(max|limit)|block range|"
+    r"range (is )?too (large|wide|big)|query timeout|returned more|too large|10000 results|payload", re.I)
+_RETRY_HTTP = {408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
+
+
+class RawResult:
+    """A large successful JSON-RPC answer kept as bytes: parsed later by whoever decodes it (off the fetch thread)."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def count(self, key: bytes = b'"logIndex"') -> int:
+        """Cheap count of the logs in the answer (no parsing)."""
+        return self.body.count(key)
+
+    def parse(self) -> Any:
+        """The `result` of the answer."""
+        out = json.loads(self.body)
+        if "result" not in out:
+            raise RpcError(None, f"answer without result: {str(out)[:200]}")
+        return out["result"]
+
+
+class RpcError(Exception):
+    """A JSON-RPC error answer (not retried)."""
+
+    def __init__(self, code: int | None, message: str) -> None:
+        super().__init__(f"RPC error {code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class RangeTooLarge(RpcError):
+    """The node refused the block range (too many results / response too big): split it."""
+
+
+@dataclass
+class RpcStats:
+    """Counters a run reports: requests, retries, range splits, seconds spent waiting on the node."""
+
+    requests: int = 0
+    retries: int = 0
+    splits: int = 0
+    seconds: float = 0.0
+    last_error: str | None = None
+
+
+class Rpc:
+    """Minimal JSON-RPC client over a keep-alive HTTP session, with retries and backoff on transient faults."""
+
+    def __init__(self, url: str, retries: int = 6, timeout: float = 30.0, backoff: float = 0.2,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.url = url
+        self.retries = retries
+        self.timeout = timeout
+        self.backoff = backoff
+        self.sleep = sleep
+        self.stats = RpcStats()
+        self._local = threading.local()
+        self._id = 0
+
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = requests.Session()
+        return s
+
+    def _post(self, payload: Any, raw_ok: bool = False) -> Any:
+        """POST with retries on connection errors, timeouts, 429 and 5xx; returns the decoded JSON body
+        (or a RawResult for a large successful answer when raw_ok)."""
+        body = json.dumps(payload)
+        attempt = 0
+        while True:
+            t0 = time.perf_counter()
+            self.stats.requests += 1
+            try:
+                resp = self._session().post(self.url, data=body, headers={"Content-Type": "application/json"},
+                                            timeout=self.timeout, stream=True)
+                if resp.status_code in _RETRY_HTTP:
+                    resp.close()
+                    raise _Transient(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
+                if resp.status_code == 413:
+                    resp.close()
+                    raise RangeTooLarge(413, "HTTP 413 payload too large")
+                if resp.status_code >= 400:
+                    raise RpcError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")
+                # one read of the whole body: 3x less CPU than requests' 10 KB-chunked .content on big answers
+                answer = resp.raw.read(decode_content=True)
+                if raw_ok and len(answer) > 4096 and b'"result"' in answer[:80] and answer.rstrip().endswith(b"}"):
+                    return RawResult(answer)
+                try:
+                    out = json.loads(answer)
+                except ValueError:
+                    raise _Transient("malformed JSON answer", None) from None
+                return out
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    urllib3.exceptions.HTTPError, _Transient) as e:
+                self.stats.last_error = str(e)
+                attempt += 1
+                if attempt > self.retries:
+                    raise LensError(f"RPC {self.url} failed after {self.retries} retries: {e}",
+                                    "check the node is reachable (--rpc URL), or raise LENS_RPC_RETRIES") from None
+                self.stats.retries += 1
+                delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                retry_after = getattr(e, "retry_after", None)
+                if retry_after:
+                    try:
+                        delay = max(delay, min(float(retry_after), 30.0))
+                    except ValueError:
+                        pass
+                self.sleep(min(delay, 30.0))
+            finally:
+                self.stats.seconds += time.perf_counter() - t0
+
+    def _next_id(self) -> int:
+        self._id += 1
+        return self._id
+
+    def call(self, method: str, params: list, raw_ok: bool = False) -> Any:
+        """One JSON-RPC call; JSON-RPC errors become RpcError (RangeTooLarge for oversized log queries)."""
+        while True:
+            out = self._post({"jsonrpc": "2.0", "id": self._next_id(), "method": method, "params": params}, raw_ok)
+            if isinstance(out, RawResult):
+                return out
+            if isinstance(out, dict) and "error" in out:
+                err = out["error"] or {}
+                code, msg = err.get("code"), str(err.get("message", err))
+                if code == 429 or "rate limit" in msg.lower():
+                    self._rate_limited(msg)
+                    continue
+                if method == "eth_getLogs" and (_TOO_LARGE.search(msg) or code == -32005):
+                    raise RangeTooLarge(code, msg)
+                raise RpcError(code, msg)
+            if not isinstance(out, dict) or "result" not in out:
+                self._rate_limited("answer without result")
+                continue
+            return out["result"]
+
+    def _rate_limited(self, msg: str) -> None:
+        self.stats.retries += 1
+        self.stats.last_error = msg
+        n = getattr(self, "_rl", 0) + 1
+        self._rl = n
+        if n > self.retries * 4:
+            raise LensError(f"RPC {self.url} keeps failing: {msg}", "use another RPC endpoint (--rpc)")
+        self.sleep(min(self.backoff * 2 ** min(n, 6), 10.0))
+
+    def batch(self, calls: list[tuple[str, list]]) -> list[Any]:
+        """Several calls in one HTTP request (results in call order); falls back to single calls if unsupported."""
+        if not calls:
+            return []
+        payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        out = self._post(payload)
+        if not isinstance(out, list) or len(out) != len(calls) or any("result" not in r for r in out):
+            return [self.call(m, p) for m, p in calls]
+        by_id = {r["id"]: r["result"] for r in out}
+        return [by_id[i] for i in range(len(calls))]
+
+    # convenience -------------------------------------------------------------------------------
+    def chain_id(self) -> int:
+        """eth_chainId as int."""
+        return int(self.call("eth_chainId", []), 16)
+
+    def head(self) -> int:
+        """eth_blockNumber as int."""
+        return int(self.call("eth_blockNumber", []), 16)
+
+    def headers(self, numbers: Iterable[int]) -> dict[int, dict]:
+        """Block headers (hash, parentHash, timestamp) by number, one batched request."""
+        nums = list(numbers)
+        res = self.batch([("eth_getBlockByNumber", [hex(n), False]) for n in nums])
+        return {n: r for n, r in zip(nums, res) if r}
+
+    def get_logs(self, lo: int, hi: int, addresses: list[str] | None, topics: list[str], raw_ok: bool = False):
+        """eth_getLogs for blocks lo..hi (inclusive) with topic0 in `topics`, optionally limited to addresses
+        (raw_ok: a large answer may come back unparsed, as a RawResult)."""
+        flt: dict[str, Any] = {"fromBlock": hex(lo), "toBlock": hex(hi), "topics": [list(topics)]}
+        if addresses:
+            flt["address"] = list(addresses)
+        return self.call("eth_getLogs", [flt], raw_ok)
+
+
+class _Transient(Exception):
+    def __init__(self, msg: str, retry_after: str | None) -> None:
+        super().__init__(msg)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """One eth_getLogs filter: addresses (None = any address) and the topic0 set."""
+
+    addresses: tuple[str, ...] | None
+    topics: tuple[str, ...]
+
+
+@dataclass
+class RangeSizer:
+    """Adaptive block-range size: halve on oversized answers; otherwise aim at ~target_logs logs per request
+    (small requests let fetching overlap decoding; sparse ranges grow quickly)."""
+
+    size: int = 2000
+    minimum: int = 1
+    maximum: int = 100_000
+    target_logs: int = 3000
+    _ok: int = field(default=0, repr=False)
+
+    def too_large(self, failed_span: int) -> None:
+        """Shrink below the span that failed."""
+        self.size = max(self.minimum, min(self.size, failed_span) // 2)
+
+    def success(self, n_logs: int, span: int) -> None:
+        """Move toward target_logs per request: at most x2 up, at most /4 down per step."""
+        if n_logs <= 0:
+            ideal = span * 2
+        else:
+            ideal = int(span * self.target_logs / n_logs)
+        self.size = max(self.minimum, min(self.maximum, max(self.size // 4, min(ideal, span * 2, self.size * 2))))
+
+
+def split_range(lo: int, hi: int) -> list[tuple[int, int]]:
+    """Two halves of an inclusive block range (a single block cannot be split)."""
+    if hi <= lo:
+        return [(lo, hi)]
+    mid = (lo + hi) // 2
+    return [(lo, mid), (mid + 1, hi)]
+
+
+def plan_ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
+    """Consecutive inclusive ranges of at most `size` blocks covering lo..hi."""
+    out = []
+    b = lo
+    while b <= hi:
+        e = min(hi, b + size - 1)
+        out.append((b, e))
+        b = e + 1
+    return out
+
+
+def fetch_range_parts(rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: RangeSizer | None = None,
+                      raw_ok: bool = False) -> list:
+    """The answers (log lists or unparsed RawResults) covering lo..hi for the filters, splitting the range while the
+    node says it is too large."""
+    parts: list = []
+    for f in filters:
+        stack = [(lo, hi)]
+        while stack:
+            a, b = stack.pop()
+            try:
+                parts.append(rpc.get_logs(a, b, list(f.addresses) if f.addresses else None, list(f.topics), raw_ok))
+            except RangeTooLarge:
+                if a == b:
+                    raise LensError(f"the node refuses eth_getLogs even for the single block {a}",
+                                    "use an RPC endpoint without a tight log-size limit (--rpc)") from None
+                rpc.stats.splits += 1
+                if sizer is not None:
+                    sizer.too_large(b - a + 1)
+                stack.extend(reversed(split_range(a, b)))
+    return parts
+
+
+def count_logs(parts: list) -> int:
+    """Number of logs in fetched parts without parsing them (duplicates across filters included)."""
+    return sum(p.count() if isinstance(p, RawResult) else len(p) for p in parts)
+
+
+def materialize(parts: list) -> list[dict]:
+    """Parse the parts and return their logs sorted by (block, log index), each once."""
+    out: dict[tuple[int, int], dict] = {}
+    for p in parts:
+        for log in (p.parse() if isinstance(p, RawResult) else p):
+            out[(int(log["blockNumber"], 16), int(log["logIndex"], 16))] = log
+    return [out[k] for k in sorted(out)]
+
+
+def fetch_range(rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: RangeSizer | None = None) -> list[dict]:
+    """All logs of lo..hi for the filters, splitting the range while the node says it is too large; sorted, unique."""
+    return materialize(fetch_range_parts(rpc, lo, hi, filters, sizer))

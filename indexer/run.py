@@ -1,0 +1,675 @@
+"""The indexing loop: fetch + decode ahead (worker processes for long ranges, a thread near the head), then one
+DuckDB transaction per batch with raw rows, derived rows and the checkpoint; follow the head; roll back reorgs."""
+from __future__ import annotations
+
+import gc
+import json
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from app.errors import LensError
+from indexer import derive, load, reorg
+from indexer.abi import BOUND_TOPICS, OPEN_TOPICS
+from indexer.decode import TABLES, UNDECODABLE_COLUMNS, Column, DecodedBatch, decode_logs
+from indexer.deployment import Deployment, check_against_chain
+from indexer.extract import LogFilter, RangeSizer, RawResult, Rpc, count_logs, fetch_range_parts, materialize
+from indexer.metadata import MetadataFetcher
+
+# Tuning knobs without a shared setting yet (tests use them to force many small transactions).
+COMMIT_LOGS = int(os.environ.get("LENS_INDEX_COMMIT_LOGS", "20000"))
+COMMIT_S = float(os.environ.get("LENS_INDEX_COMMIT_S", "2.0"))
+WORKER_MIN_BLOCKS = int(os.environ.get("LENS_INDEX_WORKER_MIN_BLOCKS", "500"))  # long ranges: worker processes
+WORKERS = int(os.environ.get("LENS_INDEX_WORKERS", "2"))  # worker processes running at once
+
+BLOCK_COLUMNS = (Column("chain_id", "BIGINT"), Column("block_number", "BIGINT"), Column("block_hash", "VARCHAR"),
+                 Column("parent_hash", "VARCHAR"), Column("block_time", "TIMESTAMP"))
+BLOB_COLUMNS = (Column("hash", "VARCHAR"), Column("content", "VARCHAR"))
+META_COLUMNS = (Column("uri", "VARCHAR"), Column("fetched_at", "TIMESTAMP"), Column("ok", "BOOLEAN"),
+                Column("content", "VARCHAR"), Column("error", "VARCHAR"))
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """How to run: where to write, which range, follow or not, batching and lock-holding limits."""
+
+    db: str
+    rpc_url: str = ""
+    start: int | None = None
+    end: int | None = None
+    follow: bool = False
+    confirmations: int | None = None
+    batch_blocks: int = 2000
+    retries: int = 6
+    rpc_timeout_s: float = 30.0
+    backoff_s: float = 0.2
+    poll_s: float = 1.0
+    commit_logs: int = COMMIT_LOGS  # commit at least every this many logs …
+    commit_s: float = COMMIT_S      # … or this often
+    max_hold_s: float = 2.0        # release the write lock after holding it this long (readers get a turn)
+    metadata_timeout_s: float = 5.0
+    ipfs_gateway: str = "https://ipfs.io/ipfs/"
+    prefetch: int = 4
+    worker: bool = True            # fetch+decode in a worker process for long ranges
+
+
+@dataclass
+class Stats:
+    """Counters and per-stage seconds of one run (the progress bar and `lens bench index` read them)."""
+
+    start_block: int = 0
+    target_block: int = 0
+    current_block: int = 0
+    logs: int = 0
+    rows: int = 0
+    undecodable: int = 0
+    commits: int = 0
+    reorgs: int = 0
+    seconds: dict = field(default_factory=lambda: {"fetch": 0.0, "decode": 0.0, "load": 0.0, "derive": 0.0, "wait_lock": 0.0})
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class _Fetched:
+    """One fetched range: raw logs (thread path) or already decoded rows (worker-process path)."""
+
+    lo: int
+    hi: int
+    n_logs: int
+    header: dict
+    logs: list | None = None
+    block_times: dict = field(default_factory=dict)
+    batch: "Packed | None" = None
+    fetch_s: float = 0.0
+    decode_s: float = 0.0
+    retries: int = 0
+    splits: int = 0
+
+
+@dataclass
+class Packed:
+    """A decoded range ready for the writer: Arrow tables (cheap to ship between processes) and small side data."""
+
+    arrow: dict = field(default_factory=dict)        # table → pa.Table
+    undecodable: list = field(default_factory=list)
+    blocks: dict = field(default_factory=dict)
+    blobs: dict = field(default_factory=dict)
+    task_ids: set = field(default_factory=set)
+    policies: set = field(default_factory=set)
+    rows: int = 0
+
+
+_POLICY_COLUMNS = (("ev_new_task_created", "state_policy_address"), ("ev_task_responded", "task_response_policy_address"))
+
+
+def pack(batch: DecodedBatch) -> Packed:
+    """Rows → Arrow per table, plus the task ids and policy addresses the writer's derive step needs."""
+    out = Packed(undecodable=batch.undecodable, blocks=batch.blocks, blobs=batch.blobs)
+    for table, rows in batch.rows.items():
+        cols = TABLES[table]
+        names = [c.name for c in cols]
+        key = derive.TASK_KEYS.get(table)
+        if key:
+            i = names.index(key)
+            out.task_ids |= {r[i] for r in rows}
+        for t, col in _POLICY_COLUMNS:
+            if t == table:
+                i = names.index(col)
+                out.policies |= {r[i] for r in rows if r[i]}
+        out.arrow[table] = load.arrow_table(cols, rows)
+        out.rows += len(rows)
+    return out
+
+
+def merge(parts: list[Packed]) -> Packed:
+    """One Packed from consecutive ones."""
+    import pyarrow as pa
+
+    out = Packed()
+    per_table: dict[str, list] = {}
+    for p in parts:
+        for t, a in p.arrow.items():
+            per_table.setdefault(t, []).append(a)
+        out.undecodable += p.undecodable
+        out.blocks.update(p.blocks)
+        out.blobs.update(p.blobs)
+        out.task_ids |= p.task_ids
+        out.policies |= p.policies
+        out.rows += p.rows
+    out.arrow = {t: (v[0] if len(v) == 1 else pa.concat_tables(v)) for t, v in per_table.items()}
+    return out
+
+
+def fetch_ranges(rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: RangeSizer, chain_id: int,
+                 lazy: bool, emit: Callable[[_Fetched], None], stopped: Callable[[], bool]) -> None:
+    """Fetch lo..hi range by range (adaptive size) and emit each in order.
+
+    lazy=True leaves big answers unparsed (`parts`) for the decoding thread: JSON parsing holds the GIL for the whole
+    answer, which would stall the decoder for as long (and vice versa).
+    """
+    b = lo
+    while b <= hi and not stopped():
+        e = min(hi, b + sizer.size - 1)
+        t0 = time.perf_counter()
+        r0, s0 = rpc.stats.retries, rpc.stats.splits
+        parts = fetch_range_parts(rpc, b, e, filters, sizer, raw_ok=lazy)
+        header = rpc.headers([e]).get(e)
+        if header is None:
+            raise LensError(f"the node has no block {e}", "is the RPC synced?")
+        n = count_logs(parts)
+        times: dict = {}
+        if n and not all(b'"blockTimestamp"' in p.body if isinstance(p, RawResult) else all("blockTimestamp" in x for x in p)
+                         for p in parts):
+            parts = [materialize(parts)]  # a node without blockTimestamp in logs: fetch the headers now
+            missing = sorted({int(x["blockNumber"], 16) for x in parts[0]})
+            times = {k: int(h["timestamp"], 16) for k, h in rpc.headers(missing).items()}
+        t1 = time.perf_counter()
+        if rpc.stats.splits == s0:
+            sizer.success(n, e - b + 1)
+        emit(_Fetched(b, e, n, header, logs=parts, block_times=times, fetch_s=t1 - t0,
+                      retries=rpc.stats.retries - r0, splits=rpc.stats.splits - s0))
+        b = e + 1
+
+
+def torn(logs: list[dict], item: "_Fetched") -> bool:
+    """A reorg while we fetched: logs of the range's last block disagree with its header."""
+    h = item.header["hash"].lower()
+    return any(int(x["blockNumber"], 16) == item.hi and x["blockHash"].lower() != h for x in logs)
+
+
+def decode_item(item: "_Fetched", chain_id: int) -> None:
+    """Parse and decode a fetched range in place (item.batch); raises _Torn if the range was torn by a reorg."""
+    t0 = time.perf_counter()
+    logs = materialize(item.logs)
+    if torn(logs, item):
+        raise _Torn(item.lo)
+    item.batch = pack(decode_logs(logs, chain_id, item.block_times))
+    item.n_logs = len(logs)
+    item.logs, item.block_times = None, {}
+    item.decode_s = time.perf_counter() - t0
+
+
+class _Torn(Exception):
+    def __init__(self, lo: int) -> None:
+        super().__init__(f"range from block {lo} changed while it was fetched (reorg)")
+        self.lo = lo
+
+
+def _worker(url: str, retries: int, timeout: float, backoff: float, lo: int, hi: int, filters: list[LogFilter],
+            size: int, maximum: int, chain_id: int, out, stop) -> None:
+    """Worker process: a thread fetches (waiting on the node) while the main thread decodes; rows go to the writer.
+
+    A separate process because the GIL would serialize JSON parsing and decoding with the DuckDB writer. It stops
+    by itself when the writer goes away (even after a kill -9), so nothing is left running.
+    """
+    gc.set_threshold(100_000, 50, 100)
+    parent = os.getppid()
+    local: queue.Queue = queue.Queue(maxsize=2)
+    sizer = RangeSizer(size=size, maximum=maximum)
+
+    def gone() -> bool:
+        return stop.is_set() or os.getppid() != parent
+
+    def put(q, item) -> bool:
+        while not gone():
+            try:
+                q.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            rpc = Rpc(url, retries=retries, timeout=timeout, backoff=backoff)
+            fetch_ranges(rpc, lo, hi, filters, sizer, chain_id, True, lambda it: put(local, it), gone)
+            put(local, ("done", sizer.size))
+        except LensError as e:
+            put(local, ("error", str(e), e.hint))
+        except BaseException as e:  # noqa: BLE001 — reported to the parent, which raises it
+            put(local, ("error", f"{type(e).__name__}: {e}", ""))
+
+    th = threading.Thread(target=fetch, daemon=True)
+    th.start()
+    try:
+        _decode_loop(local, out, chain_id, gone, put, stop)
+    finally:
+        if os.getppid() != parent:
+            out.cancel_join_thread()  # the writer is gone: nobody will read what is buffered, do not wait at exit
+
+
+def _decode_loop(local: queue.Queue, out, chain_id: int, gone: Callable, put: Callable, stop) -> None:
+    """The worker's main thread: parse and decode fetched ranges in order and hand them to the writer."""
+    while not gone():
+        try:
+            item = local.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if isinstance(item, tuple):
+            put(out, item)
+            return
+        try:
+            decode_item(item, chain_id)
+        except _Torn as t:
+            stop.set()
+            out.put(("torn", t.lo))
+            return
+        except Exception as e:  # noqa: BLE001 — reported to the parent, which raises it
+            stop.set()
+            out.put(("error", f"{type(e).__name__}: {e}", ""))
+            return
+        if not put(out, item):
+            return
+
+
+def _filters(dep: Deployment) -> list[LogFilter]:
+    """Address-bound topics from the deployment's addresses; open topics (policy/client lifecycle) from any address."""
+    return [LogFilter(dep.addresses, BOUND_TOPICS + OPEN_TOPICS), LogFilter(None, OPEN_TOPICS)]
+
+
+class Indexer:
+    """One indexing run over one deployment into one DuckDB file."""
+
+    def __init__(self, dep: Deployment, opts: IndexOptions, on_progress: Callable[[Stats], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.dep = dep
+        self.opts = opts
+        self.rpc = Rpc(opts.rpc_url or dep.rpc_url, retries=opts.retries, timeout=opts.rpc_timeout_s, backoff=opts.backoff_s)
+        self.stats = Stats()
+        self.on_progress = on_progress or (lambda s: None)
+        self.stop = stop or threading.Event()
+        self.confirmations = dep.confirmations if opts.confirmations is None or opts.confirmations < 0 else opts.confirmations
+        # start small: the first request over an unknown range should not be the whole range
+        self.sizer = RangeSizer(size=max(1, min(opts.batch_blocks, 100)), maximum=max(1, opts.batch_blocks) * 50)
+        self._known_policies: set[str] = set()
+        self.filters = _filters(dep)
+        self.metadata = MetadataFetcher(opts.metadata_timeout_s, opts.ipfs_gateway)
+        self._con = None
+        self._held_since = 0.0
+        self.checkpoint: int | None = None
+        self.max_block = -1
+        self.origin = dep.start_block  # where an empty DB starts: a range beginning here may set the checkpoint
+
+    # --- connection handling: hold the write lock only briefly -----------------------------------
+    def _acquire(self):
+        if self._con is None:
+            t0 = time.perf_counter()
+            self._cm = load.connect_write(self.opts.db)
+            self._con = self._cm.__enter__()
+            self.stats.seconds["wait_lock"] += time.perf_counter() - t0
+            self._held_since = time.monotonic()
+        return self._con
+
+    def _release(self, pause: bool = False) -> None:
+        if self._con is not None:
+            self._cm.__exit__(None, None, None)
+            self._con = None
+            if pause:
+                time.sleep(0.2)  # let a waiting reader in
+
+    def _maybe_release(self) -> None:
+        if self._con is not None and time.monotonic() - self._held_since > self.opts.max_hold_s:
+            self._release(pause=True)
+
+    # --- setup ------------------------------------------------------------------------------------
+    def prepare(self) -> int:
+        """Check the deployment against the chain, create the schema, and return the first block to index."""
+        if not (self.opts.rpc_url or self.dep.rpc_url):
+            raise LensError(f"no RPC URL for deployment {self.dep.name}", "pass --rpc URL")
+        check_against_chain(self.dep, self.rpc)
+        con = self._acquire()
+        con.execute("BEGIN")
+        load.ensure_schema(con)
+        load.set_meta(con, {"deployment": self.dep.name, "chain_id": self.dep.chain_id, "deployment_file": self.dep.source,
+                            "rpc_url": self.rpc.url, "confirmations": self.confirmations,
+                            "roles": json.dumps(self._roles())})
+        con.execute("COMMIT")
+        self.checkpoint = load.read_checkpoint(con, self.dep.chain_id, self.dep.addresses)
+        self.max_block = self._max_indexed_block(con)
+        self._release()
+        self.origin = self.dep.start_block
+        if self.opts.start is not None:
+            return self.opts.start
+        if self.checkpoint is None and self.dep.start_block_search and self.dep.start_block_upper:
+            self.origin = self._search_start()
+            return self.origin
+        return self.dep.start_block if self.checkpoint is None else self.checkpoint + 1
+
+    def _search_start(self) -> int:
+        """The task manager's creation block (archive node), else the preset's start block."""
+        from indexer.deployment import find_creation_block
+        from indexer.extract import RpcError
+        tm = self.dep.contracts.get("taskManager")
+        try:
+            block = find_creation_block(self.rpc, tm, self.dep.start_block, self.dep.start_block_upper)
+        except (RpcError, LensError) as e:
+            self.record_error(f"creation-block search failed ({e}); indexing from block {self.dep.start_block}")
+            return self.dep.start_block
+        # the proxies of one deployment are created together; a margin keeps the others' first logs
+        return max(self.dep.start_block, block - 10_000)
+
+    def _max_indexed_block(self, con) -> int:
+        """Highest block any committed batch covered (every batch stores its last block in `blocks`)."""
+        row = con.execute("SELECT max(block_number) FROM blocks WHERE chain_id = ?", [self.dep.chain_id]).fetchone()
+        return -1 if row[0] is None else row[0]
+
+    # --- reorgs -------------------------------------------------------------------------------------
+    def check_reorg(self) -> int | None:
+        """Roll back to the fork point if the node's recent hashes differ from ours; returns the new checkpoint."""
+        con = self._acquire()
+        point = reorg.detect(con, self.rpc, self.dep.chain_id)
+        if point is None:
+            return None
+        fork = max(point, self.dep.start_block - 1)
+        con.execute("BEGIN")
+        try:
+            touched = reorg.rollback(con, self.dep.chain_id, fork)
+            derive.refresh(con, self.dep.chain_id, fork, touched, set(derive.OPERATOR_TABLES + derive.POLICY_TABLES +
+                                                                       derive.CHALLENGE_TABLES), self._dep_policies())
+            if self.checkpoint is not None and self.checkpoint > fork:
+                load.write_checkpoint(con, self.dep.chain_id, self.dep.addresses, fork)
+                self.checkpoint = fork
+            load.set_meta(con, {"data_version": uuid.uuid4().hex, "indexed_head": fork,
+                                "last_reorg": f"rolled back to block {fork}"})
+            con.execute("COMMIT")
+            self.max_block = self._max_indexed_block(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self.stats.reorgs += 1
+        return fork
+
+    def _roles(self) -> dict[str, str]:
+        """address → the deployment's names for it (for `lens index status`)."""
+        roles: dict[str, list[str]] = {"*": ["open topics (any address)"]}
+        for role, a in self.dep.contracts.items():
+            roles.setdefault(a, []).append(role)
+        for name, p in self.dep.policies.items():
+            roles.setdefault(p["address"], []).append(f"policy {name}")
+        for name, c in self.dep.clients.items():
+            roles.setdefault(c["address"], []).append(f"client {name}")
+        return {a: ", ".join(r) for a, r in roles.items()}
+
+    def _dep_policies(self) -> list[dict]:
+        return [dict(p, name=name) for name, p in self.dep.policies.items()]
+
+    # --- fetching (producer thread) --------------------------------------------------------------------
+    def _producer(self, lo: int, hi: int, out: queue.Queue, halt: threading.Event) -> None:
+        def put(item) -> None:
+            while not halt.is_set():
+                try:
+                    out.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+        try:
+            fetch_ranges(self.rpc, lo, hi, self.filters, self.sizer, self.dep.chain_id, False, put,
+                         lambda: self.stop.is_set() or halt.is_set())
+            put(None)
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            put(err)
+
+    def index_range(self, lo: int, hi: int) -> None:
+        """Index lo..hi (inclusive), committing every few thousand logs or every couple of seconds.
+
+        Long ranges are fetched and decoded by a worker process (true parallelism with the DuckDB writer); short
+        ones (follow mode) by a thread.
+        """
+        if hi - lo + 1 >= WORKER_MIN_BLOCKS and self.opts.worker:
+            return self._index_range_worker(lo, hi)
+        q: queue.Queue = queue.Queue(maxsize=self.opts.prefetch)
+        halt = threading.Event()
+        th = threading.Thread(target=self._producer, args=(lo, hi, q, halt), daemon=True, name="lens-fetch")
+        th.start()
+        try:
+            self._consume(lambda: q.get(), lambda: q.empty())
+        finally:
+            halt.set()
+            th.join(timeout=10)
+
+    def _index_range_worker(self, lo: int, hi: int) -> None:
+        """Rolling pipeline of worker processes: chunk k+1 is fetched and decoded while chunk k is consumed.
+
+        Each worker owns a contiguous chunk; the writer consumes chunks strictly in order, so commits (and the
+        checkpoint) still advance block by block.
+        """
+        ctx = mp.get_context("fork")
+        span = hi - lo + 1
+        chunk = max(WORKER_MIN_BLOCKS // 2, -(-span // 8))
+        chunks = [(a, min(hi, a + chunk - 1)) for a in range(lo, hi + 1, chunk)]
+        stop = ctx.Event()
+        running: list[tuple] = []  # (proc, queue) in chunk order
+        next_chunk = 0
+        self._release()  # never fork while holding the database
+
+        def spawn() -> None:
+            nonlocal next_chunk
+            a, b = chunks[next_chunk]
+            next_chunk += 1
+            q = ctx.Queue(maxsize=self.opts.prefetch * 4)
+            proc = ctx.Process(target=_worker, name="lens-fetch", daemon=True,
+                               args=(self.rpc.url, self.opts.retries, self.opts.rpc_timeout_s, self.opts.backoff_s, a, b,
+                                     self.filters, self.sizer.size, self.sizer.maximum, self.dep.chain_id, q, stop))
+            proc.start()
+            running.append((proc, q))
+
+        def fill() -> None:
+            while next_chunk < len(chunks) and len(running) < WORKERS:
+                self._release()
+                spawn()
+
+        def get():
+            while True:
+                if not running:
+                    return None
+                proc, q = running[0]
+                try:
+                    item = q.get(timeout=0.5)
+                except queue.Empty:
+                    if not proc.is_alive() and q.empty():
+                        return LensError("the fetch worker died unexpectedly", "run `lens index` again; it resumes")
+                    if self.stop.is_set():
+                        stop.set()
+                    continue
+                if isinstance(item, tuple):
+                    if item[0] == "done":
+                        self.sizer.size = item[1]
+                        proc.join(timeout=5)
+                        running.pop(0)
+                        fill()
+                        continue
+                    if item[0] == "torn":
+                        return _Torn(item[1])
+                    return LensError(item[1], item[2])
+                return item
+
+        try:
+            fill()
+            self._consume(get, lambda: not running or running[0][1].empty())
+        finally:
+            stop.set()
+            for proc, _ in running:
+                proc.join(timeout=5)
+                if proc.is_alive():
+                    proc.terminate()  # our own child, by its handle
+                    proc.join(timeout=5)
+
+    def _consume(self, get: Callable, empty: Callable[[], bool]) -> None:
+        pending: list[_Fetched] = []
+        n_pending = 0
+        last_commit = time.monotonic()
+        while True:
+            if empty():
+                self._release()  # waiting for the node: let readers in meanwhile
+            item = get()
+            if isinstance(item, BaseException):
+                if isinstance(item, _Torn) and pending:
+                    self._commit(pending)  # everything before the torn range is fine
+                raise item
+            if item is not None:
+                pending.append(item)
+                n_pending += item.n_logs
+                self.stats.seconds["fetch"] += item.fetch_s
+                self.stats.seconds["decode"] += item.decode_s
+                self.rpc.stats.retries += item.retries if item.batch is not None else 0
+                self.rpc.stats.splits += item.splits if item.batch is not None else 0
+            done = item is None or self.stop.is_set()
+            if pending and (done or n_pending >= self.opts.commit_logs
+                            or time.monotonic() - last_commit >= self.opts.commit_s):
+                self._commit(pending)
+                pending, n_pending = [], 0
+                last_commit = time.monotonic()
+                self._maybe_release()
+            if done:
+                break
+
+    def _commit(self, fetched: list[_Fetched]) -> None:
+        """Decode and write a run of consecutive ranges in ONE transaction with derived rows and the checkpoint."""
+        chain = self.dep.chain_id
+        t0 = time.perf_counter()
+        for f in fetched:
+            if f.batch is None:
+                decode_item(f, chain)
+        batch = merge([f.batch for f in fetched])
+        n_logs = sum(f.n_logs for f in fetched)
+        t1 = time.perf_counter()
+        self.stats.seconds["decode"] += t1 - t0
+        lo, hi = fetched[0].lo, fetched[-1].hi
+        header = fetched[-1].header
+        blocks = [[chain, n, h, None, t] for n, (h, t) in sorted(batch.blocks.items()) if n != hi]
+        blocks.append([chain, hi, header["hash"].lower(), header["parentHash"].lower(), int(header["timestamp"], 16)])
+        task_ids = batch.task_ids
+        contiguous = self.checkpoint is None and lo <= self.origin or \
+            self.checkpoint is not None and lo <= self.checkpoint + 1
+        new_checkpoint = max(hi, self.checkpoint or -1) if contiguous else self.checkpoint
+        head_for_status = max(hi, self.checkpoint or -1)
+        meta_rows = [[m.uri, m.fetched_at, m.ok, m.content, m.error] for m in self.metadata.drain()]
+        touched_tables = set(batch.arrow) | ({"ev_operator_metadata_uri_updated"} if meta_rows else set())
+        new_policies = batch.policies - self._known_policies
+        if new_policies:  # a task bound to a policy we have not listed yet: rebuild policies/policy_versions
+            touched_tables.add("ev_policy_set")
+            self._known_policies |= new_policies
+
+        con = self._acquire()
+        t2 = time.perf_counter()
+        con.execute("BEGIN")
+        try:
+            fresh = lo > self.max_block  # nothing stored at or beyond lo: no key can collide
+            for table, arrow in batch.arrow.items():
+                load.insert_arrow(con, table, arrow, fresh=fresh)
+            load.insert_rows(con, "undecodable_logs", UNDECODABLE_COLUMNS, batch.undecodable, fresh=fresh)
+            con.execute("DELETE FROM blocks WHERE chain_id = ? AND block_number = ?", [chain, hi])
+            load.insert_rows(con, "blocks", BLOCK_COLUMNS, blocks)
+            if meta_rows:
+                load.insert_rows(con, "operator_metadata", META_COLUMNS, meta_rows)
+            if batch.blobs:
+                load.insert_rows(con, "blobs", BLOB_COLUMNS, [[h, t] for h, t in sorted(batch.blobs.items())])
+            t3 = time.perf_counter()
+            derive.refresh(con, chain, head_for_status, task_ids, touched_tables, self._dep_policies(), since=lo)
+            t4 = time.perf_counter()
+            if new_checkpoint is not None and new_checkpoint >= 0:
+                load.write_checkpoint(con, chain, self.dep.addresses, new_checkpoint)
+            load.set_meta(con, {"data_version": uuid.uuid4().hex, "indexed_head": head_for_status})
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self.stats.seconds["load"] += (t3 - t2) + (time.perf_counter() - t4)
+        self.stats.seconds["derive"] += t4 - t3
+        self.checkpoint = new_checkpoint
+        self.max_block = max(self.max_block, hi)
+        self.stats.commits += 1
+        self.stats.current_block = hi
+        self.stats.logs += n_logs
+        self.stats.rows += batch.rows
+        self.stats.undecodable += len(batch.undecodable)
+        if "ev_operator_metadata_uri_updated" in batch.arrow:
+            uris = con.execute("SELECT DISTINCT metadata_uri FROM operators WHERE chain_id = ? AND metadata_uri IS NOT NULL "
+                               "AND metadata_uri NOT IN (SELECT uri FROM operator_metadata)", [chain]).fetchall()
+            self.metadata.submit([u for (u,) in uris])
+        self.on_progress(self.stats)
+
+    def flush_metadata(self, wait_s: float) -> None:
+        """Write finished metadata fetches (waiting up to wait_s) and refresh the operators table."""
+        done = self.metadata.drain(wait_s)
+        if not done:
+            return
+        con = self._acquire()
+        con.execute("BEGIN")
+        try:
+            load.insert_rows(con, "operator_metadata", META_COLUMNS,
+                             [[m.uri, m.fetched_at, m.ok, m.content, m.error] for m in done])
+            derive.refresh(con, self.dep.chain_id, self.checkpoint or 0, set(), {"ev_operator_metadata_uri_updated"},
+                           self._dep_policies())
+            load.set_meta(con, {"data_version": uuid.uuid4().hex})
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def record_error(self, message: str) -> None:
+        """Store the last error on the checkpoints (best effort) so `lens index status` shows it."""
+        try:
+            con = self._acquire()
+            con.execute("UPDATE checkpoints SET last_error = ? WHERE chain_id = ?", [message[:500], self.dep.chain_id])
+        except Exception:  # noqa: BLE001 — reporting must not hide the original error
+            pass
+
+    # --- the whole run ------------------------------------------------------------------------------------
+    def run(self) -> Stats:
+        """Index from the checkpoint (or --from) to the target, then keep following the head if asked."""
+        gc_threshold = gc.get_threshold()
+        gc.set_threshold(100_000, 50, 100)  # decoding allocates millions of short-lived tuples: collect less often
+        try:
+            start = self.prepare()
+            self.stats.start_block = start
+            explicit = self.opts.start is not None
+            if self.checkpoint is not None and not explicit:
+                fork = self.check_reorg()
+                if fork is not None:
+                    start = fork + 1
+            while not self.stop.is_set():
+                head = self.rpc.head()
+                target = head - self.confirmations
+                if self.opts.end is not None:
+                    target = min(target, self.opts.end)
+                self.stats.target_block = max(target, self.stats.target_block)
+                if start <= target:
+                    try:
+                        self.index_range(start, target)
+                    except _Torn:
+                        self.check_reorg()
+                        start = self.origin if self.checkpoint is None else self.checkpoint + 1
+                        continue
+                    start = target + 1
+                    self.on_progress(self.stats)
+                if not self.opts.follow or (self.opts.end is not None and start > self.opts.end):
+                    break
+                self.flush_metadata(0)
+                self._release()
+                self.stop.wait(self.opts.poll_s)
+                if self.stop.is_set():
+                    break
+                fork = self.check_reorg()
+                if fork is not None and fork + 1 < start:
+                    start = fork + 1
+            self.flush_metadata(self.opts.metadata_timeout_s)
+            return self.stats
+        except LensError as e:
+            self.record_error(str(e))
+            raise
+        finally:
+            gc.set_threshold(*gc_threshold)
+            self._release()
+            self.metadata.close()
+
+
+def index(dep: Deployment, opts: IndexOptions, on_progress: Callable[[Stats], None] | None = None,
+          stop: threading.Event | None = None) -> Stats:
+    """Run the indexer once (or forever with opts.follow) and return its stats."""
+    return Indexer(dep, opts, on_progress, stop).run()
