@@ -491,21 +491,16 @@ def _explain_record(data: dict[str, Any]) -> dict[str, Any]:
     if not data.get("source"):
         return {"state": "cannot_replay", "replay": "cannot_replay",
                 "reason": f"the policy source (code hash {data.get('code_hash') or 'unknown'}) is not in the DB", "explanation": None}
-    try:
-        from app import engine
-    except ImportError as err:
-        return {"state": "unavailable", "replay": "", "reason": f"engine unavailable: {err}", "explanation": None}
+    from app import engine, settings
+
     try:
         task = engine.task_from_row(t, data["source"])
     except (LensError, ValueError, TypeError, KeyError) as err:
         return {"state": "cannot_replay", "replay": "cannot_replay", "reason": f"the intent cannot be rebuilt: {err}",
                 "explanation": None}
-    if not hasattr(engine, "explain"):
-        rep = engine.replay(task)
-        return {"state": "unavailable", "replay": rep.result, "reason": rep.reason, "explanation": None,
-                "replayed_allow": rep.replayed_allow, "deny": rep.deny}
     try:
-        exp = engine.explain(task)
+        # the time limit keeps a runaway policy from stalling the page; explanations get 5x one evaluation's limit
+        exp = engine.explain(task, timeout_ms=int(settings.get("eval_timeout_ms")) * 5)
     except LensError as err:
         return {"state": "cannot_replay", "replay": "cannot_replay", "reason": str(err), "explanation": None}
     if exp.replay == "cannot_replay":

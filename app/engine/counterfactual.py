@@ -1,10 +1,11 @@
 """Counterfactuals: the smallest change of one param that flips the verdict, found by searching with the engine."""
 from __future__ import annotations
 
-import copy
 import json
+import math
+import re
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from app.engine.evaluate import CompiledPolicy, Evaluation
 from app.engine.explain import Counterfactual, _fmt, unit_of
@@ -12,14 +13,22 @@ from app.engine.model import words
 
 UINT256_MAX = 2**256 - 1
 _MAX_CANDIDATES = 400
+MAX_EVALS = 64  # evaluations per search: bounds the cost deterministically (the wall-clock budget is only a backstop)
+_SEED_PIVOTS = 6  # guessed pivots per direction before plain bisection
+_LIST_REMOVALS = 4  # removals tried per list beyond the items the intent or oracle output mention
+_LIST_ADDS = 4  # additions tried per list
 
 
 class _Budget(Exception):
-    """The time budget of the search ran out."""
+    """The search ran out of its evaluation or time budget."""
 
 
 def _is_uint(v: Any) -> bool:
     return isinstance(v, str) and v.isdigit() and len(v) <= 78
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _walk(obj: Any) -> Iterator[Any]:
@@ -68,32 +77,67 @@ def _candidates(input: dict, params: dict, wasm: dict) -> tuple[list[int], list[
     return sorted(uints)[:_MAX_CANDIDATES], sorted(nums)[:_MAX_CANDIDATES], sorted(strs)[:16]
 
 
-def _number_threshold(flips: Callable[[Any], bool], cur: Any, nums: list[float]) -> tuple[Any, bool] | None:
-    """(nearest flipping value, upward?) for a JSON number param: integers first, then closer fractional candidates."""
-    import math
+def _raw_seeds(input: dict, wasm: dict) -> tuple[list[int], list[float]]:
+    """Likely thresholds: the intent's and oracle's own numbers, with pairwise sums (wei) and differences (numbers)."""
+    uints, nums = [], []
+    for v in list(_walk(input)) + list(_walk(wasm)):
+        if _is_uint(v) and len(uints) < 12:
+            uints.append(int(v))
+        elif _is_num(v) and len(nums) < 12:
+            nums.append(float(v))
+    u_more = [a + b for i, a in enumerate(uints) for b in uints[i + 1:]]
+    n_more = [x for i, a in enumerate(nums) for b in nums[i + 1:] for x in (abs(b - a), a + b)]
+    return uints + u_more, nums + n_more
 
+
+def _hint_seeds(hints: Iterable[tuple[str, tuple]], name: str) -> list[Any]:
+    """Values compared with the param in the failed conditions that mention it (from the explanation's probes)."""
+    word = re.compile(rf"\b{re.escape(name)}\b")
+    out: list[Any] = []
+    for text, terms in hints:
+        if not word.search(text):
+            continue
+        others = [v for t, v in terms if not word.search(t) and (_is_uint(v) or _is_num(v))]
+        wei = [int(v) for v in others if _is_uint(v)]
+        if len(wei) >= 2:
+            out.append(sum(wei))  # `a + b <= limit` style conditions: the sum first
+        out.extend(others)
+    return out
+
+
+def _number_threshold(flips: Callable[[Any], bool], cur: Any, nums: list[float], seeds: list[float]) -> tuple[Any, bool] | None:
+    """(nearest flipping value, upward?) for a JSON number param: integers first, then closer fractional candidates."""
     ints = set()
     for x in nums:
         ints.update((math.floor(x), math.ceil(x)))
     c = float(cur)
     base = int(c) if c.is_integer() else None
+    pivots: list[Any] = []
+    for s in seeds:
+        if base is not None:
+            lo, hi = math.floor(s), math.ceil(s)
+            pivots.extend(dict.fromkeys((lo, hi, lo - 1, hi + 1)))
+        else:
+            pivots.append(s)
     best: tuple[Any, bool] | None = None
     for up in (True, False):
         if base is not None:
             pts = sorted(ints) + [base + 2**k for k in range(0, 64, 4)] + [base - 2**k for k in range(0, 64, 4)] + [0]
-            hit = _threshold(flips, base, pts, True, up)
+            hit = _threshold(flips, base, pts, True, up, pivots)
         else:
             pts = list(nums) + [c + 2**k for k in range(0, 64, 4)] + [c - 2**k for k in range(0, 64, 4)] + [0.0]
-            hit = _threshold(flips, c, pts, False, up)
+            hit = _threshold(flips, c, pts, False, up, pivots)
         if hit is None:
             continue
-        # a fractional value seen in the data may flip closer to the current value than the integer found
-        between = sorted((x for x in nums if not float(x).is_integer() and min(c, hit) < x < max(c, hit)),
-                         key=lambda x: abs(x - c))
-        for x in between[:4]:
-            if flips(x):
-                hit = x
-                break
+        if base is not None:
+            # hit ∓ 1 does not flip (integer search is exact): a closer flipping value can only be a fraction in between
+            edge = hit - 1 if up else hit + 1
+            between = sorted((x for x in nums if not float(x).is_integer() and min(edge, hit) < x < max(edge, hit)),
+                             key=lambda x: abs(x - c))
+            for x in between[:4]:
+                if flips(x):
+                    hit = x
+                    break
         if best is None or abs(hit - c) < abs(best[0] - c):
             best = (hit, up)
     return best
@@ -107,24 +151,42 @@ def _shape(s: str) -> str:
 
 
 def _set_path(params: dict, path: tuple[str, ...], value: Any) -> dict:
-    """A copy of params with params[path] = value."""
-    out = copy.deepcopy(params)
+    """A copy of params with params[path] = value (only the dicts along the path are copied; the rest is shared)."""
+    out = dict(params)
     node = out
     for key in path[:-1]:
+        node[key] = dict(node[key])
         node = node[key]
     node[path[-1]] = value
     return out
 
 
-def _threshold(flips: Callable[[Any], bool], cur: Any, points: list, integral: bool, up: bool) -> Any | None:
+def _threshold(flips: Callable[[Any], bool], cur: Any, points: list, integral: bool, up: bool,
+               seeds: Iterable[Any] = ()) -> Any | None:
     """The flipping value nearest to `cur` on one side, assuming the verdict is monotone in the param there.
 
-    Binary search over the sorted candidate points, then bisection of the gap between the last non-flipping
-    and the first flipping point (integers: exact; floats: to 1e-9 relative)."""
-    pts = sorted({p for p in points if (p > cur if up else p < cur)}, reverse=not up)
+    Search over the sorted candidate points for the first one that flips: the seeds (likely thresholds and their
+    neighbours) are tried as pivots first, usually closing the search in two evaluations, then bisection; then
+    bisection of the gap between the last non-flipping and the first flipping point (integers: exact; floats: to
+    1e-9 relative)."""
+    side = [p for p in seeds if (p > cur if up else p < cur)]
+    pts = sorted({p for p in points if (p > cur if up else p < cur)} | set(side), reverse=not up)
     if not pts or not flips(pts[-1]):
         return None
     lo_i, hi_i = -1, len(pts) - 1  # pts[hi_i] flips; index -1 stands for cur (does not flip)
+    index = {p: i for i, p in enumerate(pts)}
+    tried = 0
+    for s in side:
+        if hi_i - lo_i <= 1 or tried >= _SEED_PIVOTS:
+            break
+        i = index[s]
+        if not lo_i < i < hi_i:
+            continue
+        tried += 1
+        if flips(pts[i]):
+            hi_i = i
+        else:
+            lo_i = i
     while hi_i - lo_i > 1:
         mid = (lo_i + hi_i) // 2
         if flips(pts[mid]):
@@ -149,37 +211,62 @@ def _threshold(flips: Callable[[Any], bool], cur: Any, points: list, integral: b
     return good
 
 
+_WORDS: dict[int, tuple[str, set[str]]] = {}
+
+
+def _words_of(policy: CompiledPolicy) -> set[str]:
+    """The identifiers of a policy's source, computed once per compiled policy."""
+    hit = _WORDS.get(id(policy))
+    if hit is None or hit[0] is not policy.source:
+        hit = (policy.source, words(policy.source))
+        _WORDS[id(policy)] = hit
+        if len(_WORDS) > 256:
+            _WORDS.pop(next(iter(_WORDS)))
+    return hit[1]
+
+
 def search(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict, ev: Evaluation, *,
-           budget_ms: float = 30.0, schema: dict | None = None) -> tuple[tuple[Counterfactual, ...], str]:
+           budget_ms: float = 30.0, schema: dict | None = None, max_evals: int = MAX_EVALS,
+           hints: Iterable[tuple[str, tuple]] = ()) -> tuple[tuple[Counterfactual, ...], str]:
     """For each numeric, wei, boolean or list param the policy reads: the nearest value that flips the verdict.
 
     When no single param flips it (several deny reasons), find per reason the change that removes it, and
-    verify that applying those changes together flips the verdict."""
+    verify that applying those changes together flips the verdict. `hints` are (condition text, ((term, value), …))
+    of the failed conditions: the values compared with a param are tried first. At most `max_evals` evaluations."""
     if not isinstance(params, dict):
         return (), "params are not an object"
     deadline = time.perf_counter() + budget_ms / 1000.0
     target = not ev.allow
     wasm_json = json.dumps(wasm)
     state = {"evals": 0}
+    memo: dict[str, Evaluation] = {}
+    hints = list(hints)
 
     def run(p2: dict) -> Evaluation:
-        if time.perf_counter() > deadline:
+        params_json = json.dumps(p2)
+        hit = memo.get(params_json)
+        if hit is not None:
+            return hit
+        if state["evals"] >= max_evals or time.perf_counter() > deadline:
             raise _Budget()
         state["evals"] += 1
-        data_json = '{"params": %s, "wasm": %s, "data": %s}' % (json.dumps(p2), wasm_json, wasm_json)
-        return policy.evaluate_json(input_json, data_json)
+        data_json = '{"params": %s, "wasm": %s, "data": %s}' % (params_json, wasm_json, wasm_json)
+        memo[params_json] = out = policy.evaluate_json(input_json, data_json)
+        return out
 
     verdict = "allowed" if target else "denied"
-    note = ""
+    found: list[Counterfactual] = []
+    per_reason: list[Counterfactual] = []
     try:
-        found = _per_param(policy, input_json, params, wasm, lambda r: r.error is None and r.allow == target, run, verdict, target)
+        _per_param(policy, input_json, params, wasm, lambda r: r.error is None and r.allow == target, run, verdict, target,
+                   found, hints)
         if found or ev.allow or len(ev.deny) < 2:
             return tuple(found), "" if found else "no single param change flips the verdict"
         combined: dict[tuple[str, ...], Counterfactual] = {}
-        per_reason: list[Counterfactual] = []
         for reason in ev.deny:
-            hits = _per_param(policy, input_json, params, wasm, lambda r, _r=reason: r.error is None and _r not in r.deny,
-                              run, f"{reason} would not apply", None, first_only=True)
+            hits: list[Counterfactual] = []
+            _per_param(policy, input_json, params, wasm, lambda r, _r=reason: r.error is None and _r not in r.deny,
+                       run, f"{reason} would not apply", None, hits, hints, first_only=True)
             if not hits:
                 return tuple(per_reason), f"no param change removes the deny reason {reason}"
             per_reason.append(hits[0])
@@ -195,8 +282,9 @@ def search(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict, ev
                                    target, text), *per_reason), ""
         return tuple(per_reason), "removing each deny reason separately does not flip the verdict together"
     except _Budget:
-        note = f"search stopped after its {budget_ms:.0f} ms budget ({state['evals']} evaluations); some params were not tried"
-    return (), note
+        limit = f"{max_evals} evaluations" if state["evals"] >= max_evals else f"{budget_ms:.0f} ms"
+        note = f"search stopped at its budget of {limit} ({state['evals']} evaluations); some params were not tried"
+    return tuple(found) + tuple(per_reason), note
 
 
 def _applied(cf: Counterfactual) -> Any:
@@ -210,87 +298,108 @@ def _applied(cf: Counterfactual) -> Any:
     return cf.value
 
 
+def _norm(x: Any) -> str:
+    """A value as compared loosely with the intent's and oracle's values (strings case-insensitively)."""
+    return x.lower() if isinstance(x, str) else json.dumps(x, sort_keys=True)
+
+
 def _per_param(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict, goal: Callable[[Evaluation], bool],
-               run: Callable[[dict], Evaluation], verdict: str, target: bool | None,
-               first_only: bool = False) -> list[Counterfactual]:
-    """For each param the policy reads, the nearest single-param change reaching `goal` (verified by evaluation)."""
+               run: Callable[[dict], Evaluation], verdict: str, target: bool | None, out: list[Counterfactual],
+               hints: list[tuple[str, tuple]], first_only: bool = False) -> None:
+    """For each param the policy reads, append to `out` the nearest single-param change reaching `goal` (verified)."""
     input_doc = json.loads(input_json)
     unit = unit_of(input_doc)
-    used = words(policy.source)
+    used = _words_of(policy)
     uints, nums, strs = _candidates(input_doc, params, wasm)
+    raw_uints, raw_nums = _raw_seeds(input_doc, wasm)
+    mentioned = {_norm(v) for v in list(_walk(input_doc)) + list(_walk(wasm)) if v is not None}
 
-    def flips_with(p2: dict) -> bool:
-        return goal(run(p2))
-
-    out: list[Counterfactual] = []
     paths: list[tuple[str, ...]] = []
     for key, value in params.items():
         if isinstance(value, dict):
             paths.extend((key, sub) for sub in value if sub in used)
         elif key in used:
             paths.append((key,))
-    def rank(path: tuple[str, ...]) -> int:
-        value = params
+
+    def value_at(path: tuple[str, ...]) -> Any:
+        value: Any = params
         for k in path:
             value = value[k]
-        return 1 if isinstance(value, list) else 0  # lists cost one evaluation per item: try them last
+        return value
 
-    paths.sort(key=rank)
-    if True:
-        for path in paths:
-            if first_only and out:
-                break
-            name = ".".join(path)
-            cur: Any = params
-            for k in path:
-                cur = cur[k]
+    paths.sort(key=lambda p: 1 if isinstance(value_at(p), list) else 0)  # lists cost one evaluation per item: last
+    start = len(out)
+    for path in paths:
+        if first_only and len(out) > start:
+            break
+        name = ".".join(path)
+        cur = value_at(path)
 
-            def flips(v: Any, _path=path) -> bool:
-                return flips_with(_set_path(params, _path, v))
+        def flips(v: Any, _path=path) -> bool:
+            return goal(run(_set_path(params, _path, v)))
 
-            if isinstance(cur, bool):
-                if flips(not cur):
-                    out.append(Counterfactual(name, "bool", cur, not cur, target, f"{verdict} if {name} were {str(not cur).lower()}"))
-            elif isinstance(cur, (int, float)):
-                v_up = _number_threshold(flips, cur, nums)
-                if v_up is not None:
-                    v, up = v_up
-                    rel = "at least" if up else "at most"
-                    out.append(Counterfactual(name, "number", cur, v, target, f"{verdict} if {name} were {rel} {_fmt(v)} (now {_fmt(cur)})"))
-            elif _is_uint(cur):
-                c = int(cur)
-                pts = uints + [min(UINT256_MAX, c + 2**k) for k in range(0, 257, 8)] + [max(0, c - 2**k) for k in range(0, 257, 8)] + [0]
+        hinted = _hint_seeds(hints, path[-1])
+        if isinstance(cur, bool):
+            if flips(not cur):
+                out.append(Counterfactual(name, "bool", cur, not cur, target, f"{verdict} if {name} were {str(not cur).lower()}"))
+        elif _is_num(cur):
+            c = float(cur)
+            seeds = [float(h) for h in hinted if _is_num(h)] + sorted(raw_nums, key=lambda x: abs(x - c))
+            v_up = _number_threshold(flips, cur, nums, seeds)
+            if v_up is not None:
+                v, up = v_up
+                rel = "at least" if up else "at most"
+                out.append(Counterfactual(name, "number", cur, v, target, f"{verdict} if {name} were {rel} {_fmt(v)} (now {_fmt(cur)})"))
+        elif _is_uint(cur):
+            c = int(cur)
+            pts = uints + [min(UINT256_MAX, c + 2**k) for k in range(0, 257, 8)] + [max(0, c - 2**k) for k in range(0, 257, 8)] + [0]
+            guesses = [int(h) for h in hinted if _is_uint(h) or isinstance(h, int)] + sorted(raw_uints, key=lambda x: abs(x - c))
+            pivots = [x for g in guesses for x in (g, g - 1, g + 1) if 0 <= x <= UINT256_MAX]
 
-                def flips_int(v: int, _f=flips) -> bool:
-                    return _f(str(v))
+            def flips_int(v: int, _f=flips) -> bool:
+                return _f(str(v))
 
-                best = None
-                for up in (True, False):
-                    hit = _threshold(flips_int, c, pts, True, up)
-                    if hit is not None and (best is None or abs(hit - c) < abs(best[0] - c)):
-                        best = (hit, up)
-                if best:
-                    v, up = best
-                    rel = "at least" if up else "at most"
-                    out.append(Counterfactual(name, "wei", cur, str(v), target,
-                                              f"{verdict} if {name} were {rel} {_fmt(str(v), name, unit)} (now {_fmt(cur, name, unit)})"))
-            elif isinstance(cur, list):
-                found = 0
-                for i, item in enumerate(cur[:30]):
-                    if flips(cur[:i] + cur[i + 1 :]):
-                        out.append(Counterfactual(name, "list_remove", cur, item, target, f"{verdict} if {json.dumps(item)} were removed from {name}"))
-                        found += 1
-                        break
-                present = {json.dumps(x) for x in cur}
-                shapes = {_shape(x) for x in cur if isinstance(x, str)}
-                for s in strs[:8]:
-                    if (shapes and _shape(s) not in shapes) or _shape(s) == "hex" or (not cur and target is False):
-                        continue  # look-alike items only; adding to an empty allow-list trivially denies
-                    if found >= 2:
-                        break
-                    if json.dumps(s) in present:
-                        continue
-                    if flips(cur + [s]):
-                        out.append(Counterfactual(name, "list_add", cur, s, target, f"{verdict} if {json.dumps(s)} were added to {name}"))
-                        found += 1
-    return out
+            best = None
+            for up in (True, False):
+                hit = _threshold(flips_int, c, pts, True, up, pivots)
+                if hit is not None and (best is None or abs(hit - c) < abs(best[0] - c)):
+                    best = (hit, up)
+            if best:
+                v, up = best
+                rel = "at least" if up else "at most"
+                out.append(Counterfactual(name, "wei", cur, str(v), target,
+                                          f"{verdict} if {name} were {rel} {_fmt(str(v), name, unit)} (now {_fmt(cur, name, unit)})"))
+        elif isinstance(cur, list):
+            _list_changes(name, cur, flips, strs, mentioned, verdict, target, out)
+
+
+def _list_changes(name: str, cur: list, flips: Callable[[Any], bool], strs: list[str], mentioned: set[str], verdict: str,
+                  target: bool | None, out: list[Counterfactual]) -> None:
+    """One item whose removal flips the verdict, else up to two look-alike items whose addition does.
+
+    Items the intent or oracle output mention are tried first (they are the ones a policy matches); a list whose
+    removal flips the verdict is not also tried with additions (a list works one way: allow- or block-list)."""
+    items = list(enumerate(cur[:30]))
+    related = [(i, x) for i, x in items if _norm(x) in mentioned]
+    others = [(i, x) for i, x in items if _norm(x) not in mentioned][:_LIST_REMOVALS]
+    found = tried = 0
+    for i, item in related + others:
+        if flips(cur[:i] + cur[i + 1:]):
+            out.append(Counterfactual(name, "list_remove", cur, item, target, f"{verdict} if {json.dumps(item)} were removed from {name}"))
+            if len(cur) > 1:
+                return
+            found = 1  # emptying the list may switch a rule off (an empty allow-list allows all): still try additions
+            break
+    present = {json.dumps(x) for x in cur}
+    shapes = {_shape(x) for x in cur if isinstance(x, str)}
+    for s in strs[:8]:
+        if (shapes and _shape(s) not in shapes) or _shape(s) == "hex" or (not cur and target is False):
+            continue  # look-alike items only; adding to an empty allow-list trivially denies
+        if found >= 2 or tried >= _LIST_ADDS:
+            break
+        if json.dumps(s) in present:
+            continue
+        tried += 1
+        if flips(cur + [s]):
+            out.append(Counterfactual(name, "list_add", cur, s, target, f"{verdict} if {json.dumps(s)} were added to {name}"))
+            found += 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,9 @@ class BodyOutcome:
     succeeded: bool | None  # None = could not be probed (function, or unsafe prefix)
     failed_at: Condition | None = None
     note: str = ""
+    # decided the verdict: a failed body of the entrypoint (deny), a deny rule that fired, the entrypoint body that
+    # held (allow); every other body (a deny rule that did not fire = a check that passed) is kept for the record
+    decisive: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,7 @@ def model_of(policy: CompiledPolicy) -> PolicyModel:
 def _prepared(policy: CompiledPolicy, input_json: str, data_json: str, base=None):
     """A clone of the policy's (or the given) engine holding this input and data (the original stays untouched)."""
     with policy._lock:
-        engine = (base or policy.engine).clone()
-    engine.clear_data()
+        engine = (base or policy.engine).clone()  # templates are never fed data (see CompiledPolicy.evaluate_json)
     engine.add_data_json(data_json)
     engine.set_input_json(input_json)
     return engine
@@ -205,13 +207,23 @@ def _plan(model: PolicyModel, names: list[str]) -> tuple[list[tuple[str, Body]],
     return bodies, prefixes, terms
 
 
+def plan_of(policy: CompiledPolicy, model: PolicyModel, names: list[str]) -> tuple[list[tuple[str, Body]], dict[str, str], dict[str, str]]:
+    """The probe plan of a compiled policy for these rule names, built once per policy (it does not depend on input)."""
+    key = tuple(names)
+    cached = getattr(policy, "_lens_plan", None)
+    if cached is None or cached[0] != key:
+        cached = (key, _plan(model, names))
+        policy._lens_plan = cached
+    return cached[1]
+
+
 def probe_engine(policy: CompiledPolicy, model: PolicyModel, names: list[str]):
     """The policy plus every probe rule, compiled once per policy (None if some probe cannot compile)."""
     key = tuple(names)
     cached = getattr(policy, "_lens_probe", None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    _, prefixes, terms = _plan(model, names)
+    _, prefixes, terms = plan_of(policy, model, names)
     agg = "__lens_all := {" + ", ".join(f'"{n}": count({n})' for n in prefixes) + "}\n"
     module = _header(model) + "\n".join(list(prefixes.values()) + list(terms.values())) + "\n" + agg
     try:
@@ -225,15 +237,17 @@ def probe_engine(policy: CompiledPolicy, model: PolicyModel, names: list[str]):
     return engine
 
 
-def _probe_bodies(engine, model: PolicyModel, names: list[str], compiled_probes: bool) -> list[BodyOutcome]:
+def _probe_bodies(engine, model: PolicyModel, names: list[str], compiled_probes: bool, plan=None,
+                  raw_counts: dict | None = None) -> list[BodyOutcome]:
     """For each body of the named rules: did it hold, and if not, its first failing condition with term values.
 
-    With `compiled_probes` the engine already holds every probe rule; otherwise probe modules are added here."""
-    bodies, prefixes, all_terms = _plan(model, names)
+    With `compiled_probes` the engine already holds every probe rule (and `raw_counts` may hold `__lens_all`,
+    fetched with the rule values); otherwise probe modules are added here."""
+    bodies, prefixes, all_terms = plan or _plan(model, names)
     pkg = model.package
     if compiled_probes:
         try:
-            raw = json.loads(engine.eval_rule_as_json(f"{pkg}.__lens_all"))
+            raw = raw_counts if raw_counts is not None else json.loads(engine.eval_rule_as_json(f"{pkg}.__lens_all"))
             counts: dict[str, Any] = {n: [1] * int(raw.get(n, 0)) for n in prefixes}
         except Exception:
             compiled_probes = False
@@ -310,15 +324,50 @@ def _mark_unreached_else(outcomes: list[BodyOutcome], bodies: list[Body]) -> lis
     return out
 
 
-def _rule_values(engine, model: PolicyModel, names: list[str]) -> dict[str, tuple[str, Any]]:
-    """name → (state, value) for each rule, evaluated together (one by one if that fails)."""
+def _values_query(model: PolicyModel, names: list[str]) -> str:
+    """The query that evaluates every named (non-function) rule at once, collecting each one's values."""
+    plain = [n for n in names if model.rules[n].kind != "function"]
+    return "__lens_x := {" + ", ".join(f'"{n}": [v | v := {model.package}.{n}]' for n in plain) + "}"
+
+
+def _values_and_counts(engine, model: PolicyModel, names: list[str]) -> tuple[dict | None, dict | None]:
+    """(rule values row, probe prefix counts) from ONE evaluation of an engine holding the compiled probes.
+
+    Rules shared by the values and the probes are then evaluated once; (None, None) if the joint query fails."""
+    query = _values_query(model, names) + f"; __lens_c := {model.package}.__lens_all"
+    try:
+        bindings = json.loads(engine.eval_query_as_json(query))["result"][0]["bindings"]
+        return bindings["__lens_x"], bindings["__lens_c"]
+    except Exception:
+        return None, None
+
+
+def mark_decisive(bodies: list[BodyOutcome], entry: str, ev: Evaluation) -> list[BodyOutcome]:
+    """Flag the bodies that decided the verdict: for a deny, the entrypoint's failed bodies and the deny rules that
+    fired; for an allow, the entrypoint body that held. An evaluation error has no decisive body."""
+    out = []
+    for b in bodies:
+        if ev.error or b.note.startswith(("not needed", "not reached")):
+            decisive = False
+        elif b.rule == entry:
+            decisive = (b.succeeded is True) if ev.allow else (b.succeeded is False and b.failed_at is not None)
+        elif b.rule == "deny":
+            decisive = b.succeeded is True and not ev.allow
+        else:
+            decisive = False
+        out.append(replace(b, decisive=decisive) if decisive != b.decisive else b)
+    return out
+
+
+def _rule_values(engine, model: PolicyModel, names: list[str], row: dict | None = None) -> dict[str, tuple[str, Any]]:
+    """name → (state, value) for each rule, evaluated together (one by one if that fails); `row` = already fetched."""
     pkg = model.package
     plain = [n for n in names if model.rules[n].kind != "function"]
     out: dict[str, tuple[str, Any]] = {n: ("function", None) for n in names if n not in plain}
-    query = "__lens_x := {" + ", ".join(f'"{n}": [v | v := {pkg}.{n}]' for n in plain) + "}"
     try:
-        res = json.loads(engine.eval_query_as_json(query))
-        row = res["result"][0]["bindings"]["__lens_x"]
+        if row is None:
+            res = json.loads(engine.eval_query_as_json(_values_query(model, names)))
+            row = res["result"][0]["bindings"]["__lens_x"]
         vals = {n: row.get(n, []) for n in plain}
     except Exception:
         vals = {}
@@ -431,9 +480,9 @@ def build_sentence(ev: Evaluation, entry: str, values: dict, bodies: list[BodyOu
     unit = unit_of(values.get("__input__", ("value", {}))[1])
     if ev.error:
         return f"Could not evaluate the policy: {ev.error}. This is an evaluation error, not a denial."
-    tvars = _Vars(_sentence_vars(values, params, wasm, unit))
     reasons = meta.get("reasons") or {}
     if not ev.allow:
+        tvars = _Vars(_sentence_vars(values, params, wasm, unit))
         parts = []
         for reason in ev.deny:
             key, _, detail = reason.partition(":")
@@ -468,29 +517,43 @@ def build_sentence(ev: Evaluation, entry: str, values: dict, bodies: list[BodyOu
 # --------------------------------------------------------------------------- main
 
 
+def tree_names(policy: CompiledPolicy, model: PolicyModel) -> list[str]:
+    """The rules the entrypoint depends on (plus `deny`), computed once per compiled policy."""
+    names = getattr(policy, "_lens_names", None)
+    if names is None:
+        names = model.tree_names(policy.query.rsplit(".", 1)[1])
+        if "deny" in model.rules and "deny" not in names:
+            names.append("deny")
+        policy._lens_names = names
+    return list(names)
+
+
 def explain_evaluation(policy: CompiledPolicy, input: dict, params: dict, wasm: dict, *,
-                       counterfactuals: bool = True, budget_ms: float = 20.0, probe: bool = True) -> Explanation:
+                       counterfactuals: bool = True, budget_ms: float = 50.0, probe: bool = True,
+                       evaluation: Evaluation | None = None, input_json: str | None = None,
+                       data_json: str | None = None) -> Explanation:
     """Evaluate and explain one (input, params, wasm) against a compiled policy.
 
-    `probe=False` keeps only the verdict, rule values and sentence (the audit's cheap path)."""
+    `probe=False` keeps only the verdict, rule values and sentence (the audit's cheap path). A caller that has
+    already evaluated (replay) passes its `evaluation` and the JSON texts, so nothing is evaluated or encoded twice."""
     from app.engine.counterfactual import search  # local: counterfactual imports this module's types
 
     t0 = time.perf_counter()
-    input_json = json.dumps(input)
-    data_json = json.dumps(data_document(params, wasm))
-    ev = policy.evaluate_json(input_json, data_json)
+    input_json = input_json if input_json is not None else json.dumps(input)
+    data_json = data_json if data_json is not None else json.dumps(data_document(params, wasm))
+    ev = evaluation if evaluation is not None else policy.evaluate_json(input_json, data_json)
     model = model_of(policy)
     entry = policy.query.rsplit(".", 1)[1]
     meta, schema = local_metadata(model.package)
-    names = model.tree_names(entry)
-    if "deny" in model.rules and "deny" not in names:
-        names.append("deny")
+    names = tree_names(policy, model)
     pe = probe_engine(policy, model, names) if probe else None
     engine = _prepared(policy, input_json, data_json, pe)
     t1 = time.perf_counter()
-    values = _rule_values(engine, model, names) if names else {}
+    row, raw_counts = _values_and_counts(engine, model, names) if pe is not None and names and not ev.error else (None, None)
+    values = _rule_values(engine, model, names, row) if names else {}
     tree = _tree(model, entry, values, set()) if entry in model.rules else None
-    bodies = _probe_bodies(engine, model, names, pe is not None) if probe and not ev.error else []
+    bodies = _probe_bodies(engine, model, names, pe is not None, plan_of(policy, model, names), raw_counts) \
+        if probe and not ev.error else []
     t2 = time.perf_counter()
     reached, not_reached = _coverage(engine, policy._both) if probe else ((), ())
     if reached:
@@ -499,12 +562,15 @@ def explain_evaluation(policy: CompiledPolicy, input: dict, params: dict, wasm: 
         bodies = [b if b.failed_at is None or b.failed_at.line in seen else
                   BodyOutcome(b.rule, b.head, b.line, b.succeeded, b.failed_at, "not needed by this evaluation (probed separately)")
                   for b in bodies]
+    bodies = mark_decisive(bodies, entry, ev)
     failed_lines = tuple(sorted({b.failed_at.line for b in bodies if b.failed_at and not b.note.startswith("not needed")}))
     sentence = build_sentence(ev, entry, {**values, "__input__": ("value", input)}, bodies, params, wasm, meta, schema)
     t3 = time.perf_counter()
     cfs, note = ((), "")
     if counterfactuals and not ev.error:
-        cfs, note = search(policy, input_json, params, wasm, ev, budget_ms=budget_ms, schema=schema)
+        hints = [(b.failed_at.text, tuple((t.text, t.value) for t in b.failed_at.terms if t.defined))
+                 for b in bodies if b.failed_at is not None]
+        cfs, note = search(policy, input_json, params, wasm, ev, budget_ms=budget_ms, schema=schema, hints=hints)
     t4 = time.perf_counter()
     return Explanation(
         entrypoint=policy.entrypoint, allow=ev.allow, deny=ev.deny, error=ev.error, sentence=sentence,

@@ -5,9 +5,9 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from eth_utils import keccak
 
-from app.engine.evaluate import PolicyParseError, compiled, data_document, is_canonical_allow, wasm_from_policy_data
+from app.engine.evaluate import (CompiledPolicy, Evaluation, PolicyParseError, compiled, data_document, is_canonical_allow,
+                                 source_hash, wasm_from_policy_data)
 from app.engine.explain import Explanation, explain_evaluation
 from app.engine.intent import Intent, IntentDecodeError, intent_from_row, intent_input
 from app.errors import LensError
@@ -72,7 +72,7 @@ def prepare(task: TaskRecord) -> Prepared:
     """Rebuild input, data.params and data.wasm; LensError with the cannot-replay reason if impossible."""
     if task.source is None:
         raise LensError("the policy source is not indexed (no blob for the code hash)", "re-run the indexer over the TaskResponded block")
-    digest = "0x" + keccak(task.source.encode("utf-8")).hex()
+    digest = source_hash(task.source)
     if task.policy_code_hash and digest != task.policy_code_hash:
         raise LensError(f"source hash {digest[:10]}… differs from the policy's code hash {task.policy_code_hash[:10]}…",
                         "the recorded source is not the policy the operators were bound to")
@@ -84,8 +84,8 @@ def prepare(task: TaskRecord) -> Prepared:
         raw = json.loads(task.policy_data_json) if task.policy_data_json else []
     except ValueError as err:
         raise LensError(f"policy data list is not JSON: {err}", "re-index the task") from None
-    datas = [x if isinstance(x, str) else json.dumps(x) for x in (raw if isinstance(raw, list) else [raw])]
-    wasm = wasm_from_policy_data([d.encode("utf-8") for d in datas])
+    # stored as parsed objects (or their JSON text): objects are merged as they are, not re-encoded and re-parsed
+    wasm = wasm_from_policy_data(raw if isinstance(raw, list) else [raw])
     try:
         inp = intent_input(task.intent)
     except IntentDecodeError as err:
@@ -100,45 +100,91 @@ def _classify(error: str) -> str:
     return f"evaluation error: {error}"
 
 
-def replay(task: TaskRecord) -> Replay:
-    """Re-evaluate a task's entrypoint from its recorded inputs and compare with the attested result."""
+@dataclass(frozen=True)
+class Replayed:
+    """A replay with what it built on the way (so an explanation neither rebuilds nor re-evaluates anything)."""
+
+    replay: Replay
+    prep: Prepared | None = None
+    policy: CompiledPolicy | None = None
+    input_json: str = ""
+    data_json: str = ""
+    evaluation: Evaluation | None = None
+
+
+def replay_full(task: TaskRecord) -> Replayed:
+    """Replay a task and keep the prepared inputs, compiled policy, JSON texts and evaluation."""
     if task.evaluation_result is None or task.attested_allow is None:
-        return Replay(task.task_id, "cannot_replay", "no response yet", None, None)
+        return Replayed(Replay(task.task_id, "cannot_replay", "no response yet", None, None))
     try:
         prep = prepare(task)
         policy = compiled(task.source or "", task.entrypoint)
     except PolicyParseError as err:
-        return Replay(task.task_id, "cannot_replay", f"policy does not parse: {err.problem}", task.attested_allow, None)
+        return Replayed(Replay(task.task_id, "cannot_replay", f"policy does not parse: {err.problem}", task.attested_allow, None))
     except LensError as err:
-        return Replay(task.task_id, "cannot_replay", str(err), task.attested_allow, None)
-    ev = policy.evaluate(prep.input, prep.params, prep.wasm)
+        return Replayed(Replay(task.task_id, "cannot_replay", str(err), task.attested_allow, None))
+    input_json = json.dumps(prep.input)
+    data_json = json.dumps(data_document(prep.params, prep.wasm))
+    ev = policy.evaluate_json(input_json, data_json)
     if ev.error:
-        return Replay(task.task_id, "cannot_replay", _classify(ev.error), task.attested_allow, None, (), ev.error)
-    result = "match" if ev.allow == task.attested_allow else "mismatch"
-    reason = "" if result == "match" else f"attested {'allow' if task.attested_allow else 'deny'}, replay gives {'allow' if ev.allow else 'deny'}"
-    return Replay(task.task_id, result, reason, task.attested_allow, ev.allow, ev.deny)
+        rep = Replay(task.task_id, "cannot_replay", _classify(ev.error), task.attested_allow, None, (), ev.error)
+    else:
+        result = "match" if ev.allow == task.attested_allow else "mismatch"
+        reason = "" if result == "match" else f"attested {'allow' if task.attested_allow else 'deny'}, replay gives {'allow' if ev.allow else 'deny'}"
+        rep = Replay(task.task_id, result, reason, task.attested_allow, ev.allow, ev.deny)
+    return Replayed(rep, prep, policy, input_json, data_json, ev)
 
 
-def explain(task: TaskRecord, *, counterfactuals: bool = True, budget_ms: float = 20.0, probe: bool = True) -> Explanation:
-    """Replay a task and explain its verdict (the record pages and `lens explain` format)."""
-    rep = replay(task)
+def replay(task: TaskRecord) -> Replay:
+    """Re-evaluate a task's entrypoint from its recorded inputs and compare with the attested result."""
+    return replay_full(task).replay
+
+
+def explain(task: TaskRecord, *, counterfactuals: bool = True, budget_ms: float = 50.0, probe: bool = True,
+            timeout_ms: int | None = None) -> Explanation:
+    """Replay a task and explain its verdict (the record pages and `lens explain` format).
+
+    With `timeout_ms` the work runs in the sandbox worker process and is stopped after that long (a runaway
+    policy): the result is then a cannot-replay explanation saying so (`error` and `replay_reason` tell)."""
+    if timeout_ms:
+        from app.engine.sandbox import EvalTimeout, guarded
+
+        try:
+            return guarded(_explain_unguarded, task, counterfactuals, budget_ms, probe, timeout_ms=timeout_ms)
+        except EvalTimeout as err:
+            return _cannot_replay(task, f"evaluation stopped by the time limit: {err}")
+    return _explain_unguarded(task, counterfactuals, budget_ms, probe)
+
+
+def _cannot_replay(task: TaskRecord, reason: str, replayed_allow: bool | None = None) -> Explanation:
+    """The explanation of a task that cannot be replayed (no tree, no counterfactuals; the reason as sentence)."""
+    return Explanation(entrypoint=task.entrypoint, allow=False, deny=(), error=reason,
+                       sentence=f"Cannot replay this decision: {reason}.", rule_tree=None, bodies=(),
+                       lines_reached=(), lines_not_reached=(), lines_failed=(), counterfactuals=(),
+                       source=task.source or "", task_id=task.task_id, attested_allow=task.attested_allow,
+                       replayed_allow=replayed_allow, replay="cannot_replay", replay_reason=reason)
+
+
+def _explain_unguarded(task: TaskRecord, counterfactuals: bool = True, budget_ms: float = 50.0, probe: bool = True) -> Explanation:
+    """`explain` in this process (module level and positional, so the sandbox worker can run it)."""
+    done = replay_full(task)
+    rep = done.replay
     base = dict(task_id=task.task_id, attested_allow=task.attested_allow, replayed_allow=rep.replayed_allow,
                 replay=rep.result, replay_reason=rep.reason)
-    if rep.result == "cannot_replay" and rep.error is None:
-        return Explanation(entrypoint=task.entrypoint, allow=False, deny=(), error=rep.reason,
-                           sentence=f"Cannot replay this decision: {rep.reason}.", rule_tree=None, bodies=(),
-                           lines_reached=(), lines_not_reached=(), lines_failed=(), counterfactuals=(),
-                           source=task.source or "", **base)
-    prep = prepare(task)
-    policy = compiled(task.source or "", task.entrypoint)
-    ex = explain_evaluation(policy, prep.input, prep.params, prep.wasm, counterfactuals=counterfactuals, budget_ms=budget_ms,
-                            probe=probe)
+    if done.prep is None or done.policy is None:
+        return _cannot_replay(task, rep.reason, rep.replayed_allow)
+    prep = done.prep
+    ex = explain_evaluation(done.policy, prep.input, prep.params, prep.wasm, counterfactuals=counterfactuals, budget_ms=budget_ms,
+                            probe=probe, evaluation=done.evaluation, input_json=done.input_json, data_json=done.data_json)
+    return replace(ex, sentence=phrase_for_replay(task, rep, ex.sentence), **base)
+
+
+def phrase_for_replay(task: TaskRecord, rep: Replay, sentence: str) -> str:
+    """The explanation's sentence as a replay reports it (a mismatch says so first)."""
     if rep.result == "mismatch":
         attested = "allowed" if task.attested_allow else "denied"
-        sentence = f"MISMATCH — the operators attested {attested}, but a replay gives: {ex.sentence}"
-    else:
-        sentence = ex.sentence
-    return replace(ex, sentence=sentence, **base)
+        return f"MISMATCH — the operators attested {attested}, but a replay gives: {sentence}"
+    return sentence
 
 
 def explain_task(task: TaskRecord, counterfactuals: bool = True, budget_ms: float = 500.0) -> Explanation:
@@ -147,15 +193,10 @@ def explain_task(task: TaskRecord, counterfactuals: bool = True, budget_ms: floa
 
 
 def audit_one(task: TaskRecord) -> tuple[Replay, str]:
-    """Replay one task and phrase its verdict (no counterfactuals, no probing): a row of the `replays` table."""
-    rep = replay(task)
-    if rep.result == "cannot_replay":
-        return rep, f"Cannot replay this decision: {rep.reason}."
-    try:
-        ex = explain(task, counterfactuals=False, probe=False)
-    except LensError as err:
-        return rep, f"(no sentence: {err})"
-    return rep, ex.sentence
+    """Replay one task and phrase its verdict as `explain` does (the audit's fast path): a row of the `replays` table."""
+    from app.engine.audit import audit_task  # local: audit builds on this module
+
+    return audit_task(task)
 
 
 def explain_input(source: str, entrypoint: str, input: dict, params: dict, wasm: dict, counterfactuals: bool = True,

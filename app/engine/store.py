@@ -1,6 +1,7 @@
 """DuckDB edges of the engine: load TaskRecords (tasks + blobs), find the nearest id, write the `replays` table."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -25,13 +26,50 @@ def connect(path: str, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         raise LensError(f"cannot open {p}: {err}", "another process may be writing it (the indexer); retry when it is done") from None
 
 
+@contextlib.contextmanager
+def reading(path: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived read-only connection, retried while a writer holds the file (the indexer's `connect_read`)."""
+    try:
+        from indexer.load import connect_read
+    except ImportError:  # the indexer's sharing helpers are not in this build: a plain connection
+        con = connect(path)
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    if not Path(path).expanduser().is_file():
+        connect(path)  # raises the engine's own "no database" error
+    with connect_read(str(Path(path).expanduser())) as con:
+        yield con
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The read-write connection, retried while others hold the file, closed on exit (the indexer's `connect_write`)."""
+    try:
+        from indexer.load import connect_write
+    except ImportError:
+        con = connect(path, read_only=False)
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    with connect_write(str(Path(path).expanduser())) as con:
+        yield con
+
+
 def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def _record(row: dict[str, Any]) -> TaskRecord:
-    return task_from_row(row, row.get("policy_source"))
+def _record(row: dict[str, Any], sources: dict[str, str] | None = None) -> TaskRecord:
+    source = row.get("policy_source")
+    if sources is not None and source is not None:
+        source = sources.setdefault(source, source)  # one copy per distinct source, not one per task
+    return task_from_row(row, source)
 
 
 def load_task(con: duckdb.DuckDBPyConnection, key: str) -> TaskRecord:
@@ -52,12 +90,52 @@ def iter_tasks(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> Iter
     """Every task (with its policy source), in creation order."""
     cur = con.execute(queries.ENGINE_TASKS_SQL, [limit if limit is not None else 2**62])
     names = [d[0] for d in cur.description]
+    sources: dict[str, str] = {}
     while True:
         chunk = cur.fetchmany(2000)
         if not chunk:
             return
         for r in chunk:
-            yield _record(dict(zip(names, r)))
+            yield _record(dict(zip(names, r)), sources)
+
+
+# keyset paging for the audit: a page at a time, on a short-lived read connection (the indexer may be writing)
+_PAGE_SQL = queries.ENGINE_TASK_SELECT + """
+WHERE coalesce(t.created_block, -1) > ? OR (coalesce(t.created_block, -1) = ? AND t.task_id > ?)
+ORDER BY coalesce(t.created_block, -1), t.task_id
+LIMIT ?
+"""
+
+
+def count_tasks(db_path: str) -> int:
+    """How many tasks the DB holds (0 if it has no tasks table)."""
+    with reading(db_path) as con:
+        try:
+            return int(con.execute("SELECT count(*) FROM tasks").fetchone()[0])
+        except duckdb.CatalogException:
+            return 0
+
+
+def iter_task_pages(db_path: str, page: int = 20000, limit: int | None = None) -> Iterator[list[TaskRecord]]:
+    """Every task (with its policy source) in creation order, `page` at a time; the DB is open only while a page
+    is read, so a long audit neither holds the indexer off nor keeps a million tasks in memory."""
+    key: tuple[int, str] = (-2, "")
+    left = limit if limit is not None else 2**62
+    sources: dict[str, str] = {}
+    while left > 0:
+        with reading(db_path) as con:
+            try:
+                cur = con.execute(_PAGE_SQL, [key[0], key[0], key[1], min(page, left)])
+            except duckdb.CatalogException:
+                raise LensError("the database has no tasks table", "index a chain first (`lens index`)") from None
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        if not rows:
+            return
+        last = rows[-1]
+        key = (-1 if last.get("created_block") is None else int(last["created_block"]), last["task_id"])
+        left -= len(rows)
+        yield [_record(r, sources) for r in rows]
 
 
 def write_replays(con: duckdb.DuckDBPyConnection, chain_ids: dict[str, int], results: list[tuple[Replay, str]]) -> int:
