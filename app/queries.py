@@ -118,6 +118,11 @@ def md_escape(text: Any) -> str:
     return out
 
 
+def md_code(text: Any) -> str:
+    """On-chain or user text as a Markdown code span: shown literally, never a link or HTML."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
+
+
 def deployment_tables(doc: dict) -> dict[str, pd.DataFrame]:
     """The deployment document as tables: contracts (role → address), policies and clients."""
     contracts = pd.DataFrame(

@@ -124,12 +124,14 @@ class _Gen:
         self.tiebreak = 0
 
     def schedule(self, t: int, persona: str, note: str) -> None:
+        """Queue a follow-up intent of `persona` at time t (bursts, payroll runs)."""
         self.tiebreak += 1
         heapq.heappush(self.scheduled, (t, self.tiebreak, persona, note))
 
     # -- one intent per persona kind: returns (intent, asset, amount, counterparty, note)
 
     def treasury(self, p: Persona, sender: str, t: int, note: str):
+        """Rebalancing: dUSD/ETH to cold storage, exchanges, staking, lending; approvals; the odd disallowed swap."""
         r = self.rng
         x = r.random()
         if x < 0.62:
@@ -154,6 +156,7 @@ class _Gen:
         return self.f.swap(sender, False, amount, 0), "dUSD", amount, scenario.SWAP_ROUTER, "swap-not-allowed"
 
     def trader(self, p: Persona, sender: str, t: int, note: str):
+        """Router swaps both ways, router approvals, and now and then a burst of large swaps within an hour."""
         r = self.rng
         if note == "burst" or (note == "" and r.random() < 0.006):
             if note == "":  # start a burst: this one and eleven more large swaps within the hour
@@ -175,6 +178,7 @@ class _Gen:
         return self.f.approve(sender, scenario.SWAP_ROUTER, amount), "dUSD", amount, scenario.SWAP_ROUTER, note
 
     def payroll(self, p: Persona, sender: str, t: int, note: str):
+        """Salaries and contractor payments in dUSD (in payroll runs), some to unlisted or flagged payees."""
         r = self.rng
         if note == "" and r.random() < 0.03:  # a payroll run: 6–10 payments within ten minutes
             at = t
@@ -202,6 +206,7 @@ class _Gen:
         return self.f.token_transfer(sender, _cp(who), amount), "dUSD", amount, _cp(who), note
 
     def payments(self, p: Persona, sender: str, t: int, note: str):
+        """Vendor payments in dUSD and ETH; some to unvetted, blocklisted or sanctioned counterparties."""
         r = self.rng
         x = r.random()
         if x < 0.80:
@@ -221,6 +226,7 @@ class _Gen:
         return self.f.token_transfer(sender, _cp(who), amount), "dUSD", amount, _cp(who), note
 
     def human(self, p: Persona, sender: str, t: int, note: str):
+        """People sending ETH and dUSD to friends, landlords, shops and exchanges; now and then too much."""
         r = self.rng
         who = r.choice(["friend-maya", "landlord-nico", "sibling-omar", "merchant-bike-shop", "coinbase-prime-deposit"])
         if r.random() < 0.45:

@@ -2,9 +2,10 @@
 
 Deterministic for a seed on a fresh devnet: every block is mined explicitly (`evm_setAutomine false` + `evm_mine`
 with a simulated timestamp) from raw transactions signed locally with local nonces.
-Per batch of intents: [admin block: scheduled operator/stake/params changes] → block A: createNewTask for each
-intent → block B: respondToTask with the quorum's aggregate signature → block C: the agents execute allowed intents
-(spending the attestation) and record denials → [block D: the challenger's challenges of the responses in B].
+Per batch of intents (those arriving within BATCH_WINDOW_S): [admin block: scheduled operator/stake/params
+changes] → block A: the independent challenger's challenges of earlier responses, then createNewTask for each intent
+→ block B: respondToTask with each quorum's aggregate BLS signature → block C: the agents execute allowed intents
+(spending the attestation) and record denials. Block C is mined in the background while the next batch is computed.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class SimConfig:
     seed: int = 7
     operators: int = 10
     fault_rate: float = 0.01
-    independent_eval: bool = False  # True: every operator runs its own engine evaluation (slower, same verdicts)
+    independent_eval: bool = True  # every operator runs its own engine evaluation, as on Newton; False shares one (faster)
 
 
 @dataclass

@@ -25,7 +25,7 @@ else:
     cols[3].metric("Deployed at block", str(deployment.get("deployment_block", deployment.get("start_block", "?"))))
     if head is None:
         st.info(f"Chain head unavailable: {queries.md_escape(why)}. Lens still shows what is indexed.")
-    st.caption(f"RPC {queries.md_escape(deployment.get('rpc_url') or '—')} · deployment read from {queries.md_escape(source)}")
+    st.caption(f"RPC {queries.md_code(deployment.get('rpc_url') or '—')} · deployment read from {queries.md_code(source)}")
 
 # --- indexed decisions -------------------------------------------------------------------------
 if state.status in ("missing", "empty"):

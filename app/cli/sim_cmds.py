@@ -25,6 +25,7 @@ def _progress_bar(total: int, quiet: bool) -> Iterator[Callable[[int, int], None
         job = bar.add_task("simulate", total=total)
 
         def update(done: int, _total: int) -> None:
+            """Move the bar to `done` tasks."""
             bar.update(job, completed=done)
 
         yield update
