@@ -7,6 +7,8 @@ from typing import Iterable, Sequence
 
 import gmpy2
 from eth_abi import encode as abi_encode
+
+from devnet.jacobian import curve_ops
 from eth_utils import keccak
 from py_ecc import optimized_bn128 as ob
 
@@ -37,7 +39,6 @@ class BlsKeyPair:
 
 # ---------------------------------------------------------------- G1 arithmetic (Jacobian, gmpy2)
 # A Jacobian point is (X, Y, Z) with affine (X/Z², Y/Z³); Z == 0 is the point at infinity.
-_INF = (gmpy2.mpz(1), gmpy2.mpz(1), gmpy2.mpz(0))
 
 
 def _jac(p: G1Affine):
@@ -57,49 +58,7 @@ def _affine(j) -> G1Affine:
     return (int(x * zi2 % _PM), int(y * zi2 * zi % _PM))
 
 
-def _dbl(j):
-    """Point doubling (a = 0 curve), dbl-2009-l."""
-    x, y, z = j
-    if z == 0 or y == 0:
-        return _INF
-    a = x * x % _PM
-    b = y * y % _PM
-    c = b * b % _PM
-    d = 2 * ((x + b) * (x + b) - a - c) % _PM
-    e = 3 * a
-    f = e * e % _PM
-    x3 = (f - 2 * d) % _PM
-    y3 = (e * (d - x3) - 8 * c) % _PM
-    z3 = 2 * y * z % _PM
-    return (x3, y3, z3)
-
-
-def _add(p, q):
-    """Point addition, add-2007-bl (handles infinity and doubling)."""
-    x1, y1, z1 = p
-    x2, y2, z2 = q
-    if z1 == 0:
-        return q
-    if z2 == 0:
-        return p
-    z1z1 = z1 * z1 % _PM
-    z2z2 = z2 * z2 % _PM
-    u1 = x1 * z2z2 % _PM
-    u2 = x2 * z1z1 % _PM
-    s1 = y1 * z2 * z2z2 % _PM
-    s2 = y2 * z1 * z1z1 % _PM
-    if u1 == u2:
-        return _dbl(p) if s1 == s2 else _INF
-    h = (u2 - u1) % _PM
-    i = (2 * h) * (2 * h) % _PM
-    jj = h * i % _PM
-    r = 2 * (s2 - s1) % _PM
-    v = u1 * i % _PM
-    x3 = (r * r - jj - 2 * v) % _PM
-    y3 = (r * (v - x3) - 2 * s1 * jj) % _PM
-    z3 = ((z1 + z2) * (z1 + z2) - z1z1 - z2z2) * h % _PM
-    return (x3, y3, z3)
-
+_INF, _dbl, _add = curve_ops(_PM)
 
 def _neg(j):
     x, y, z = j

@@ -9,54 +9,17 @@ from functools import lru_cache
 import gmpy2
 from eth_utils import keccak
 
+from devnet.jacobian import curve_ops
+
 # secp256k1
 _P = gmpy2.mpz(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F)
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _N = gmpy2.mpz(N)
 _G = (gmpy2.mpz(0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798),
       gmpy2.mpz(0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8), gmpy2.mpz(1))
-_INF = (gmpy2.mpz(1), gmpy2.mpz(1), gmpy2.mpz(0))
 
 
-def _dbl(j):
-    """Jacobian doubling on y² = x³ + 7."""
-    x, y, z = j
-    if z == 0 or y == 0:
-        return _INF
-    a = x * x % _P
-    b = y * y % _P
-    c = b * b % _P
-    d = 2 * ((x + b) * (x + b) - a - c) % _P
-    e = 3 * a
-    f = e * e % _P
-    x3 = (f - 2 * d) % _P
-    return (x3, (e * (d - x3) - 8 * c) % _P, 2 * y * z % _P)
-
-
-def _add(p, q):
-    """Jacobian addition (handles infinity and doubling)."""
-    x1, y1, z1 = p
-    x2, y2, z2 = q
-    if z1 == 0:
-        return q
-    if z2 == 0:
-        return p
-    z1z1 = z1 * z1 % _P
-    z2z2 = z2 * z2 % _P
-    u1 = x1 * z2z2 % _P
-    u2 = x2 * z1z1 % _P
-    s1 = y1 * z2 * z2z2 % _P
-    s2 = y2 * z1 * z1z1 % _P
-    if u1 == u2:
-        return _dbl(p) if s1 == s2 else _INF
-    h = (u2 - u1) % _P
-    i = (2 * h) * (2 * h) % _P
-    jj = h * i % _P
-    r = 2 * (s2 - s1) % _P
-    v = u1 * i % _P
-    x3 = (r * r - jj - 2 * v) % _P
-    return (x3, (r * (v - x3) - 2 * s1 * jj) % _P, ((z1 + z2) * (z1 + z2) - z1z1 - z2z2) * h % _P)
-
+_INF, _dbl, _add = curve_ops(_P)
 
 @lru_cache(maxsize=1)
 def _table():

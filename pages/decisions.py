@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from app import db, queries, settings
+from app import db, queries, settings, widgets
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
@@ -14,11 +14,7 @@ st.title("Decisions")
 st.caption("Every decision, filterable; each view is a shareable URL. Exports contain the whole filtered set.")
 
 state = db.state()
-if not state.ok:
-    {"locked": st.warning, "error": st.error}.get(state.status, st.info)(f"No decisions to show: {queries.md_escape(state.message)}.")
-    if state.hint:
-        st.caption(state.hint)
-    st.stop()
+widgets.stop_unless_data(state, "decisions")
 
 params = st.query_params
 current = queries.filter_from_params(params.to_dict())
@@ -95,20 +91,9 @@ if total == 0:
     st.stop()
 
 rows = db.cached("decisions_page", current, page - 1, page_size)
-st.dataframe(
-    rows, hide_index=True,
-    column_order=["verdict_page", "created_time", "created_block", "client", "verdict", "status", "replay", "amount_num",
-                  "asset", "function_name", "intent_from", "counterparty", "latency_respond_s"],
-    column_config={
-        "verdict_page": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{10})"),
-        "task_id": None, "policy_address": None, "amount_wei": None,
-        "created_time": st.column_config.DatetimeColumn("created (UTC)"),
-        "created_block": st.column_config.NumberColumn("block", format="%d"),
-        "policy_client": None,
-        "intent_from": "from", "function_name": "call",
-        "amount_num": st.column_config.NumberColumn("amount", format="%.4f"),
-        "latency_respond_s": st.column_config.NumberColumn("response (s)", format="%.0f"),
-    },
-)
+widgets.decision_list(rows, extra_columns=("replay", "counterparty", "latency_respond_s"), extra_config={
+    "policy_address": None, "amount_wei": None,
+    "latency_respond_s": st.column_config.NumberColumn("response (s)", format="%.0f"),
+})
 st.caption(f"Rows {(page - 1) * page_size + 1:,}–{min(page * page_size, total):,} of {total:,}. "
            "Exports include every matching row with its replay result and explanation sentence.")

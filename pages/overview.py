@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, db, queries
+from app import charts, db, queries, widgets
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
@@ -60,22 +60,7 @@ else:
 
         st.subheader("Latest decisions")
         latest = db.cached("latest_decisions", 25)
-        st.dataframe(
-            latest,
-            hide_index=True,
-            column_order=["verdict_page", "created_time", "created_block", "client", "verdict", "status", "amount_num",
-                          "asset", "function_name", "intent_from"],
-            column_config={
-                "verdict_page": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{10})"),
-                "task_id": None,
-                "created_time": st.column_config.DatetimeColumn("created (UTC)"),
-                "created_block": st.column_config.NumberColumn("block", format="%d"),
-                "policy_client": None,
-                "intent_from": "from",
-                "function_name": "call",
-                "amount_num": st.column_config.NumberColumn("amount", format="%.4f"),
-            },
-        )
+        widgets.decision_list(latest)
 
 for name, table in (queries.deployment_tables(deployment).items() if deployment else []):
     if len(table):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import db, queries
+from app import db, queries, widgets
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
@@ -11,11 +11,7 @@ st.title("Policies")
 st.caption("The rules behind every decision, and every change to their params — the biggest decisions hide in configuration.")
 
 state = db.state()
-if not state.ok:
-    {"locked": st.warning, "error": st.error}.get(state.status, st.info)(f"No policies to show: {queries.md_escape(state.message)}.")
-    if state.hint:
-        st.caption(state.hint)
-    st.stop()
+widgets.stop_unless_data(state, "policies")
 
 catalog = db.cached("policy_catalog")
 if catalog.empty:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import db, queries
+from app import db, queries, widgets
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
@@ -11,26 +11,11 @@ st.title("Verdict")
 st.caption("Why was this intent allowed or denied? Look up a task id, a transaction hash or an address.")
 
 state = db.state()
-if not state.ok:
-    {"locked": st.warning, "error": st.error}.get(state.status, st.info)(f"No decisions to show: {queries.md_escape(state.message)}.")
-    if state.hint:
-        st.caption(state.hint)
-    st.stop()
+widgets.stop_unless_data(state, "decisions")
 
 params = st.query_params
 initial = params.get("task") or params.get("q") or ""
 text = st.text_input("Task id, transaction hash or address", value=initial, placeholder="0x…", key="verdict_lookup")
-
-DECISION_LIST_COLUMNS = {
-    "verdict_page": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{10})"),
-    "task_id": None,
-    "created_time": st.column_config.DatetimeColumn("created (UTC)"),
-    "created_block": st.column_config.NumberColumn("block", format="%d"),
-    "policy_client": None,
-    "intent_from": "from",
-    "function_name": "call",
-    "amount_num": st.column_config.NumberColumn("amount", format="%.4f"),
-}
 
 task_id = None
 if text:
@@ -54,9 +39,7 @@ if text:
         st.subheader(f"{found['total']:,} decisions involve this address")
         if found["total"] > shown:
             st.caption(f"Showing the newest {shown:,}; the Decisions page filters and exports all of them.")
-        st.dataframe(found["rows"], hide_index=True, column_config=DECISION_LIST_COLUMNS,
-                     column_order=["verdict_page", "created_time", "created_block", "client", "verdict", "status",
-                                   "amount_num", "asset", "function_name", "intent_from", "counterparty"])
+        widgets.decision_list(found["rows"], extra_columns=("counterparty",))
 
 if task_id is None:
     if not text:
