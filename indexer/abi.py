@@ -406,11 +406,11 @@ def function_selector(signature: str) -> str:
     """4-byte selector of a function signature whose argument types may be struct names."""
     name, args = signature.split("(", 1)
     args = args[:-1]
-    parts = [canonical(a) for a in _split_top(args)] if args else []
+    parts = [canonical(a) for a in split_top(args)] if args else []
     return "0x" + keccak(text=f"{name}(" + ",".join(parts) + ")")[:4].hex()
 
 
-def _split_top(s: str) -> list[str]:
+def split_top(s: str) -> list[str]:
     """Split a comma-separated type list at depth 0."""
     out, depth, cur = [], 0, ""
     for ch in s:

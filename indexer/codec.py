@@ -5,7 +5,7 @@ import re
 from functools import lru_cache
 from typing import Any, Callable
 
-from indexer.abi import STRUCTS, canonical, split_array
+from indexer.abi import STRUCTS, canonical, split_array, split_top
 
 
 class DecodeError(ValueError):
@@ -40,19 +40,8 @@ def compile_type(type_: str) -> tuple[bool, int, Decoder]:
 
 
 def _split_tuple(type_: str) -> list[str]:
-    inner = type_[1:-1]
-    out, depth, cur = [], 0, ""
-    for ch in inner:
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-            continue
-        depth += ch == "("
-        depth -= ch == ")"
-        cur += ch
-    if cur:
-        out.append(cur)
-    return out
+    """The member types of a tuple type "(a,b,...)"."""
+    return split_top(type_[1:-1]) if type_ != "()" else []
 
 
 def _compile_elementary(t: str) -> tuple[bool, int, Decoder]:

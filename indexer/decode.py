@@ -242,8 +242,8 @@ def decode_signature_data(sig: bytes, chain_id: int) -> tuple[str, list[tuple[in
 
 
 def _split_args(s: str) -> list[str]:
-    from indexer.abi import _split_top
-    return _split_top(s) if s.strip() else []
+    from indexer.abi import split_top
+    return split_top(s) if s.strip() else []
 
 
 @lru_cache(maxsize=4096)
