@@ -42,6 +42,12 @@ _SETTINGS = [
     Setting("batch_blocks", 2000, "Initial block range of one eth_getLogs call; halved on 'too many results', grown again after successes.", int),
     Setting("rpc_retries", 6, "Retries with exponential backoff on timeouts, HTTP 429 and 5xx.", int),
     Setting("metadata_timeout_s", 5.0, "Timeout for fetching an operator's metadata URI (https:// or ipfs://).", float),
+    Setting("index_commit_logs", 20000, "The indexer commits a transaction (rows, derived tables, checkpoint) at least every this many logs.", int),
+    Setting("index_commit_s", 2.0, "… or at least this often, in seconds, so readers get the DB file between batches.", float),
+    Setting("index_workers", 2, "Fetch-and-decode worker processes the indexer runs at once on long ranges.", int),
+    Setting("index_worker_min_blocks", 500, "Ranges at least this long are fetched and decoded by worker processes.", int),
+    Setting("duckdb_threads", 1, "DuckDB threads of the indexer's write connection (the writer is not the bottleneck; spare the cores).", int),
+    Setting("duckdb_checkpoint", "64MB", "DuckDB checkpoint threshold of the indexer's write connection."),
     Setting("ipfs_gateway", "https://ipfs.io/ipfs/", "HTTP gateway used to fetch ipfs:// metadata URIs."),
     # devnet
     Setting("anvil_bin", str(ROOT / "devnet" / "tools" / "node_modules" / ".bin" / "anvil"), "anvil binary (installed by `make setup` from @foundry-rs/anvil)."),

@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 from Crypto.Hash import keccak as _keccak_mod
 
-from indexer.abi import BY_TOPIC0, LAYOUTS, STRUCTS, EventLayout, canonical, snake, split_array
-from indexer.codec import DecodeError, compile_type, generated_decoder, params_decoder
+from indexer.abi import LAYOUTS, STRUCTS, EventLayout, canonical, snake, split_array
+from indexer.codec import DecodeError, compile_type, generated_decoder
 
 def keccak(data: bytes) -> bytes:
     """keccak256 (pycryptodome directly: eth_utils' wrapper costs more than the hash for small inputs)."""
@@ -534,13 +534,16 @@ class DecodedBatch:
         return sum(len(r) for r in self.rows.values()) + len(self.undecodable)
 
 
-def decode_log(plan: LayoutPlan, log: dict, chain_id: int, block_time: int | None) -> tuple[list, tuple[str, str] | None]:
+def decode_log(plan: LayoutPlan, log: dict, chain_id: int, block_time: int | None,
+               block_number: int | None = None) -> tuple[list, tuple[str, str] | None]:
     """One raw log → (table row in the table's column order, (code hash, Rego source) or None); DecodeError on bad data.
 
     A UTF-8 Rego source is not repeated in every row: its column is NULL and the text lives in `blobs` under
     `policy_code_hash` (= keccak256 of the exact bytes); non-UTF-8 policy bytes stay in the column as hex.
     """
     lay = plan.layout
+    if block_number is None:
+        block_number = int(log["blockNumber"], 16)
     topics = log["topics"]
     if len(topics) != 1 + len(plan.topic_decoders):
         raise DecodeError(f"{lay.event} expects {len(plan.topic_decoders)} indexed topics, log has {len(topics) - 1}")
@@ -559,7 +562,7 @@ def decode_log(plan: LayoutPlan, log: dict, chain_id: int, block_time: int | Non
         for pos, v in zip(plan.extra_positions, evals):
             row[pos] = v
     row[0] = chain_id
-    row[1] = int(log["blockNumber"], 16)
+    row[1] = block_number
     row[2] = int(log["logIndex"], 16)
     row[3] = log["transactionHash"].lower()
     row[4] = block_time
@@ -596,7 +599,7 @@ def decode_logs(logs: list[dict], chain_id: int, block_times: dict[int, int] | N
             out.skipped += 1
             continue
         try:
-            row, blob = decode_log(plan, log, chain_id, bt)
+            row, blob = decode_log(plan, log, chain_id, bt, bn)
         except (DecodeError, ValueError, IndexError, TypeError, KeyError, OverflowError) as e:
             out.undecodable.append((chain_id, bn, int(log["logIndex"], 16), log["transactionHash"].lower(),
                                     log["address"].lower(), topics[0].lower(), log["data"], f"{type(e).__name__}: {e}"))

@@ -9,6 +9,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
+from app import settings
 from app.errors import LensError
 from indexer.decode import TABLES, UNDECODABLE_COLUMNS, Column
 
@@ -55,6 +56,12 @@ BASE_DDL = {
     "operator_metadata": "uri VARCHAR PRIMARY KEY, fetched_at TIMESTAMP, ok BOOLEAN, content VARCHAR, error VARCHAR",
 }
 
+# Writer tuning (settings duckdb_threads / duckdb_checkpoint): DuckDB threads and WAL size before an automatic checkpoint.
+WRITE_SETTINGS = tuple(x for x in (
+    f"SET threads = {int(settings.get('duckdb_threads'))}",  # the writer is never the bottleneck: spare the cores
+    f"SET checkpoint_threshold = '{settings.get('duckdb_checkpoint')}'",
+) if x)
+
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "lock on file")
 
 
@@ -96,6 +103,8 @@ def connect_write(path: str, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBP
     """The read-write connection, retried while readers hold the file; closed (lock released) on exit."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = _connect_retry(path, False, timeout_s)
+    for setting in WRITE_SETTINGS:
+        con.execute(setting)
     try:
         yield con
     finally:

@@ -7,12 +7,14 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
+from app import settings
 from app.errors import LensError
 from indexer import derive, load, reorg
 from indexer.abi import BOUND_TOPICS, OPEN_TOPICS
@@ -22,10 +24,10 @@ from indexer.extract import LogFilter, RangeSizer, RawResult, Rpc, count_logs, f
 from indexer.metadata import MetadataFetcher
 
 # Tuning knobs without a shared setting yet (tests use them to force many small transactions).
-COMMIT_LOGS = int(os.environ.get("LENS_INDEX_COMMIT_LOGS", "20000"))
-COMMIT_S = float(os.environ.get("LENS_INDEX_COMMIT_S", "2.0"))
-WORKER_MIN_BLOCKS = int(os.environ.get("LENS_INDEX_WORKER_MIN_BLOCKS", "500"))  # long ranges: worker processes
-WORKERS = int(os.environ.get("LENS_INDEX_WORKERS", "2"))  # worker processes running at once
+COMMIT_LOGS = settings.get("index_commit_logs")
+COMMIT_S = settings.get("index_commit_s")
+WORKER_MIN_BLOCKS = settings.get("index_worker_min_blocks")  # long ranges: worker processes
+WORKERS = settings.get("index_workers")  # worker processes running at once
 
 BLOCK_COLUMNS = (Column("chain_id", "BIGINT"), Column("block_number", "BIGINT"), Column("block_hash", "VARCHAR"),
                  Column("parent_hash", "VARCHAR"), Column("block_time", "TIMESTAMP"))
@@ -207,8 +209,21 @@ def _worker(url: str, retries: int, timeout: float, backoff: float, lo: int, hi:
     A separate process because the GIL would serialize JSON parsing and decoding with the DuckDB writer. It stops
     by itself when the writer goes away (even after a kill -9), so nothing is left running.
     """
-    gc.set_threshold(100_000, 50, 100)
+    gc.freeze()  # the heap inherited from the writer is never garbage: keep collections from rescanning it
+    gc.set_threshold(200_000, 100, 1000)
+    # the CLI's SIGINT/SIGTERM handlers were inherited by fork: a worker is stopped by its parent, or dies with it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
+
+    def watchdog() -> None:
+        # wherever the worker is blocked (even flushing a pipe nobody reads at exit), it must not outlive the writer
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watchdog, daemon=True, name="lens-watchdog").start()
     local: queue.Queue = queue.Queue(maxsize=2)
     sizer = RangeSizer(size=size, maximum=maximum)
 
