@@ -140,17 +140,29 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the process group led by pid (anvil from npm is a node wrapper with the real binary as its child)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def stop_pid(pid: int, timeout_s: float = 5.0) -> bool:
-    """Terminate a process by pid, escalating to SIGKILL; True if it was running."""
+    """Terminate a process we started in its own session, and its children, escalating to SIGKILL; True if it ran."""
     if not pid_alive(pid):
         return False
-    os.kill(pid, signal.SIGTERM)
+    _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not pid_alive(pid):
+            _signal_group(pid, signal.SIGKILL)  # a child that ignored SIGTERM must not outlive its wrapper
             return True
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    _signal_group(pid, signal.SIGKILL)
     return True
 
 
