@@ -607,11 +607,12 @@ def rule_tree_text(node: Any, depth: int = 0, limit: int = 200) -> str:
     return "\n".join(lines)
 
 
-def failing_conditions(exp: Any) -> pd.DataFrame:
-    """For every rule body that failed: rule, line, the first failing condition and its terms' values."""
+def failing_conditions(exp: Any, decisive: bool) -> pd.DataFrame:
+    """For every rule body that failed and did (decisive) or did not decide the verdict: rule, line, the first
+    failing condition and its terms' values. The non-decisive ones are mostly deny rules that did not fire."""
     rows = []
     for b in getattr(exp, "bodies", ()) or ():
-        if b.succeeded is False and b.failed_at is not None:
+        if b.succeeded is False and b.failed_at is not None and bool(getattr(b, "decisive", False)) == decisive:
             terms = "; ".join(
                 f"{t.text} = {json.dumps(t.value, default=str) if t.defined else 'undefined'}" + (f" (+{t.more} more)" if t.more else "")
                 for t in b.failed_at.terms)

@@ -98,10 +98,14 @@ if exp is not None:
                  f"({'allowed' if replay.get('replayed_allow') else 'denied'}): the signing quorum attested a wrong result.")
     if exp.deny:
         st.dataframe({"deny reason": list(exp.deny)}, hide_index=True)
-    fails = queries.failing_conditions(exp)
-    if len(fails):
-        st.markdown("**Failing conditions**")
-        st.dataframe(fails, hide_index=True)
+    decided = queries.failing_conditions(exp, decisive=True)
+    if len(decided):
+        st.markdown("**What decided the verdict** — the first condition that failed, with its values")
+        st.dataframe(decided, hide_index=True)
+    passed = queries.failing_conditions(exp, decisive=False)
+    if len(passed):
+        with st.expander(f"Checks that passed ({len(passed)}): rules that did not fire, and the condition that kept each off"):
+            st.dataframe(passed, hide_index=True)
     cfs = queries.counterfactuals(exp)
     st.markdown("**Counterfactual**")
     if len(cfs):

@@ -410,3 +410,17 @@ def test_replay_filter_and_audited_export(audited_db, env):
     frame = pd.read_csv(io.BytesIO(db.export_decisions({"replay": "mismatch"}, "csv")))
     expected = dict(sql(audited_db, "SELECT task_id, sentence FROM replays WHERE result = 'mismatch'"))
     assert dict(zip(frame["task_id"], frame["explanation"])) == expected
+
+
+def test_verdict_splits_what_decided_from_checks_that_passed() -> None:
+    """A denied decision's decisive table holds the entrypoint's failed condition; rules that did not fire go aside."""
+    from app import engine, queries
+    from app.engine.fixtures import synthetic_tasks
+
+    denied = [t for t in synthetic_tasks(60, seed=3) if t.attested_allow is False]
+    assert denied
+    exp = engine.explain(denied[0])
+    decided = queries.failing_conditions(exp, decisive=True)
+    passed = queries.failing_conditions(exp, decisive=False)
+    assert "allow" in set(decided["rule"]) and "allow" not in set(passed["rule"])
+    assert len(decided) + len(passed) == sum(1 for b in exp.bodies if b.succeeded is False and b.failed_at is not None)
