@@ -11,43 +11,7 @@ from typing import Any
 from eth_utils import keccak
 
 from app.errors import LensError
-
-try:  # the deployment dataclasses belong to devnet/deploy.py (contracts helper)
-    from devnet.deploy import ClientSpec, OperatorSpec, PolicySpec
-except ImportError:  # pragma: no cover — only until devnet/deploy.py exists; same shapes as INTERFACES.md §2
-
-    @dataclass(frozen=True)
-    class OperatorSpec:  # type: ignore[no-redef]
-        """An operator to register: name, BLS key seed, stake, socket and metadata URI."""
-
-        name: str
-        key_seed: bytes
-        stake: int
-        socket: str
-        metadata_uri: str
-
-    @dataclass(frozen=True)
-    class PolicySpec:  # type: ignore[no-redef]
-        """A policy logic to deploy as a NewtonPolicy contract."""
-
-        name: str
-        source: str
-        entrypoint: str
-        policy_cid: str
-        schema_cid: str
-        metadata_cid: str
-        version: str
-        policy_data: tuple[str, ...]
-
-    @dataclass(frozen=True)
-    class ClientSpec:  # type: ignore[no-redef]
-        """A policy client (AgentVault) bound to one policy with its initial params."""
-
-        name: str
-        policy: str
-        params: dict
-        expire_after: int
-
+from devnet.deploy import ClientSpec, OperatorSpec, PolicySpec
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES_DIR = ROOT / "data" / "policies"

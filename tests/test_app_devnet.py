@@ -5,42 +5,28 @@ import io
 import json
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
-from web3 import Web3
+
+from support import page, simulated_devnet, sql
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("app_devnet")]
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
     """anvil + devnet contracts + 60 simulated tasks (some faulty) + `lens index` → (db, deployment file, doc)."""
-    from devnet import deploy, scenario
-    from devnet.anvil import start_anvil
-    from devnet.simulate import SimConfig, simulate
     from indexer.deployment import parse
     from indexer.run import IndexOptions, index
 
-    node = start_anvil(port=None, accounts=20)
-    try:
-        w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
-        doc = deploy.deploy_devnet(w3, deployer=w3.eth.accounts[0], operators=scenario.operator_specs(5, 7),
-                                   policies=scenario.policy_specs(), clients=scenario.client_specs(),
-                                   challenge_window_blocks=200, response_window_blocks=50, slash_bps=1000)
-        doc = dict(doc, rpc_url=node.url, confirmations=0)
-        simulate(node.url, doc, SimConfig(tasks=60, operators=5, fault_rate=0.1))
+    with simulated_devnet(tasks=60, fault_rate=0.1) as (_node, w3, doc, _result):
         tmp = tmp_path_factory.mktemp("appdevnet")
         db = tmp / "lens.duckdb"
         index(parse(doc, "devnet"), IndexOptions(db=str(db), metadata_timeout_s=2))
         dep = tmp / "deployment.json"
         dep.write_text(json.dumps(doc))
         yield db, dep, doc, w3
-    finally:
-        node.stop()
 
 
 @pytest.fixture()
@@ -50,24 +36,6 @@ def env(indexed, monkeypatch):
     monkeypatch.setenv("LENS_DEPLOYMENT_FILE", str(dep))
     return indexed
 
-
-def sql(db, text, params=None):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(text, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def page(path: str, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90).run()
-    for k, v in query.items():
-        at.query_params[k] = v
-    if path != "pages/overview.py":
-        at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def test_overview_on_indexed_devnet(env):

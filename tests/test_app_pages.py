@@ -14,9 +14,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import queries, synth
+from support import page, sql
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "streamlit_app.py")
 SEED = 11
 N_TASKS = 3000
 
@@ -39,24 +39,6 @@ def env(monkeypatch, tmp_path):
 
     return use
 
-
-def sql(db: Path, text: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(text, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def page(path: str, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90).run()
-    for k, v in query.items():
-        at.query_params[k] = v
-    if path != "pages/overview.py":
-        at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def all_text(at: AppTest) -> str:

@@ -5,34 +5,21 @@ import json
 
 import pytest
 from eth_utils import keccak
-from web3 import Web3
 
-from devnet import deploy, scenario
-from devnet.simulate import SimConfig, simulate
 from indexer import load
 from indexer.deployment import parse
 from indexer.run import IndexOptions, index
+from support import simulated_devnet
 
 pytestmark = pytest.mark.xdist_group("indexer_devnet")
 
 
 @pytest.fixture(scope="module")
 def devnet_indexed(tmp_path_factory):
-    from devnet.anvil import start_anvil
-
-    node = start_anvil(port=None, accounts=20)
-    try:
-        w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
-        doc = deploy.deploy_devnet(w3, deployer=w3.eth.accounts[0], operators=scenario.operator_specs(5, 7),
-                                   policies=scenario.policy_specs(), clients=scenario.client_specs(),
-                                   challenge_window_blocks=200, response_window_blocks=50, slash_bps=1000)
-        doc = dict(doc, rpc_url=node.url, confirmations=0)
-        res = simulate(node.url, doc, SimConfig(tasks=40, operators=5, fault_rate=0.2))
+    with simulated_devnet(tasks=40, fault_rate=0.2) as (_node, _w3, doc, res):
         db = str(tmp_path_factory.mktemp("devnet") / "lens.duckdb")
         st = index(parse(doc, "devnet"), IndexOptions(db=db, metadata_timeout_s=2))
         yield db, doc, res, st
-    finally:
-        node.stop()
 
 
 def q(db: str, sql: str, params=None):
