@@ -342,7 +342,12 @@ class Indexer:
         load.ensure_schema(con)
         load.set_meta(con, {"deployment": self.dep.name, "chain_id": self.dep.chain_id, "deployment_file": self.dep.source,
                             "rpc_url": self.rpc.url, "confirmations": self.confirmations,
-                            "roles": json.dumps(self._roles())})
+                            "roles": json.dumps(self._roles()),
+                            # the whole document, so the dashboard describes what this DB holds even without the file
+                            "deployment_json": json.dumps({
+                                "name": self.dep.name, "chain_id": self.dep.chain_id, "rpc_url": self.rpc.url,
+                                "start_block": self.dep.start_block, "contracts": self.dep.contracts,
+                                "policies": self.dep.policies, "clients": self.dep.clients})})
         con.execute("COMMIT")
         self.checkpoint = load.read_checkpoint(con, self.dep.chain_id, self.dep.addresses)
         self.max_block = self._max_indexed_block(con)
