@@ -94,7 +94,8 @@ def deployment_from_file(path: Path | None = None) -> dict | None:
 
 
 def deployment_from_meta(meta: dict[str, str]) -> dict | None:
-    """The deployment document recorded in the DB's `meta` table (whole JSON under `deployment`, else its parts)."""
+    """The deployment document recorded in the DB's `meta` table (whole JSON under `deployment` (synth) or
+    `deployment_json` (indexer), else its parts)."""
     for key in ("deployment", "deployment_json"):
         raw = meta.get(key)
         if raw:
@@ -106,21 +107,14 @@ def deployment_from_meta(meta: dict[str, str]) -> dict | None:
                 pass
     if not meta:
         return None
-    doc: dict[str, Any] = {
-        "name": meta.get("deployment_name") or meta.get("name") or meta.get("deployment") or "",
-        "chain_id": _int_or_none(meta.get("chain_id")),
-        "rpc_url": meta.get("rpc_url") or meta.get("rpc") or "",
-        "contracts": {},
-    }
-    for key, value in meta.items():
-        if key.startswith("contract."):
-            doc["contracts"][key.split(".", 1)[1]] = value
-    return doc
+    # a DB without the whole document (indexed before `deployment_json` existed): name, chain and RPC only
+    return {"name": meta.get("name") or meta.get("deployment") or "", "chain_id": _int_or_none(meta.get("chain_id")),
+            "rpc_url": meta.get("rpc_url") or "", "contracts": {}}
 
 
 def choose_deployment(meta_doc: dict | None, file_doc: dict | None) -> dict | None:
-    """The DB's own deployment when it names the contracts; else the deployment file of the same chain (the
-    indexer records only the deployment's name, chain and RPC in `meta`); else whatever is known."""
+    """The DB's own deployment when it names the contracts; else the deployment file of the same chain (a DB
+    without `deployment_json` records only the deployment's name, chain and RPC in `meta`); else whatever is known."""
     if meta_doc and meta_doc.get("contracts"):
         return meta_doc
     if file_doc and (not meta_doc or meta_doc.get("chain_id") in (None, file_doc.get("chain_id"))):
@@ -188,10 +182,14 @@ def _render_connection(path: Path) -> duckdb.DuckDBPyConnection:
     if con is not None and getattr(_LOCAL, "path", None) == str(path):
         return con
     release()
-    attempts = max(1, int(READ_TIMEOUT_S / LOCK_WAIT_S / 2))
-    con = open_readonly(path, attempts=attempts, wait_s=LOCK_WAIT_S / 2)
+    con = _open_short(path)
     _LOCAL.con, _LOCAL.path = con, str(path)
     return con
+
+
+def _open_short(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection for a page: shorter waits than the default, bounded by READ_TIMEOUT_S."""
+    return open_readonly(path, attempts=max(1, int(READ_TIMEOUT_S / LOCK_WAIT_S / 2)), wait_s=LOCK_WAIT_S / 2)
 
 
 def release() -> None:
@@ -293,8 +291,7 @@ def export_decisions(filter_params: dict[str, str], fmt: str) -> bytes:
     """The Decisions export for a download button: its own short-lived connection (it runs outside the render)."""
     from app import queries
 
-    path = db_path()
-    con = open_readonly(path, attempts=max(1, int(READ_TIMEOUT_S / LOCK_WAIT_S / 2)), wait_s=LOCK_WAIT_S / 2)
+    con = _open_short(db_path())
     try:
         return queries.export_bytes(con, queries.filter_from_params(filter_params), fmt)
     finally:

@@ -244,7 +244,12 @@ def latency_histograms(con: Con) -> dict[str, Any]:
 
 def latest_decisions(con: Con, limit: int = 25) -> pd.DataFrame:
     """The newest decisions, with a link to each one's verdict page."""
-    df = with_client_names(con, query(con, LATEST_SQL, [int(limit)]))
+    return decision_rows(con, query(con, LATEST_SQL, [int(limit)]))
+
+
+def decision_rows(con: Con, df: pd.DataFrame) -> pd.DataFrame:
+    """Decision rows as the lists show them: client names, a verdict-page link and a verdict label instead of `allow`."""
+    df = with_client_names(con, df)
     df.insert(0, "verdict_page", "/verdict?task=" + df["task_id"].astype(str))
     df["verdict"] = verdict_labels(df["allow"])
     return df.drop(columns=["allow"])
@@ -322,10 +327,8 @@ def find(con: Con, text: str, limit: int = 500) -> dict[str, Any]:
         ids = [r[0] for r in query_rows(con, FIND_TX_SQL, [q, q])]
         return {"kind": "tx" if ids else "none", "query": q, "task_ids": ids}
     total = int(query_rows(con, ADDRESS_COUNT_SQL, [q] * 4)[0][0])
-    rows = with_client_names(con, query(con, ADDRESS_SQL, [q] * 4 + [int(limit)]))
-    rows.insert(0, "verdict_page", "/verdict?task=" + rows["task_id"].astype(str))
-    rows["verdict"] = verdict_labels(rows["allow"])
-    return {"kind": "address" if total else "none", "query": q, "total": total, "rows": rows.drop(columns=["allow"])}
+    rows = decision_rows(con, query(con, ADDRESS_SQL, [q] * 4 + [int(limit)]))
+    return {"kind": "address" if total else "none", "query": q, "total": total, "rows": rows}
 
 
 def _row_dict(df: pd.DataFrame) -> dict[str, Any] | None:
@@ -450,8 +453,7 @@ def timeline(data: dict[str, Any]) -> pd.DataFrame:
 def explain_task(con: Con, task_id: str) -> dict[str, Any]:
     """Replay and explain one task with app.engine → {'state', 'replay', 'reason', 'explanation', 'replayed_allow'}.
 
-    state: 'ok' | 'no_response' (nothing to replay yet) | 'cannot_replay' (source or inputs missing/undecodable) |
-    'unavailable' (the engine has no explainer in this build).
+    state: 'ok' | 'no_response' (nothing to replay yet) | 'cannot_replay' (source or inputs missing/undecodable).
     """
     data = verdict(con, task_id)
     if data is None:
@@ -470,9 +472,7 @@ def _drop_engines() -> None:
 
     from app.engine import evaluate
 
-    cache = getattr(evaluate, "_CACHE", None)
-    if cache is not None:
-        cache.clear()
+    evaluate._CACHE.clear()
     gc.collect()
 
 
@@ -611,8 +611,8 @@ def failing_conditions(exp: Any, decisive: bool) -> pd.DataFrame:
     """For every rule body that failed and did (decisive) or did not decide the verdict: rule, line, the first
     failing condition and its terms' values. The non-decisive ones are mostly deny rules that did not fire."""
     rows = []
-    for b in getattr(exp, "bodies", ()) or ():
-        if b.succeeded is False and b.failed_at is not None and bool(getattr(b, "decisive", False)) == decisive:
+    for b in exp.bodies:
+        if b.succeeded is False and b.failed_at is not None and b.decisive == decisive:
             terms = "; ".join(
                 f"{t.text} = {json.dumps(t.value, default=str) if t.defined else 'undefined'}" + (f" (+{t.more} more)" if t.more else "")
                 for t in b.failed_at.terms)
@@ -624,7 +624,7 @@ def counterfactuals(exp: Any) -> pd.DataFrame:
     """The explanation's counterfactuals: param, current value, value that flips the verdict, and the sentence."""
     rows = [{"param": c.param, "current": json.dumps(c.current, default=str), "would need": json.dumps(c.value, default=str),
              "verdict then": "allowed" if c.flips_to else "denied", "what it means": c.text}
-            for c in getattr(exp, "counterfactuals", ()) or ()]
+            for c in exp.counterfactuals]
     return pd.DataFrame(rows, columns=["param", "current", "would need", "verdict then", "what it means"])
 
 # ---------------------------------------------------------------------------------------------
@@ -786,28 +786,30 @@ def where_clause(f: DecisionFilter, has_replays: bool) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(conds)) if conds else "", params
 
 
-def _from_clause(has_replays: bool) -> str:
-    return "FROM tasks t" + (" LEFT JOIN replays r ON r.chain_id = t.chain_id AND r.task_id = t.task_id" if has_replays else "")
+def _filtered(con: Con, f: DecisionFilter) -> tuple[bool, str, list[Any]]:
+    """(has_replays, "FROM … WHERE …", params) shared by the count, the page and the export of one filter."""
+    has_replays = "replays" in table_names(con)
+    where, params = where_clause(f, has_replays)
+    join = " LEFT JOIN replays r ON r.chain_id = t.chain_id AND r.task_id = t.task_id" if has_replays else ""
+    return has_replays, f"FROM tasks t{join} {where}", params
+
+
+def _order_by(f: DecisionFilter) -> str:
+    return f"ORDER BY {SORTS[f.sort]} {'DESC' if f.desc else 'ASC'} NULLS LAST, t.task_id"
 
 
 def decisions_count(con: Con, f: DecisionFilter) -> int:
     """How many decisions match the filter."""
-    has_replays = "replays" in table_names(con)
-    where, params = where_clause(f, has_replays)
-    return int(query_rows(con, f"SELECT count(*) {_from_clause(has_replays)} {where}", params)[0][0])
+    _, from_where, params = _filtered(con, f)
+    return int(query_rows(con, f"SELECT count(*) {from_where}", params)[0][0])
 
 
 def decisions_page(con: Con, f: DecisionFilter, page: int, page_size: int) -> pd.DataFrame:
     """One page of matching decisions, sorted and paginated in the DB (LIMIT/OFFSET), with verdict-page links."""
-    has_replays = "replays" in table_names(con)
-    where, params = where_clause(f, has_replays)
-    order = f"{SORTS[f.sort]} {'DESC' if f.desc else 'ASC'} NULLS LAST, t.task_id"
+    has_replays, from_where, params = _filtered(con, f)
     replay_col = ", r.result AS replay" if has_replays else ", CAST(NULL AS VARCHAR) AS replay"
-    sql = f"SELECT {DECISION_COLS}{replay_col} {_from_clause(has_replays)} {where} ORDER BY {order} LIMIT ? OFFSET ?"
-    df = with_client_names(con, query(con, sql, params + [int(page_size), int(max(page, 0)) * int(page_size)]))
-    df.insert(0, "verdict_page", "/verdict?task=" + df["task_id"].astype(str))
-    df["verdict"] = verdict_labels(df["allow"])
-    return df.drop(columns=["allow"])
+    sql = f"SELECT {DECISION_COLS}{replay_col} {from_where} {_order_by(f)} LIMIT ? OFFSET ?"
+    return decision_rows(con, query(con, sql, params + [int(page_size), int(max(page, 0)) * int(page_size)]))
 
 
 def facets(con: Con) -> dict[str, list[tuple[str, str]]]:
@@ -836,12 +838,10 @@ def export_frame(con: Con, f: DecisionFilter, explain_missing: bool = True) -> p
     The sentence is the audited one (`replays`, written by `lens audit`) when present; otherwise Lens explains the
     row now with the engine (slower: audit first for large exports).
     """
-    has_replays = "replays" in table_names(con)
-    where, params = where_clause(f, has_replays)
+    has_replays, from_where, params = _filtered(con, f)
     extra = ", r.result AS replay, r.sentence AS explanation" if has_replays else \
         ", CAST(NULL AS VARCHAR) AS replay, CAST(NULL AS VARCHAR) AS explanation"
-    order = f"{SORTS[f.sort]} {'DESC' if f.desc else 'ASC'} NULLS LAST, t.task_id"
-    df = query(con, f"SELECT {EXPORT_COLUMNS}{extra} {_from_clause(has_replays)} {where} ORDER BY {order}", params)
+    df = query(con, f"SELECT {EXPORT_COLUMNS}{extra} {from_where} {_order_by(f)}", params)
     if explain_missing and len(df):
         todo = df.index[df["explanation"].isna() & df["responded_block"].notna()]
         if len(todo):
@@ -961,21 +961,12 @@ def policy_detail(con: Con, policy_address: str) -> dict[str, Any]:
 
 def local_policy_files(name: str, entrypoint: Any = None) -> tuple[dict, dict]:
     """(metadata.json, params_schema.json) of data/policies/<name> (or the entrypoint's package), else empty dicts."""
-    from pathlib import Path
+    from app.engine.explain import POLICIES_DIR, local_metadata
 
-    base = Path(__file__).resolve().parent.parent / "data" / "policies"
     for candidate in (name, str(entrypoint or "").split(".")[0]):
-        if candidate and re.match(r"^[A-Za-z0-9_\-]+$", candidate) and (base / candidate).is_dir():
-            folder = base / candidate
-            return parsed_json(_read(folder / "metadata.json"), {}), parsed_json(_read(folder / "params_schema.json"), {})
+        if candidate and re.match(r"^[A-Za-z0-9_\-]+$", candidate) and (POLICIES_DIR / candidate).is_dir():
+            return local_metadata(candidate)
     return {}, {}
-
-
-def _read(path: Any) -> str | None:
-    try:
-        return path.read_text()
-    except OSError:
-        return None
 
 
 def current_params(versions: pd.DataFrame) -> dict[str, dict]:

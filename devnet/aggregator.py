@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Sequence
 
 import eth_abi
 
 from devnet import bls
 from devnet.operators import TaskContext, Vote
-from devnet.protocol import SEL_CREATE, SEL_RESPOND, TASK, create_calldata, respond_calldata  # noqa: F401
+from devnet.protocol import SEL_CREATE, SEL_RESPOND, TASK
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,6 @@ def respond_calldata_from(encoded_task_: bytes, encoded_response: bytes, signatu
     return SEL_RESPOND + head + b"".join(tails)
 
 
-@lru_cache(maxsize=512)
-def _apk_g2(keys: frozenset) -> bls.G2Limbs:
-    """Aggregate G2 key of a signer set (signer sets repeat, so this is cached)."""
-    return bls.aggregate_g2(keys)
-
-
 def aggregate(ctx: TaskContext, votes: Sequence[Vote], registered: dict[int, int], keys: dict[int, bls.BlsKeyPair],
               threshold_pct: int) -> Aggregate | None:
     """Pick the digest whose signers hold ≥ threshold of the stake registered at taskCreatedBlock; None if none does.
@@ -84,7 +77,7 @@ def aggregate(ctx: TaskContext, votes: Sequence[Vote], registered: dict[int, int
     signers = tuple(sorted(v.operator for v in best))
     non_signers = tuple(sorted(set(registered) - set(signers)))
     quorum_apk = bls.aggregate_g1(keys[i].g1 for i in sorted(registered))
-    apk_g2 = _apk_g2(frozenset(keys[i].g2 for i in signers))
+    apk_g2 = bls.apk_g2(frozenset(keys[i].g2 for i in signers))
     sigma = bls.aggregate_g1(v.sigma for v in best)
     sig_data = bls.encode_signature_data([keys[i].g1 for i in non_signers], quorum_apk, apk_g2, sigma)
     allow = best[0].allow

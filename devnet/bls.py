@@ -415,18 +415,19 @@ def encode_signature_data(non_signer_g1s, quorum_apk_g1, apk_g2, sigma) -> bytes
     return abi_encode([NSS_TYPE], [value])
 
 
-@lru_cache(maxsize=256)
-def _apk_g2_cached(secrets: frozenset[int]) -> G2Limbs:
-    return aggregate_g2(_g2_of_secret(s) for s in secrets)
+@lru_cache(maxsize=512)
+def apk_g2(signer_g2s: frozenset[G2Limbs]) -> G2Limbs:
+    """Aggregate G2 key of a signer set (signer sets repeat across tasks, so this is cached)."""
+    return aggregate_g2(signer_g2s)
 
 
 def signature_data(digest: bytes, signers: Sequence[BlsKeyPair], non_signers: Sequence[BlsKeyPair]) -> bytes:
     """Everything respondToTask needs in `signatureData`, for a quorum made of `signers` + `non_signers`
     (which must be exactly the operators registered at taskCreatedBlock)."""
     quorum_apk = aggregate_g1([k.g1 for k in signers] + [k.g1 for k in non_signers])
-    apk_g2 = _apk_g2_cached(frozenset(k.secret for k in signers))
     sigma = sign_aggregate([k.secret for k in signers], digest)
-    return encode_signature_data([k.g1 for k in non_signers], quorum_apk, apk_g2, sigma)
+    return encode_signature_data([k.g1 for k in non_signers], quorum_apk, apk_g2(frozenset(k.g2 for k in signers)),
+                                 sigma)
 
 
 def verify(pubkey_g2: G2Limbs, digest: bytes, sigma: G1Affine) -> bool:

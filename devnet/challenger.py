@@ -3,20 +3,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable
 
 import eth_abi
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from app.engine import compiled, encode_result, intent_input, is_canonical_allow, wasm_from_policy_data
-from devnet import rawtx
 from devnet.bls import NSS_TYPE
-from devnet.operators import (CERT_T, CHALLENGE_T, G1_ARRAY_T, POLICY_STATE_T, TASK_RESPONSE_T, TASK_T,
-                              intent_from_tuple, response_digest, selector)
+from devnet.deploy import challenge_data
+from devnet.operators import intent_from_tuple
+from devnet.protocol import (POLICY_STATE as POLICY_STATE_T, RESPONSE_CERTIFICATE as CERT_T, TASK as TASK_T,
+                             TASK_RESPONSE as TASK_RESPONSE_T, challenge_calldata, response_digest,
+                             selector)
 
 NEW_TASK_TOPIC = "0x" + keccak(text=f"NewTaskCreated(bytes32,{TASK_T},{POLICY_STATE_T})").hex()
 TASK_RESPONDED_TOPIC = "0x" + keccak(text=f"TaskResponded({TASK_RESPONSE_T},{CERT_T})").hex()
-CHALLENGE_SELECTOR = selector(f"raiseAndResolveChallenge({TASK_T},{TASK_RESPONSE_T},{CERT_T},{CHALLENGE_T},{G1_ARRAY_T})")
 ENTRYPOINT_SELECTOR = selector("getEntrypoint()")
 FRIVOLOUS_RATE = 0.004  # a few challenges of correct responses (they fail: TaskChallengedUnsuccessfully)
 
@@ -73,12 +77,9 @@ class Challenger:
         draw = int.from_bytes(keccak(b"frivolous:%d:" % self.seed + task_id)[:8], "big") / 2**64
         return draw < self.frivolous_rate
 
-    def proof(self, task_id: bytes, response: tuple, proven_result: bytes) -> bytes:
-        """The resolver's EIP-191 signature vouching for the proven result (devnet stand-in for the SP1 proof)."""
-        h = keccak(eth_abi.encode(["bytes32", "bytes32", "bytes"], [task_id, response_digest(response), proven_result]))
-        eth_hash = keccak(b"\x19Ethereum Signed Message:\n32" + h)
-        parity, r, s = rawtx.sign_hash(eth_hash, self.resolver_key)
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + parity])
+    @cached_property
+    def _resolver(self) -> LocalAccount:
+        return Account.from_key(self.resolver_key)
 
     def poll(self, to_block: int) -> list[Challenge]:
         """Read logs after the last polled block up to `to_block`; return the challenges to file."""
@@ -108,10 +109,8 @@ class Challenger:
             self.mismatches += mismatch
             if not mismatch and not self._frivolous(task_id):
                 continue
-            proven = encode_result(replayed)
-            challenge = (task_id, self.proof(task_id, response, proven), eth_abi.encode(["bytes"], [proven]))
+            challenge = challenge_data(task_id, response_digest(response), encode_result(replayed), self._resolver)
             non_signers = list(eth_abi.decode([NSS_TYPE], bytes(cert[3]))[0][1])
-            calldata = CHALLENGE_SELECTOR + eth_abi.encode([TASK_T, TASK_RESPONSE_T, CERT_T, CHALLENGE_T, G1_ARRAY_T],
-                                                           [task, response, cert, challenge, non_signers])
+            calldata = challenge_calldata(task, response, cert, challenge, non_signers)
             out.append(Challenge(task_id, not mismatch, attested, replayed, calldata))
         return out

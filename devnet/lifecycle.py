@@ -50,11 +50,22 @@ def _deployment_is_live(doc: dict, node: Anvil) -> bool:
     return code not in ("0x", "0x0", "")
 
 
+def deploy_world(w3, operators: int, seed: int, *, challenge_window_blocks: int, response_window_blocks: int,
+                 slash_bps: int) -> dict:
+    """Deploy the simulation's world (scenario operators, the four policies, the clients) from anvil account 0."""
+    from devnet import deploy, scenario  # deferred: pulls in web3 and the compiled artifacts
+
+    return deploy.deploy_devnet(w3, deployer=deploy.anvil_account(0),
+                                operators=scenario.operator_specs(operators, seed),
+                                policies=scenario.policy_specs(), clients=scenario.client_specs(),
+                                challenge_window_blocks=challenge_window_blocks,
+                                response_window_blocks=response_window_blocks, slash_bps=slash_bps)
+
+
 def up(cfg: DevnetConfig, progress=None) -> tuple[dict, bool]:
     """Start anvil and deploy the devnet, or reuse a running one; returns (deployment document, reused)."""
     anvil_binary()  # fail early, before anything is imported or started, when the tool is missing
-    from devnet import deploy, scenario  # deferred: pulls in web3 and the compiled artifacts
-    from web3 import Web3
+    from web3 import Web3  # deferred: web3 is slow to import
 
     pidf = pid_file(cfg.deployment_file)
     node = read_pid_file(pidf)
@@ -70,16 +81,8 @@ def up(cfg: DevnetConfig, progress=None) -> tuple[dict, bool]:
         write_pid_file(pidf, node)
     w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
     try:
-        doc = deploy.deploy_devnet(
-            w3,
-            deployer=w3.eth.accounts[0],
-            operators=scenario.operator_specs(cfg.operators, cfg.seed),
-            policies=scenario.policy_specs(),
-            clients=scenario.client_specs(),
-            challenge_window_blocks=cfg.challenge_window_blocks,
-            response_window_blocks=cfg.response_window_blocks,
-            slash_bps=cfg.slash_bps,
-        )
+        doc = deploy_world(w3, cfg.operators, cfg.seed, challenge_window_blocks=cfg.challenge_window_blocks,
+                           response_window_blocks=cfg.response_window_blocks, slash_bps=cfg.slash_bps)
     except LensError:
         raise
     except Exception as err:  # a revert or RPC failure while deploying: say which and keep the chain for inspection

@@ -10,25 +10,15 @@ import eth_abi
 from eth_utils import keccak
 
 from app.engine import CompiledPolicy, Evaluation, Intent, encode_result
-from devnet import bls
+from devnet import bls, protocol
+from devnet.protocol import TASK_RESPONSE as TASK_RESPONSE_T
 from devnet.scenario import LivenessProfile, OperatorSpec
-
-from devnet.protocol import (ATTESTATION as ATTESTATION_T, CHALLENGE_DATA as CHALLENGE_T,  # noqa: F401
-                             POLICY_STATE as POLICY_STATE_T, RESPONSE_CERTIFICATE as CERT_T,
-                             TASK as TASK_T, TASK_RESPONSE as TASK_RESPONSE_T, response_digest)
-
-G1_ARRAY_T = "(uint256,uint256)[]"
-
-
-def selector(signature: str) -> bytes:
-    """The 4-byte selector of a canonical function signature."""
-    return keccak(text=signature)[:4]
 
 
 def intent_tuple(intent: Intent) -> tuple:
     """The Intent struct as an ABI tuple."""
-    return (intent.from_, intent.to, int(intent.value), bytes(intent.data), int(intent.chain_id),
-            bytes(intent.function_signature))
+    return protocol.intent(intent.from_, intent.to, intent.value, intent.data, intent.chain_id,
+                           intent.function_signature)
 
 
 def intent_from_tuple(t: tuple) -> Intent:
@@ -63,10 +53,8 @@ class TaskContext:
 
     def response(self, allow: bool) -> tuple:
         """The TaskResponse tuple carrying `encode_result(allow)`."""
-        task = self.task
-        return (task[0], task[1], self.policy_id, self.policy_address, task[4], task[5], encode_result(allow),
-                (self.policy_id, self.policy_address, self.policy.source.encode(), list(self.policy_data)),
-                self.policy_config, task[8])
+        return protocol.task_response(self.task, self.policy_id, self.policy_address, encode_result(allow),
+                                      self.policy.source.encode(), self.policy_data, *self.policy_config)
 
     def digest(self, allow: bool) -> bytes:
         """keccak256(abi.encode(taskResponse)) — the consensus digest operators sign."""

@@ -21,17 +21,18 @@ ALLOW = abi_encode(["bool"], [True])  # canonical allow (EVENTS.md §3.4)
 DENY = abi_encode(["bool"], [False])
 
 
-def _selector(sig: str) -> bytes:
+def selector(sig: str) -> bytes:
+    """The 4-byte selector of a canonical function signature."""
     return keccak(text=sig)[:4]
 
 
-SEL_CREATE = _selector(f"createNewTask({TASK})")
-SEL_RESPOND = _selector(f"respondToTask({TASK},{TASK_RESPONSE},bytes,bytes)")
-SEL_VALIDATE = _selector(f"validateAttestation({ATTESTATION})")
-SEL_CHALLENGE = _selector(
+SEL_CREATE = selector(f"createNewTask({TASK})")
+SEL_RESPOND = selector(f"respondToTask({TASK},{TASK_RESPONSE},bytes,bytes)")
+SEL_VALIDATE = selector(f"validateAttestation({ATTESTATION})")
+SEL_CHALLENGE = selector(
     f"raiseAndResolveChallenge({TASK},{TASK_RESPONSE},{RESPONSE_CERTIFICATE},{CHALLENGE_DATA},{G1}[])")
-SEL_EXECUTE = _selector(f"execute({ATTESTATION})")
-SEL_RECORD_DENIAL = _selector("recordDenial(bytes32)")
+SEL_EXECUTE = selector(f"execute({ATTESTATION})")
+SEL_RECORD_DENIAL = selector("recordDenial(bytes32)")
 
 
 def intent(from_: str, to: str, value: int, data: bytes, chain_id: int, function_signature: bytes) -> tuple:

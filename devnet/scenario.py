@@ -41,35 +41,46 @@ class OperatorSite:
     stake_eth: int
 
 
+# Where operators run: (provider, region, country, city, latitude, longitude, ASN), shared by several sites.
+_AWS_ASHBURN = ("AWS", "us-east-1", "US", "Ashburn", 39.0438, -77.4874, "AS16509 Amazon.com, Inc.")
+_AWS_FRANKFURT = ("AWS", "eu-central-1", "DE", "Frankfurt am Main", 50.1109, 8.6821, "AS16509 Amazon.com, Inc.")
+_HETZNER_FALKENSTEIN = ("Hetzner", "fsn1", "DE", "Falkenstein", 50.4779, 12.3713, "AS24940 Hetzner Online GmbH")
+
+
+def _at(name: str, organisation: str, website: str, location: tuple, stake_eth: int,
+        client_version: str = "newton-operator/1.4.2") -> OperatorSite:
+    """An OperatorSite at a (provider, region, country, city, lat, lon, asn) location."""
+    provider, region, country, city, lat, lon, asn = location
+    return OperatorSite(name, organisation, website, country, city, lat, lon, provider, region, asn, client_version,
+                        stake_eth)
+
+
 # Realistic, not ideally diverse: three on AWS us-east-1 (Ashburn), two on AWS eu-central-1 run by the same
 # organisation, one more on AWS in Singapore, two on Hetzner, one on GCP, one on OVH; older clients linger.
 SITES: tuple[OperatorSite, ...] = (
-    OperatorSite("Lodestar Staking", "Lodestar Staking GmbH", "https://lodestar-staking.example", "DE", "Frankfurt am Main",
-                 50.1109, 8.6821, "AWS", "eu-central-1", "AS16509 Amazon.com, Inc.", "newton-operator/1.4.2", 1800),
-    OperatorSite("Bitfrost Nodes", "Bitfrost Labs Inc.", "https://bitfrost.example", "US", "Ashburn",
-                 39.0438, -77.4874, "AWS", "us-east-1", "AS16509 Amazon.com, Inc.", "newton-operator/1.4.2", 2500),
-    OperatorSite("Ironclad Validation", "Ironclad Validation LLC", "https://ironclad.example", "US", "Ashburn",
-                 39.0438, -77.4874, "AWS", "us-east-1", "AS14618 Amazon.com, Inc.", "newton-operator/1.4.1", 900),
-    OperatorSite("Lodestar Staking (B)", "Lodestar Staking GmbH", "https://lodestar-staking.example", "DE", "Frankfurt am Main",
-                 50.1109, 8.6821, "AWS", "eu-central-1", "AS16509 Amazon.com, Inc.", "newton-operator/1.4.2", 1200),
-    OperatorSite("Polar Ridge", "Polar Ridge Oy", "https://polarridge.example", "FI", "Helsinki",
-                 60.1699, 24.9384, "Hetzner", "hel1", "AS24940 Hetzner Online GmbH", "newton-operator/1.4.2", 700),
-    OperatorSite("Meridian Infra", "Meridian Infrastructure Ltd", "https://meridian-infra.example", "DE", "Falkenstein",
-                 50.4779, 12.3713, "Hetzner", "fsn1", "AS24940 Hetzner Online GmbH", "newton-operator/1.4.2", 1100),
-    OperatorSite("Kintsugi Labs", "Kintsugi Labs K.K.", "https://kintsugi.example", "JP", "Tokyo",
-                 35.6762, 139.6503, "GCP", "asia-northeast1", "AS15169 Google LLC", "newton-operator/1.4.0", 600),
-    OperatorSite("Northstar Ops", "Northstar Operations Inc.", "https://northstar-ops.example", "US", "Ashburn",
-                 39.0438, -77.4874, "AWS", "us-east-1", "AS16509 Amazon.com, Inc.", "newton-operator/1.4.2", 1500),
-    OperatorSite("Harbor Node Co", "Harbor Node Pte. Ltd.", "https://harbornode.example", "SG", "Singapore",
-                 1.3521, 103.8198, "AWS", "ap-southeast-1", "AS16509 Amazon.com, Inc.", "newton-operator/1.3.9", 500),
-    OperatorSite("Tessera Validators", "Tessera SAS", "https://tessera.example", "FR", "Gravelines",
-                 50.9867, 2.1281, "OVHcloud", "gra", "AS16276 OVH SAS", "newton-operator/1.4.2", 800),
+    _at("Lodestar Staking", "Lodestar Staking GmbH", "https://lodestar-staking.example", _AWS_FRANKFURT, 1800),
+    _at("Bitfrost Nodes", "Bitfrost Labs Inc.", "https://bitfrost.example", _AWS_ASHBURN, 2500),
+    # same data centre, but announced from Amazon's other ASN
+    _at("Ironclad Validation", "Ironclad Validation LLC", "https://ironclad.example",
+        _AWS_ASHBURN[:6] + ("AS14618 Amazon.com, Inc.",), 900, "newton-operator/1.4.1"),
+    _at("Lodestar Staking (B)", "Lodestar Staking GmbH", "https://lodestar-staking.example", _AWS_FRANKFURT, 1200),
+    _at("Polar Ridge", "Polar Ridge Oy", "https://polarridge.example",
+        ("Hetzner", "hel1", "FI", "Helsinki", 60.1699, 24.9384, "AS24940 Hetzner Online GmbH"), 700),
+    _at("Meridian Infra", "Meridian Infrastructure Ltd", "https://meridian-infra.example", _HETZNER_FALKENSTEIN, 1100),
+    _at("Kintsugi Labs", "Kintsugi Labs K.K.", "https://kintsugi.example",
+        ("GCP", "asia-northeast1", "JP", "Tokyo", 35.6762, 139.6503, "AS15169 Google LLC"), 600,
+        "newton-operator/1.4.0"),
+    _at("Northstar Ops", "Northstar Operations Inc.", "https://northstar-ops.example", _AWS_ASHBURN, 1500),
+    _at("Harbor Node Co", "Harbor Node Pte. Ltd.", "https://harbornode.example",
+        ("AWS", "ap-southeast-1", "SG", "Singapore", 1.3521, 103.8198, "AS16509 Amazon.com, Inc."), 500,
+        "newton-operator/1.3.9"),
+    _at("Tessera Validators", "Tessera SAS", "https://tessera.example",
+        ("OVHcloud", "gra", "FR", "Gravelines", 50.9867, 2.1281, "AS16276 OVH SAS"), 800),
 )
 # the operator that joins mid-history (after Harbor Node Co deregisters)
-JOINER_SITE = OperatorSite("Cobalt Relay", "Cobalt Relay Inc.", "https://cobaltrelay.example", "CA", "Beauharnois",
-                           45.3151, -73.8779, "OVHcloud", "bhs", "AS16276 OVH SAS", "newton-operator/1.4.2", 1000)
-_EXTRA_PROVIDERS = (("AWS", "us-east-1", "US", "Ashburn", 39.0438, -77.4874, "AS16509 Amazon.com, Inc."),
-                    ("Hetzner", "fsn1", "DE", "Falkenstein", 50.4779, 12.3713, "AS24940 Hetzner Online GmbH"),
+JOINER_SITE = _at("Cobalt Relay", "Cobalt Relay Inc.", "https://cobaltrelay.example",
+                  ("OVHcloud", "bhs", "CA", "Beauharnois", 45.3151, -73.8779, "AS16276 OVH SAS"), 1000)
+_EXTRA_PROVIDERS = (_AWS_ASHBURN, _HETZNER_FALKENSTEIN,
                     ("GCP", "europe-west4", "NL", "Eemshaven", 53.4386, 6.8355, "AS15169 Google LLC"),
                     ("AWS", "eu-west-1", "IE", "Dublin", 53.3498, -6.2603, "AS16509 Amazon.com, Inc."))
 
@@ -78,9 +89,8 @@ def _site(i: int) -> OperatorSite:
     """The i-th operator site; beyond the hand-written ten, plausible extra ones on the big providers."""
     if i < len(SITES):
         return SITES[i]
-    provider, region, country, city, lat, lon, asn = _EXTRA_PROVIDERS[i % len(_EXTRA_PROVIDERS)]
-    return OperatorSite(f"Operator {i + 1:02d}", f"Independent Staker {i + 1:02d}", f"https://op{i + 1:02d}.example",
-                        country, city, lat, lon, provider, region, asn, "newton-operator/1.4.2", 400 + (i * 137) % 900)
+    return _at(f"Operator {i + 1:02d}", f"Independent Staker {i + 1:02d}", f"https://op{i + 1:02d}.example",
+               _EXTRA_PROVIDERS[i % len(_EXTRA_PROVIDERS)], 400 + (i * 137) % 900)
 
 
 def metadata_document(site: OperatorSite) -> dict[str, Any]:
@@ -167,8 +177,6 @@ def liveness_profiles(n: int = 10) -> list[LivenessProfile]:
         offline: tuple[tuple[float, float], ...] = ()
         deregister_at = None
         stake_changes: tuple[tuple[float, int], ...] = ()
-        if i == FLAKY:
-            availability = 0.85
         if i == OFFLINE:
             offline = ((0.40, 0.52),)
         if i == LEAVER:
@@ -217,7 +225,11 @@ def policy_dir(name: str) -> Path:
 def policy_packs(name: str) -> tuple[str, ...]:
     """The oracle packs a policy reads, from its metadata.json (`policy_data`/`data_packs`) or the default."""
     meta_path = policy_dir(name) / "metadata.json"
-    meta = _read_json(meta_path) if meta_path.exists() else {}
+    return _packs_in(name, _read_json(meta_path) if meta_path.exists() else {})
+
+
+def _packs_in(name: str, meta: dict[str, Any]) -> tuple[str, ...]:
+    """The oracle packs named in a policy's parsed metadata, or the policy's default packs."""
     for key in ("policy_data", "data_packs", "packs", "oracles"):
         value = meta.get(key)
         if isinstance(value, dict) and value:  # {"<pack>": {description, shape, example}}
@@ -244,7 +256,7 @@ def policy_specs() -> list[PolicySpec]:
         entrypoint = meta.get("entrypoint") or f"{_package(source)}.allow"
         specs.append(PolicySpec(name=name, source=source, entrypoint=entrypoint, policy_cid=ipfs_cid(source.encode()),
                                 schema_cid=ipfs_cid(schema_bytes), metadata_cid=ipfs_cid(meta_bytes),
-                                version=str(meta.get("version", "0.1.0")), policy_data=policy_packs(name)))
+                                version=str(meta.get("version", "0.1.0")), policy_data=_packs_in(name, meta)))
     return specs
 
 
@@ -405,8 +417,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def client_params(client: str, version: int = 0, token: str | None = None) -> dict[str, Any]:
     """The params of a client at a given version (0 = initial; later versions come from PARAMS_SCHEDULE)."""
     policy = CLIENT_POLICY[client]
-    params = _merge(example_params(policy), _client_overrides(client, version))
-    return params
+    return _merge(example_params(policy), _client_overrides(client, version))
 
 
 def _client_overrides(client: str, version: int) -> dict[str, Any]:

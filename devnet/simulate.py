@@ -27,6 +27,8 @@ from devnet.aggregator import aggregate, create_calldata_from, encoded_task, res
 from devnet.challenger import Challenger
 from devnet.deploy import calldata, operator_account, params_bytes
 from devnet.operators import Operator, TaskContext, Vote, data_json, intent_tuple
+from devnet.protocol import selector
+from devnet.tx import MAX_FEE_WEI
 
 ANVIL_KEYS = (  # anvil's default accounts 0..3 (public test mnemonic): deployer, aggregator, resolver, challenger
     "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
@@ -38,10 +40,8 @@ ANVIL_KEYS = (  # anvil's default accounts 0..3 (public test mnemonic): deployer
 # few, full blocks keep a 10,000-task run linear enough. Intents arriving within this window form one batch …
 BATCH_WINDOW_S = 900
 MAX_BATCH = 48  # … of at most this many tasks
-MAX_FEE = 100 * 10**9
 POLICY_DATA_TTL_BLOCKS = 30  # PolicyData.expireBlock = taskCreatedBlock + this
 VAULT_TOPUP_WEI = 10**33  # the vaults never run dry over a long simulation
-GAS_MONEY_WEI = 10**24
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,6 @@ class Rpc:
                                                  "params": [tx, block]}, timeout=self.timeout_s).json()
 
 
-def _sel(sig: str) -> bytes:
-    return keccak(text=sig)[:4]
-
-
 def _addr_arg(a: str) -> bytes:
     return eth_abi.encode(["address"], [a])
 
@@ -176,7 +172,7 @@ class BlockBuilder:
         """Queue a transaction for the next block (signed now, sent at mining time)."""
         self.join()
         gas = gas or 200_000 + 40 * len(data)
-        raw, tx_hash = rawtx.sign_tx(sender, self.chain_id, to, data, value, gas, MAX_FEE)
+        raw, tx_hash = rawtx.sign_tx(sender, self.chain_id, to, data, value, gas, MAX_FEE_WEI)
         self.raws.append(raw)
         self.pending.append(_Sent(tx_hash, sender.address, to, data, value, label))
         return tx_hash
@@ -323,18 +319,18 @@ class Simulation:
 
     def _registry_state(self) -> dict[str, int]:
         """address → current stake of every registered operator."""
-        raw = self.rpc.call(self.registry, _sel("quorumOperators()"))
+        raw = self.rpc.call(self.registry, selector("quorumOperators()"))
         members = [a.lower() for a in eth_abi.decode(["address[]"], raw)[0]]
         stakes = {}
         for a in members:
-            stakes[a] = eth_abi.decode(["uint96"], self.rpc.call(self.registry, _sel("currentStake(address)")
+            stakes[a] = eth_abi.decode(["uint96"], self.rpc.call(self.registry, selector("currentStake(address)")
                                                                  + _addr_arg(a)))[0]
         return stakes
 
     def _read_client(self, c: _Client) -> None:
         """The client's current policyId and the exact params bytes bound to it on chain."""
-        c.policy_id = self.rpc.call(c.address, _sel("getPolicyId()"))[:32]
-        raw = self.rpc.call(c.policy_address, _sel("getPolicyConfig(bytes32)") + c.policy_id)
+        c.policy_id = self.rpc.call(c.address, selector("getPolicyId()"))[:32]
+        raw = self.rpc.call(c.policy_address, selector("getPolicyConfig(bytes32)") + c.policy_id)
         c.params_raw, c.expire_after = eth_abi.decode(["(bytes,uint32)"], raw)[0]
         c.params = json.loads(c.params_raw.decode("utf-8") or "{}")
 
@@ -350,14 +346,14 @@ class Simulation:
             if name not in specs:
                 continue
             addr = entry["address"].lower()
-            on_chain = self.rpc.call(addr, _sel("getPolicyCodeHash()"))[:32]
+            on_chain = self.rpc.call(addr, selector("getPolicyCodeHash()"))[:32]
             if on_chain != keccak(specs[name].source.encode()):
                 raise LensError(f"policy {name} on chain is not data/policies/{name}/policy.rego",
                                 "the policy source changed since deployment: redeploy with `lens devnet up`")
-            entry_point = eth_abi.decode(["string"], self.rpc.call(addr, _sel("getEntrypoint()")))[0]
+            entry_point = eth_abi.decode(["string"], self.rpc.call(addr, selector("getEntrypoint()")))[0]
             self.policies[name] = compiled(specs[name].source, entry_point)
             self.policy_data_addrs[name] = [a.lower() for a in eth_abi.decode(
-                ["address[]"], self.rpc.call(addr, _sel("getPolicyData()")))[0]]
+                ["address[]"], self.rpc.call(addr, selector("getPolicyData()")))[0]]
         self.packs = {name: specs[name].policy_data for name in specs}
         for name, addrs in self.policy_data_addrs.items():
             if len(addrs) != len(self.packs[name]):
@@ -382,7 +378,7 @@ class Simulation:
         self.personas = agents.persona_accounts(cfg.seed)
         self.persona_senders = {n: rawtx.Sender(bytes.fromhex(k[2:]), a) for n, (a, k) in self.personas.items()}
         for s in [*self.keys, *self.op_senders, *self.persona_senders.values()]:
-            self.rpc("anvil_setBalance", [s.address, hex(GAS_MONEY_WEI)])
+            self.rpc("anvil_setBalance", [s.address, hex(scenario.GAS_FUNDING_WEI)])
             self._nonce(s)
         for c in self.clients.values():
             self.rpc("anvil_setBalance", [c.address, hex(VAULT_TOPUP_WEI)])
@@ -398,7 +394,7 @@ class Simulation:
         # admin block 0: fund the vaults with dUSD; operators outside the scenario leave; missing ones register
         deployer = self.keys[0]
         for c in self.clients.values():
-            self.blocks.send(deployer, self.token, _sel("mint(address,uint256)") + eth_abi.encode(
+            self.blocks.send(deployer, self.token, selector("mint(address,uint256)") + eth_abi.encode(
                 ["address", "uint256"], [c.address, VAULT_TOPUP_WEI]), label=f"mint dUSD to {c.name}")
         stakes = self._registry_state()
         known = set(self.op_addr)
@@ -412,8 +408,8 @@ class Simulation:
                                 "redeploy with `lens devnet up` (its operators come from devnet.scenario)")
             # a scenario operator beyond --operators M: it leaves, so the network has exactly M (+ the joiner)
             extra = self._nonce(rawtx.Sender(bytes(operator_account(spec).key), addr))
-            self.rpc("anvil_setBalance", [addr, hex(GAS_MONEY_WEI)])
-            self.blocks.send(extra, self.registry, _sel("deregisterOperator()"), gas=400_000,
+            self.rpc("anvil_setBalance", [addr, hex(scenario.GAS_FUNDING_WEI)])
+            self.blocks.send(extra, self.registry, selector("deregisterOperator()"), gas=400_000,
                              label=f"deregister {spec.name}")
         for o, addr in zip(self.ops[:-1], self.op_addr[:-1]):
             if addr not in stakes and o.profile.deregister_at is None:
@@ -432,7 +428,7 @@ class Simulation:
         self.blocks.send(sender, self.registry, data, gas=900_000 + 40 * len(data), label=f"register {o.spec.name}")
 
     def _deregister(self, o: Operator) -> None:
-        self.blocks.send(self.op_senders[o.index], self.registry, _sel("deregisterOperator()"), gas=400_000,
+        self.blocks.send(self.op_senders[o.index], self.registry, selector("deregisterOperator()"), gas=400_000,
                          label=f"deregister {o.spec.name}")
 
     def _mine_admin(self) -> None:
@@ -525,8 +521,9 @@ class Simulation:
             if kind == "stake":
                 o, stake = payload
                 if o.index in self.registered:
-                    self.blocks.send(self.keys[0], self.registry, _sel("updateStake(address,uint96)") + eth_abi.encode(
-                        ["address", "uint96"], [self.op_addr[o.index], stake]), label=f"updateStake {o.spec.name}")
+                    data = selector("updateStake(address,uint96)") + eth_abi.encode(
+                        ["address", "uint96"], [self.op_addr[o.index], stake])
+                    self.blocks.send(self.keys[0], self.registry, data, label=f"updateStake {o.spec.name}")
             elif kind == "leave":
                 if payload.index in self.registered:
                     self._deregister(payload)

@@ -12,8 +12,8 @@ import requests
 from eth_utils import keccak
 
 from indexer import emitter
-from indexer.deployment import parse
-from indexer.extract import plan_ranges
+from indexer.deployment import load as load_deployment, parse
+from indexer.extract import Rpc, plan_ranges
 from indexer.run import IndexOptions, Indexer, _filters
 
 POLICY = (Path(__file__).resolve().parent.parent / "data" / "policies" / "spending_limits" / "policy.rego")
@@ -32,7 +32,8 @@ def build_range(url: str, events: int, per_tx: int = 48) -> tuple[str, int]:
         while len(logs) < per_tx:
             logs += emitter.sample_task_logs(i, source, client, policy, ops)
             i += 1
-        emitter.emit_many(url, em, logs) if frm else None
+        if frm:
+            emitter.emit_many(url, em, logs)
         n += len(logs)
     return em, n
 
@@ -86,9 +87,6 @@ def run_bench(events: int = 50_000, log: Callable[[str], None] = print, deployme
               rpc_url: str | None = None) -> dict:
     """Measure over an existing deployment's range (reuse), or build a fresh devnet range of >= `events` logs."""
     if deployment:
-        from indexer.deployment import load as load_deployment
-        from indexer.extract import Rpc
-
         dep = load_deployment(deployment)
         url = rpc_url or dep.rpc_url
         head = Rpc(url).head()

@@ -465,7 +465,7 @@ def _param_column_prefix(name: str) -> str:
 
 
 def _build() -> tuple[dict[str, LayoutPlan], dict[str, tuple[Column, ...]]]:
-    layout_cols: dict[str, tuple[list[Column], list, list, list, Callable | None]] = {}
+    layout_cols: dict[str, tuple[list[Column], list, list, int, int, Callable | None]] = {}
     tables: dict[str, list[Column]] = {}
     for lay in LAYOUTS:
         cols: list[Column] = []
@@ -474,15 +474,17 @@ def _build() -> tuple[dict[str, LayoutPlan], dict[str, tuple[Column, ...]]]:
             c, f = _flattener(p.type, _param_column_prefix(p.name))
             cols += c
             tflat.append(f)
+        n_topic_cols = len(cols)
         for p in lay.data_params:
             c, f = _flattener(p.type, _param_column_prefix(p.name))
             cols += c
             dflat.append(f)
+        n_param_cols = len(cols)
         extra = None
         if lay.event in _EXTRAS:
             c, extra = _EXTRAS[lay.event](lay)
             cols += c
-        layout_cols[lay.topic0] = (cols, tflat, dflat, [], extra)
+        layout_cols[lay.topic0] = (cols, tflat, dflat, n_topic_cols, n_param_cols, extra)
         union = tables.setdefault(lay.table, list(COMMON))
         known = {c.name: c for c in union}
         for c in cols:
@@ -494,19 +496,17 @@ def _build() -> tuple[dict[str, LayoutPlan], dict[str, tuple[Column, ...]]]:
                 known[c.name] = c
     plans = {}
     for lay in LAYOUTS:
-        cols, tflat, dflat, _, extra = layout_cols[lay.topic0]
+        cols, tflat, dflat, n_topic_cols, n_param_cols, extra = layout_cols[lay.topic0]
         index = {c.name: i for i, c in enumerate(tables[lay.table])}
-        n_topic_cols = sum(len(_flattener(p.type, "x")[0]) for p in lay.indexed)
-        n_data_cols = sum(len(_flattener(p.type, "x")[0]) for p in lay.data_params)
         positions = tuple(index[c.name] for c in cols)
         plans[lay.topic0] = LayoutPlan(
-            layout=lay, columns=tuple(cols), positions=tuple(index[c.name] for c in cols),
+            layout=lay, columns=tuple(cols), positions=positions,
             topic_decoders=tuple(_topic_decoder(p.type) for p in lay.indexed),
             data_decoder=generated_decoder(tuple(p.type for p in lay.data_params)),
             flatteners=tuple(dflat), topic_flatteners=tuple(tflat), extra=extra,
             policy_pos=index.get("task_response_policy_task_data_policy"),
             fill=_gen_fill([(p.name, p.type) for p in lay.data_params], index),
-            topic_positions=positions[:n_topic_cols], extra_positions=positions[n_topic_cols + n_data_cols:],
+            topic_positions=positions[:n_topic_cols], extra_positions=positions[n_param_cols:],
             width=len(tables[lay.table]))
     return plans, {t: tuple(c) for t, c in tables.items()}
 

@@ -54,39 +54,15 @@ SEL_EMIT_MANY = keccak(text="emitMany(bytes32[][],bytes[])")[:4]
 SEL_EMIT_REPEAT = keccak(text="emitRepeat(bytes32[],bytes,uint256)")[:4]
 
 
-_DRIVER = """
-const fs = require('fs');
-const solc = require(process.argv[2]);
-fs.writeFileSync(process.argv[4], solc.compile(fs.readFileSync(process.argv[3], 'utf8')));
-"""
-
-
 @lru_cache(maxsize=1)
 def bytecode() -> str:
-    """Creation bytecode of LogEmitter, compiled once per process with the pinned solcjs (solc's JS API via node)."""
-    import json
-    import os
-    import subprocess
-    import tempfile
-    from pathlib import Path
+    """Creation bytecode of LogEmitter, compiled once per process with the pinned solcjs (the devnet's solc driver)."""
+    from devnet.contracts import _run_solc  # the one node+solc standard-JSON driver of the project
 
-    from app import settings
-
-    solcjs = Path(settings.get("solcjs_bin"))
-    if not solcjs.exists():
-        raise LensError(f"solcjs not found at {solcjs}", "run `make setup`")
     request = {"language": "Solidity", "sources": {"LogEmitter.sol": {"content": SOURCE}},
                "settings": {"optimizer": {"enabled": True, "runs": 200}, "evmVersion": "cancun",
                             "outputSelection": {"*": {"*": ["evm.bytecode.object"]}}}}
-    with tempfile.TemporaryDirectory() as tmp:
-        req, res, drv = Path(tmp, "in.json"), Path(tmp, "out.json"), Path(tmp, "drive.js")
-        req.write_text(json.dumps(request))
-        drv.write_text(_DRIVER)
-        proc = subprocess.run(["node", str(drv), str(Path(os.path.realpath(solcjs)).parent), str(req), str(res)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0 or not res.exists():
-            raise LensError(f"solc failed: {proc.stderr[:500]}", "check node and `make setup`")
-        out = json.loads(res.read_text())
+    _, out = _run_solc(request)
     errors = [e for e in out.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise LensError("LogEmitter does not compile: " + errors[0].get("formattedMessage", ""))

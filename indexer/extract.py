@@ -78,6 +78,7 @@ class Rpc:
         self.stats = RpcStats()
         self._local = threading.local()
         self._id = 0
+        self._rl = 0  # rate-limit answers so far (never reset: a node that keeps refusing is given up on)
 
     def _session(self) -> requests.Session:
         s = getattr(self._local, "session", None)
@@ -159,8 +160,8 @@ class Rpc:
     def _rate_limited(self, msg: str) -> None:
         self.stats.retries += 1
         self.stats.last_error = msg
-        n = getattr(self, "_rl", 0) + 1
-        self._rl = n
+        self._rl += 1
+        n = self._rl
         if n > self.retries * 4:
             raise LensError(f"RPC {self.url} keeps failing: {msg}", "use another RPC endpoint (--rpc)")
         self.sleep(min(self.backoff * 2 ** min(n, 6), 10.0))

@@ -57,10 +57,10 @@ BASE_DDL = {
 }
 
 # Writer tuning (settings duckdb_threads / duckdb_checkpoint): DuckDB threads and WAL size before an automatic checkpoint.
-WRITE_SETTINGS = tuple(x for x in (
+WRITE_SETTINGS = (
     f"SET threads = {int(settings.get('duckdb_threads'))}",  # the writer is never the bottleneck: spare the cores
     f"SET checkpoint_threshold = '{settings.get('duckdb_checkpoint')}'",
-) if x)
+)
 
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "lock on file")
 
@@ -75,7 +75,7 @@ def _connect_retry(path: str, read_only: bool, timeout_s: float) -> duckdb.DuckD
     while True:
         try:
             return duckdb.connect(path, read_only=read_only)
-        except (duckdb.IOException, duckdb.Error) as e:
+        except duckdb.Error as e:  # IOException included
             if not _is_lock_error(e):
                 raise LensError(f"cannot open the database {path}: {e}", "check the --db path") from None
             if time.monotonic() >= deadline:
@@ -172,15 +172,7 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, cols: tuple[Column, 
     """
     if not rows:
         return 0
-    arrow = arrow_table(cols, rows)
-    con.register("_ins", arrow)
-    try:
-        names = ", ".join(f'"{c.name}"' for c in cols)
-        verb = "INSERT INTO" if fresh else "INSERT OR IGNORE INTO"
-        con.execute(f"{verb} {table} ({names}) SELECT {names} FROM _ins")
-    finally:
-        con.unregister("_ins")
-    return len(rows)
+    return insert_arrow(con, table, arrow_table(cols, rows), fresh=fresh)
 
 
 def set_meta(con: duckdb.DuckDBPyConnection, items: dict[str, str]) -> None:

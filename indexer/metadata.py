@@ -5,7 +5,7 @@ import base64
 import json
 import threading
 import urllib.parse
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -92,11 +92,10 @@ class MetadataFetcher:
 
     def drain(self, wait_s: float = 0.0) -> list[Fetched]:
         """Finished results (waiting up to wait_s for the rest)."""
-        import concurrent.futures as cf
         with self._lock:
             futures = dict(self._pending)
         if wait_s > 0 and futures:
-            cf.wait(list(futures.values()), timeout=wait_s)
+            wait(list(futures.values()), timeout=wait_s)
         done = []
         with self._lock:
             for u, f in list(self._pending.items()):

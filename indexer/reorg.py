@@ -32,12 +32,17 @@ def older_blocks(con: duckdb.DuckDBPyConnection, chain_id: int, below: int, dept
                        "ORDER BY block_number DESC LIMIT ?", [chain_id, below, depth]).fetchall()
 
 
+def _node_hashes(rpc, blocks: list[tuple[int, str]]) -> dict[int, str | None]:
+    # the node's hash of each of these block numbers (one batched request)
+    return {n: (h or {}).get("hash") for n, h in rpc.headers(n for n, _ in blocks).items()}
+
+
 def detect(con_read, rpc, chain_id: int) -> int | None:
     """The fork point if the stored recent blocks disagree with the node, else None (no reorg)."""
     stored = recent_blocks(con_read, chain_id)
     if not stored:
         return None
-    chain = {n: (h or {}).get("hash") for n, h in rpc.headers(n for n, _ in stored).items()}
+    chain = _node_hashes(rpc, stored)
     if all(chain.get(n) == h for n, h in stored):
         return None
     point = fork_point(stored, chain)
@@ -46,7 +51,7 @@ def detect(con_read, rpc, chain_id: int) -> int | None:
         older = older_blocks(con_read, chain_id, below, 256)
         if not older:
             return -1  # nothing we stored survives: roll back everything
-        chain = {n: (h or {}).get("hash") for n, h in rpc.headers(n for n, _ in older).items()}
+        chain = _node_hashes(rpc, older)
         point = fork_point(older, chain)
         below = older[-1][0]
     return point

@@ -19,8 +19,8 @@ from app.errors import LensError
 from indexer import derive, load, reorg
 from indexer.abi import BOUND_TOPICS, OPEN_TOPICS
 from indexer.decode import TABLES, UNDECODABLE_COLUMNS, Column, DecodedBatch, decode_logs
-from indexer.deployment import Deployment, check_against_chain
-from indexer.extract import LogFilter, RangeSizer, RawResult, Rpc, count_logs, fetch_range_parts, materialize
+from indexer.deployment import Deployment, check_against_chain, find_creation_block
+from indexer.extract import LogFilter, RangeSizer, RawResult, Rpc, RpcError, count_logs, fetch_range_parts, materialize
 from indexer.metadata import MetadataFetcher
 
 # Tuning knobs without a shared setting yet (tests use them to force many small transactions).
@@ -106,6 +106,11 @@ class Packed:
     rows: int = 0
 
 
+def _meta_rows(done: list) -> list[list]:
+    """Finished metadata fetches → operator_metadata rows (META_COLUMNS order)."""
+    return [[m.uri, m.fetched_at, m.ok, m.content, m.error] for m in done]
+
+
 _POLICY_COLUMNS = (("ev_new_task_created", "state_policy_address"), ("ev_task_responded", "task_response_policy_address"))
 
 
@@ -147,7 +152,7 @@ def merge(parts: list[Packed]) -> Packed:
     return out
 
 
-def fetch_ranges(rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: RangeSizer, chain_id: int,
+def fetch_ranges(rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: RangeSizer,
                  lazy: bool, emit: Callable[[_Fetched], None], stopped: Callable[[], bool]) -> None:
     """Fetch lo..hi range by range (adaptive size) and emit each in order.
 
@@ -242,7 +247,7 @@ def _worker(url: str, retries: int, timeout: float, backoff: float, lo: int, hi:
     def fetch() -> None:
         try:
             rpc = Rpc(url, retries=retries, timeout=timeout, backoff=backoff)
-            fetch_ranges(rpc, lo, hi, filters, sizer, chain_id, True, lambda it: put(local, it), gone)
+            fetch_ranges(rpc, lo, hi, filters, sizer, True, lambda it: put(local, it), gone)
             put(local, ("done", sizer.size))
         except LensError as e:
             put(local, ("error", str(e), e.hint))
@@ -303,6 +308,7 @@ class Indexer:
         self.sizer = RangeSizer(size=max(1, min(opts.batch_blocks, 100)), maximum=max(1, opts.batch_blocks) * 50)
         self._known_policies: set[str] = set()
         self.filters = _filters(dep)
+        self.dep_policies = [dict(p, name=name) for name, p in dep.policies.items()]  # derive.refresh input, per commit
         self.metadata = MetadataFetcher(opts.metadata_timeout_s, opts.ipfs_gateway)
         self._con = None
         self._held_since = 0.0
@@ -362,8 +368,6 @@ class Indexer:
 
     def _search_start(self) -> int:
         """The task manager's creation block (archive node), else the preset's start block."""
-        from indexer.deployment import find_creation_block
-        from indexer.extract import RpcError
         tm = self.dep.contracts.get("taskManager")
         try:
             block = find_creation_block(self.rpc, tm, self.dep.start_block, self.dep.start_block_upper)
@@ -390,7 +394,7 @@ class Indexer:
         try:
             touched = reorg.rollback(con, self.dep.chain_id, fork)
             derive.refresh(con, self.dep.chain_id, fork, touched, set(derive.OPERATOR_TABLES + derive.POLICY_TABLES +
-                                                                       derive.CHALLENGE_TABLES), self._dep_policies())
+                                                                       derive.CHALLENGE_TABLES), self.dep_policies)
             if self.checkpoint is not None and self.checkpoint > fork:
                 load.write_checkpoint(con, self.dep.chain_id, self.dep.addresses, fork)
                 self.checkpoint = fork
@@ -415,9 +419,6 @@ class Indexer:
             roles.setdefault(c["address"], []).append(f"client {name}")
         return {a: ", ".join(r) for a, r in roles.items()}
 
-    def _dep_policies(self) -> list[dict]:
-        return [dict(p, name=name) for name, p in self.dep.policies.items()]
-
     # --- fetching (producer thread) --------------------------------------------------------------------
     def _producer(self, lo: int, hi: int, out: queue.Queue, halt: threading.Event) -> None:
         def put(item) -> None:
@@ -428,7 +429,7 @@ class Indexer:
                 except queue.Full:
                     continue
         try:
-            fetch_ranges(self.rpc, lo, hi, self.filters, self.sizer, self.dep.chain_id, False, put,
+            fetch_ranges(self.rpc, lo, hi, self.filters, self.sizer, False, put,
                          lambda: self.stop.is_set() or halt.is_set())
             put(None)
         except BaseException as err:  # handed to the consumer, which re-raises it
@@ -568,7 +569,7 @@ class Indexer:
             self.checkpoint is not None and lo <= self.checkpoint + 1
         new_checkpoint = max(hi, self.checkpoint or -1) if contiguous else self.checkpoint
         head_for_status = max(hi, self.checkpoint or -1)
-        meta_rows = [[m.uri, m.fetched_at, m.ok, m.content, m.error] for m in self.metadata.drain()]
+        meta_rows = _meta_rows(self.metadata.drain())
         touched_tables = set(batch.arrow) | ({"ev_operator_metadata_uri_updated"} if meta_rows else set())
         new_policies = batch.policies - self._known_policies
         if new_policies:  # a task bound to a policy we have not listed yet: rebuild policies/policy_versions
@@ -590,7 +591,7 @@ class Indexer:
             if batch.blobs:
                 load.insert_rows(con, "blobs", BLOB_COLUMNS, [[h, t] for h, t in sorted(batch.blobs.items())])
             t3 = time.perf_counter()
-            derive.refresh(con, chain, head_for_status, task_ids, touched_tables, self._dep_policies(), since=lo)
+            derive.refresh(con, chain, head_for_status, task_ids, touched_tables, self.dep_policies, since=lo)
             t4 = time.perf_counter()
             if new_checkpoint is not None and new_checkpoint >= 0:
                 load.write_checkpoint(con, chain, self.dep.addresses, new_checkpoint)
@@ -622,10 +623,9 @@ class Indexer:
         con = self._acquire()
         con.execute("BEGIN")
         try:
-            load.insert_rows(con, "operator_metadata", META_COLUMNS,
-                             [[m.uri, m.fetched_at, m.ok, m.content, m.error] for m in done])
+            load.insert_rows(con, "operator_metadata", META_COLUMNS, _meta_rows(done))
             derive.refresh(con, self.dep.chain_id, self.checkpoint or 0, set(), {"ev_operator_metadata_uri_updated"},
-                           self._dep_policies())
+                           self.dep_policies)
             load.set_meta(con, {"data_version": uuid.uuid4().hex})
             con.execute("COMMIT")
         except BaseException:

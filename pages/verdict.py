@@ -86,11 +86,6 @@ if replay["state"] == "no_response":
             "so there is nothing to explain or replay.")
 elif replay["state"] == "cannot_replay":
     st.warning(f"Cannot replay this decision: {queries.md_escape(replay['reason'])}.")
-elif replay["state"] == "unavailable":
-    st.info("Explanation unavailable in this build (the engine's explainer is not installed).")
-    if replay.get("deny"):
-        st.write("Deny reasons from the replay:")
-        st.dataframe({"deny reason": list(replay["deny"])}, hide_index=True)
 if exp is not None:
     st.text(exp.sentence)
     if replay.get("replay") == "mismatch":

@@ -16,7 +16,8 @@ from web3 import Web3
 from app.engine import compiled, intent_input, is_canonical_allow, wasm_from_policy_data
 from devnet import agents, providers, rawtx, scenario
 from devnet.challenger import TASK_RESPONDED_TOPIC
-from devnet.operators import CERT_T, TASK_RESPONSE_T, intent_from_tuple
+from devnet.operators import intent_from_tuple
+from devnet.protocol import RESPONSE_CERTIFICATE as CERT_T, TASK_RESPONSE as TASK_RESPONSE_T
 
 START = 1_780_000_000  # a fixed simulated start time for the pure tests
 TOKEN = "0x" + "ab" * 20

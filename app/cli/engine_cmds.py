@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def load_policy(path: str, entrypoint: str | None) -> tuple[str, str, Path]:
     from app.engine.evaluate import PolicyParseError, new_engine
 
     try:
-        new_engine(source)  # parsing always terminates: check it here to name the user's file
+        engine = new_engine(source)  # parsing always terminates: check it here to name the user's file
     except PolicyParseError as err:
         pr = err.problem
         raise LensError(f"{src_file}:{pr.line}:{pr.col}: {pr.message}", "fix the Rego at that line") from None
@@ -53,7 +54,7 @@ def load_policy(path: str, entrypoint: str | None) -> tuple[str, str, Path]:
             except ValueError:
                 entrypoint = None
     if not entrypoint:
-        packages = [x.removeprefix("data.") for x in new_engine(source).get_packages()]
+        packages = [x.removeprefix("data.") for x in engine.get_packages()]
         if not packages:
             raise LensError(f"{src_file} declares no package", "a Rego policy starts with `package <name>`")
         entrypoint = f"{packages[0]}.allow"
@@ -133,8 +134,8 @@ def _format_body(b: Any) -> list[str]:
 def _format_conditions(ex: Any) -> list[str]:
     """What decided the verdict first; every other body that did not hold folded under "checks that passed"."""
     lines: list[str] = []
-    decisive = [b for b in ex.bodies if getattr(b, "decisive", False)]
-    rest = [b for b in ex.bodies if not getattr(b, "decisive", False) and b.succeeded is False and b.failed_at]
+    decisive = [b for b in ex.bodies if b.decisive]
+    rest = [b for b in ex.bodies if not b.decisive and b.succeeded is False and b.failed_at]
     checks = [b for b in rest if b.rule == "deny"]
     other = [b for b in rest if b.rule != "deny"]
     if decisive:
@@ -364,7 +365,8 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
             con = store.connect(db)
             try:
-                tasks = [t for t in store.iter_tasks(con, None) if t.evaluation_result is not None][:n_tasks]
+                # stop reading at the n-th responded task (not build every task of a large DB and slice)
+                tasks = list(islice((t for t in store.iter_tasks(con, None) if t.evaluation_result is not None), max(n_tasks, 0)))
             finally:
                 con.close()
         if not tasks:

@@ -42,7 +42,7 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
         dep = deployments.load(deployment, settings.get("deployment_file"))
         opts = IndexOptions(db=db, rpc_url=rpc or "", start=start, end=end, follow=follow,
-                            confirmations=None if confirmations is None or confirmations < 0 else confirmations,
+                            confirmations=confirmations,  # None or -1: the preset's default (resolved by Indexer)
                             batch_blocks=settings.get("batch_blocks"), retries=settings.get("rpc_retries"),
                             metadata_timeout_s=settings.get("metadata_timeout_s"), ipfs_gateway=settings.get("ipfs_gateway"))
         stop = threading.Event()

@@ -76,8 +76,6 @@ def register(cli: click.Group, bench: click.Group) -> None:
         env = dict(os.environ, LENS_DB=db_path)
         indexer = None
         if follow:
-            if "index" not in cli.commands:
-                raise LensError("`lens index` is not available in this build", "serve without --follow")
             indexer = subprocess.Popen([_lens_exe(), "index", "--follow", "--db", db_path], env=env)
             click.echo(f"serve: indexer following the chain into {db_path} (pid {indexer.pid})", err=True)
         click.echo(f"serve: dashboard on http://localhost:{port}  (DB {db_path})", err=True)

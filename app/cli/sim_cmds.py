@@ -85,19 +85,16 @@ def register(cli: click.Group, bench: click.Group) -> None:
         """Simulate on a fresh anvil (free port, stopped afterwards) and report tasks per second."""
         from web3 import Web3
 
-        from devnet import scenario
         from devnet.anvil import start_anvil
-        from devnet.deploy import anvil_account, deploy_devnet
+        from devnet.lifecycle import deploy_world
         from devnet.simulate import SimConfig, simulate
 
         node = start_anvil(port=None)
         try:
             w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
-            doc = deploy_devnet(w3, deployer=anvil_account(0), operators=scenario.operator_specs(operators, seed),
-                                policies=scenario.policy_specs(), clients=scenario.client_specs(),
-                                challenge_window_blocks=settings.get("challenge_window_blocks"),
-                                response_window_blocks=settings.get("response_window_blocks"),
-                                slash_bps=settings.get("slash_bps"))
+            doc = deploy_world(w3, operators, seed, challenge_window_blocks=settings.get("challenge_window_blocks"),
+                               response_window_blocks=settings.get("response_window_blocks"),
+                               slash_bps=settings.get("slash_bps"))
             cfg = SimConfig(tasks=tasks, seed=seed, operators=operators, fault_rate=fault_rate)
             with _progress_bar(tasks, quiet=as_json) as progress:
                 result = simulate(node.url, doc, cfg, progress)

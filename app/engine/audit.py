@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from app.engine.explain import _prepared, _rule_values, build_sentence, local_metadata, model_of, tree_names
-from app.engine.replay import Replay, TaskRecord, explain, phrase_for_replay, replay_full
+from app.engine.explain import (_prepared, _rule_values, build_sentence, explain_evaluation, local_metadata, model_of,
+                                tree_names)
+from app.engine.replay import Replay, TaskRecord, phrase_for_replay, replay_full
 from app.errors import LensError
 
 CHUNK = 200  # tasks per worker call: large enough to hide the IPC, small enough for a smooth progress bar
@@ -39,10 +40,13 @@ def audit_task(task: TaskRecord) -> tuple[Replay, str]:
         return rep, f"Cannot replay this decision: {rep.reason}."
     ev, policy, prep = done.evaluation, done.policy, done.prep
     if not ev.error and not ev.allow and not ev.deny:
+        # `explain(task, counterfactuals=False)` without replaying again: reuse what the replay built
         try:
-            return rep, explain(task, counterfactuals=False).sentence
+            ex = explain_evaluation(policy, prep.input, prep.params, prep.wasm, counterfactuals=False, evaluation=ev,
+                                    input_json=done.input_json, data_json=done.data_json)
         except LensError as err:
             return rep, f"(no sentence: {err})"
+        return rep, phrase_for_replay(task, rep, ex.sentence)
     model = model_of(policy)
     entry = policy.query.rsplit(".", 1)[1]
     meta, schema = local_metadata(model.package)

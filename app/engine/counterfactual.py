@@ -211,18 +211,12 @@ def _threshold(flips: Callable[[Any], bool], cur: Any, points: list, integral: b
     return good
 
 
-_WORDS: dict[int, tuple[str, set[str]]] = {}
-
-
 def _words_of(policy: CompiledPolicy) -> set[str]:
-    """The identifiers of a policy's source, computed once per compiled policy."""
-    hit = _WORDS.get(id(policy))
-    if hit is None or hit[0] is not policy.source:
-        hit = (policy.source, words(policy.source))
-        _WORDS[id(policy)] = hit
-        if len(_WORDS) > 256:
-            _WORDS.pop(next(iter(_WORDS)))
-    return hit[1]
+    """The identifiers of a policy's source, computed once per compiled policy (kept on it, like its model)."""
+    found = getattr(policy, "_lens_words", None)
+    if found is None:
+        found = policy._lens_words = words(policy.source)
+    return found
 
 
 def search(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict, ev: Evaluation, *,

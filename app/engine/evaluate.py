@@ -107,7 +107,6 @@ class CompiledPolicy:
         self.query = entry_query(entrypoint)
         self.package = self.query.rsplit(".", 1)[0]
         self.deny_query = f"{self.package}.deny"
-        self.code_hash = source_hash(source)
         self.engine = new_engine(source)
         packages = {p.removeprefix("data.") for p in self.engine.get_packages()}
         if self.package.removeprefix("data.") not in packages:

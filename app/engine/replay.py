@@ -203,8 +203,3 @@ def explain_input(source: str, entrypoint: str, input: dict, params: dict, wasm:
                   budget_ms: float = 500.0) -> Explanation:
     """Explain an ad-hoc evaluation (`lens policy eval --explain`, what-if pages)."""
     return explain_evaluation(compiled(source, entrypoint), input, params, wasm, counterfactuals=counterfactuals, budget_ms=budget_ms)
-
-
-def data_for(prep: Prepared) -> dict:
-    """The data document of a prepared task (for display)."""
-    return data_document(prep.params, prep.wasm)

@@ -29,15 +29,8 @@ def connect(path: str, read_only: bool = True) -> duckdb.DuckDBPyConnection:
 @contextlib.contextmanager
 def reading(path: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived read-only connection, retried while a writer holds the file (the indexer's `connect_read`)."""
-    try:
-        from indexer.load import connect_read
-    except ImportError:  # the indexer's sharing helpers are not in this build: a plain connection
-        con = connect(path)
-        try:
-            yield con
-        finally:
-            con.close()
-        return
+    from indexer.load import connect_read  # local: only the audit pages through the DB; `lens explain` skips the indexer import
+
     if not Path(path).expanduser().is_file():
         connect(path)  # raises the engine's own "no database" error
     with connect_read(str(Path(path).expanduser())) as con:
@@ -47,15 +40,8 @@ def reading(path: str) -> Iterator[duckdb.DuckDBPyConnection]:
 @contextlib.contextmanager
 def writing(path: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """The read-write connection, retried while others hold the file, closed on exit (the indexer's `connect_write`)."""
-    try:
-        from indexer.load import connect_write
-    except ImportError:
-        con = connect(path, read_only=False)
-        try:
-            yield con
-        finally:
-            con.close()
-        return
+    from indexer.load import connect_write
+
     with connect_write(str(Path(path).expanduser())) as con:
         yield con
 
