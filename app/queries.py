@@ -409,11 +409,17 @@ def asset_label(asset: str | None, token: str = "") -> str:
     return f"token {asset[:8]}…{asset[-4:]}"
 
 
+# an amount this large (≥ 2^255 wei in 18-decimal units) is an "infinite" approval, not a quantity
+UNLIMITED_UNITS = 2**255 / 1e18
+
+
 def fmt_amount(amount_num: Any, asset: str | None, token: str = "") -> str:
     """'1,234.56 dUSD' from the DOUBLE amount column (the exact wei goes in a hover)."""
     if amount_num is None or _isna(amount_num):
         return "—"
     value = float(amount_num)
+    if value >= UNLIMITED_UNITS:
+        return f"unlimited {asset_label(asset, token)}"
     text = f"{value:,.6f}".rstrip("0").rstrip(".") if value < 1000 else f"{value:,.2f}"
     return f"{text} {asset_label(asset, token)}"
 

@@ -406,3 +406,9 @@ def test_verdict_splits_what_decided_from_checks_that_passed() -> None:
     passed = queries.failing_conditions(exp, decisive=False)
     assert "allow" in set(decided["rule"]) and "allow" not in set(passed["rule"])
     assert len(decided) + len(passed) == sum(1 for b in exp.bodies if b.succeeded is False and b.failed_at is not None)
+
+
+def test_amount_of_an_unlimited_approval_reads_unlimited() -> None:
+    """A max-uint approval in the amount column is labelled unlimited; a large real amount keeps its digits."""
+    assert queries.fmt_amount((2**256 - 1) / 1e18, None).startswith("unlimited")
+    assert queries.fmt_amount(4147.7755, None).startswith("4,147.78")

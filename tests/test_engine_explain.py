@@ -235,3 +235,12 @@ def test_explain_task_record_and_audit_row() -> None:
     assert ex.attested_allow is (not ex.replayed_allow)
     rep, sentence = audit_one(task)
     assert rep.result == "mismatch" and sentence.startswith("MISMATCH")
+
+
+def test_an_unlimited_approval_reads_as_unlimited() -> None:
+    """type(uint256).max is shown as an unlimited amount with its exact value, ordinary amounts exactly in units."""
+    from app.engine.explain import fmt_wei
+
+    assert fmt_wei(str(2**256 - 1), "dUSD").startswith("an unlimited amount (type(uint256).max = 1157920892")
+    assert fmt_wei(str(2**256 - 2), "dUSD").startswith("115,792,089,237,316,195,423,570,985,008,687,907,853,269,984,665,640,564,039,457.58")
+    assert fmt_wei("12500000000000000000") == "12.5 ETH (12500000000000000000 wei)"

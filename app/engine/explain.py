@@ -423,9 +423,14 @@ def _is_uint(v: Any) -> bool:
     return isinstance(v, str) and v.isdigit() and len(v) <= 78
 
 
+MAX_UINT256 = 2**256 - 1
+
+
 def fmt_wei(raw: str, unit: str = "ETH") -> str:
     """`12500000000000000000` → `12.5 ETH (12500000000000000000 wei)` — exact, no float rounding."""
     n = int(raw)
+    if n == MAX_UINT256:  # an "infinite" approval: 78 digits of it would only hide what it means
+        return f"an unlimited amount (type(uint256).max = {raw} wei)"
     whole, frac = divmod(n, 10**18)
     frac_s = f"{frac:018d}".rstrip("0")
     return f"{whole:,}{'.' + frac_s if frac_s else ''} {unit} ({raw} wei)"
