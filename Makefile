@@ -7,10 +7,14 @@ STAMP := .make
 TOOLS := devnet/tools
 TASKS ?= 3000
 
-.PHONY: setup demo test contracts check-prereqs clean-db down
+.PHONY: setup system-deps demo test lint format contracts check-prereqs clean-db down
 
-setup: check-prereqs $(STAMP)/python $(STAMP)/tools
-	@echo "setup: ok (.venv and $(TOOLS)/node_modules are current)"
+setup: check-prereqs $(STAMP)/python $(STAMP)/tools system-deps
+	@echo "setup: ok (.venv, $(TOOLS)/node_modules, chromium and promtool are current)"
+
+# Debian's chromium (real-browser test) and promtool (alert rules check): installed when missing.
+system-deps:
+	@bash tests/system_deps.sh
 
 check-prereqs:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found. Install Python >= 3.11 (or run: make PYTHON=/path/to/python3.11 ...)"; exit 1; }
@@ -39,7 +43,17 @@ contracts: setup
 demo: setup
 	$(VENV)/bin/lens demo --tasks $(TASKS)
 
-test: setup
+# Layers and lint first (fast), then the suite.
+lint: setup
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 down:
