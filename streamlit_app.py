@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import db, queries
+from app import db
+from app.queries import base
+from app.text import age_text, md_escape
 
 st.set_page_config(page_title="Newton Lens", page_icon=":material/policy:", layout="wide")
 
@@ -15,8 +17,8 @@ PAGES = [
 ]
 nav = st.navigation(PAGES)
 
-state = db.state()
-deployment, source = db.current_deployment(state.status in ("ok", "empty"))
+state = base.db_state()
+deployment, source = base.current_deployment(state.status in ("ok", "empty"))
 
 with st.sidebar:
     st.caption("NEWTON LENS")
@@ -27,25 +29,25 @@ with st.sidebar:
         if head is not None:
             st.text(f"Head block: {head:,}")
         else:
-            st.caption(f"Chain head unknown: {queries.md_escape(why)}")
+            st.caption(f"Chain head unknown: {md_escape(why)}")
     else:
         head = None
         st.caption("No deployment found.")
     if state.ok:
-        fresh = db.cached("freshness")
+        fresh = db.cached(base.freshness)
         if fresh["last_block"] is not None:
             st.text(f"Indexed to block {int(fresh['last_block']):,}")
             if head is not None and head >= int(fresh["last_block"]):
                 st.caption(f"{head - int(fresh['last_block']):,} blocks behind the head")
-            age = queries.age_text(fresh["block_time"])
+            age = age_text(fresh["block_time"])
             if age:
                 st.caption(f"block mined {age}")
-            checked = queries.age_text(fresh["updated_at"])
+            checked = age_text(fresh["updated_at"])
             if checked:
                 st.caption(f"indexer checkpoint written {checked}")
-        st.caption(f"DB: {queries.md_escape(state.path)}")
+        st.caption(f"DB: {md_escape(state.path)}")
     else:
-        st.caption(f"DB: {queries.md_escape(state.message)}")
+        st.caption(f"DB: {md_escape(state.message)}")
 
 try:
     nav.run()

@@ -1,10 +1,10 @@
-"""Where the dashboard's facts come from: the read-only DuckDB file, the deployment document and the chain head."""
+"""Connections of the dashboard: the read-only DuckDB file (lock retries, one per render, cached results) and the chain head."""
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,70 +66,14 @@ def open_readonly(path: Path, attempts: int = LOCK_ATTEMPTS, wait_s: float = LOC
     ) from last
 
 
-def state_of(con: duckdb.DuckDBPyConnection | None, path: Path, error: LensError | None = None) -> DbState:
-    """Classify the DB for the pages: missing / locked / broken from the open error, else empty or ok."""
-    if error is not None:
-        status = "missing" if "no database" in str(error) else ("locked" if "being written" in str(error) else "error")
-        return DbState(status, str(path), str(error), error.hint)
-    from app import queries
-
-    assert con is not None
-    if not queries.has_tasks(con):
-        return DbState("empty", str(path), f"{path.name} has no indexed tasks yet", "run `lens index` (or `lens synth`) to fill it")
-    return DbState("ok", str(path), "")
+def open_error_state(path: Path, error: LensError) -> DbState:
+    """The state a failed open means: missing (no file), locked (being written) or error."""
+    status = "missing" if "no database" in str(error) else ("locked" if "being written" in str(error) else "error")
+    return DbState(status, str(path), str(error), error.hint)
 
 
 # ---------------------------------------------------------------------------------------------
-# Deployment document and chain head
-
-
-def deployment_from_file(path: Path | None = None) -> dict | None:
-    """The deployment document `lens devnet up` wrote (setting `deployment_file`), or None if absent/unreadable."""
-    path = Path(path or settings.get("deployment_file"))
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def deployment_from_meta(meta: dict[str, str]) -> dict | None:
-    """The deployment document recorded in the DB's `meta` table (whole JSON under `deployment` (synth) or
-    `deployment_json` (indexer), else its parts)."""
-    for key in ("deployment", "deployment_json"):
-        raw = meta.get(key)
-        if raw:
-            try:
-                doc = json.loads(raw)
-                if isinstance(doc, dict):
-                    return doc
-            except ValueError:
-                pass
-    if not meta:
-        return None
-    # a DB without the whole document (indexed before `deployment_json` existed): name, chain and RPC only
-    return {"name": meta.get("name") or meta.get("deployment") or "", "chain_id": _int_or_none(meta.get("chain_id")),
-            "rpc_url": meta.get("rpc_url") or "", "contracts": {}}
-
-
-def choose_deployment(meta_doc: dict | None, file_doc: dict | None) -> dict | None:
-    """The DB's own deployment when it names the contracts; else the deployment file of the same chain (a DB
-    without `deployment_json` records only the deployment's name, chain and RPC in `meta`); else whatever is known."""
-    if meta_doc and meta_doc.get("contracts"):
-        return meta_doc
-    if file_doc and (not meta_doc or meta_doc.get("chain_id") in (None, file_doc.get("chain_id"))):
-        merged = dict(file_doc)
-        if meta_doc and meta_doc.get("rpc_url"):
-            merged["rpc_url"] = meta_doc["rpc_url"]
-        return merged
-    return meta_doc or file_doc
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+# Chain head
 
 
 def rpc_head(rpc_url: str, timeout_s: float = RPC_TIMEOUT_S) -> tuple[int | None, str]:
@@ -152,12 +96,11 @@ def rpc_head(rpc_url: str, timeout_s: float = RPC_TIMEOUT_S) -> tuple[int | None
 
 
 # ---------------------------------------------------------------------------------------------
-# Streamlit glue. Sharing rule (INTERFACES "Changes", indexer engineer): the indexer holds the write lock only
-# for one batch, so the dashboard never keeps a connection across reruns. Query *results* are cached, keyed by
-# the file's identity (main file + WAL stat), which changes on every committed batch; a render whose results
-# are all cached opens no connection at all. On a miss, one short-lived read-only connection serves the rest
-# of that render (thread-local: each Streamlit session runs its script in its own thread) and
-# `release()` closes it when the page is done.
+# Streamlit glue. Sharing rule: the indexer holds the write lock only for one batch, so the dashboard never
+# keeps a connection across reruns. Query *results* are cached, keyed by the file's identity (main file + WAL
+# stat), which changes on every committed batch; a render whose results are all cached opens no connection at
+# all. On a miss, one short-lived read-only connection serves the rest of that render (thread-local: each
+# Streamlit session runs its script in its own thread) and `release()` closes it when the page is done.
 
 READ_TIMEOUT_S = 4.0
 _LOCAL = threading.local()
@@ -211,91 +154,46 @@ def _cache_fns() -> dict[str, Any]:
     if not _CACHED:
         import streamlit as st
 
+        # keyed by the function's dotted name; `_fn` (leading underscore) is left out of the cache key
         @st.cache_data(show_spinner=False, max_entries=4096, ttl=3600)
-        def call(ident: tuple, fn_name: str, args: tuple, kwargs_items: tuple) -> Any:
-            from app import queries
-
+        def call(ident: tuple, fn_key: str, args: tuple, kwargs_items: tuple, _fn: Callable[..., Any]) -> Any:
             con = _render_connection(Path(ident[0]))
-            return getattr(queries, fn_name)(con, *args, **dict(kwargs_items))
-
-        @st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
-        def status(ident: tuple) -> DbState:
-            path = Path(ident[0])
-            try:
-                con = _render_connection(path)
-            except LensError as err:
-                raise _Uncached(state_of(None, path, err)) from None
-            return state_of(con, path)
+            return _fn(con, *args, **dict(kwargs_items))
 
         @st.cache_data(show_spinner=False, ttl=5, max_entries=16)
         def head(rpc_url: str) -> tuple[int | None, str]:
             return rpc_head(rpc_url)
 
-        _CACHED.update(call=call, status=status, head=head)
+        _CACHED.update(call=call, head=head)
     return _CACHED
 
 
-class _Uncached(Exception):
-    """Carries a transient state (missing, locked) out of a cached function so it is not cached."""
+def cached(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(con, *args, **kwargs) through st.cache_data, keyed by the DB's identity, fn's dotted name and the arguments.
 
-    def __init__(self, state: DbState) -> None:
-        super().__init__(state.message)
-        self.state = state
+    A failed open (missing, locked) raises LensError and is not cached: the next render tries again.
+    """
+    key = f"{fn.__module__}.{fn.__qualname__}"
+    return _cache_fns()["call"](identity(), key, args, tuple(sorted(kwargs.items())), fn)
 
 
-def state() -> DbState:
-    """The state of this session's DB: ok, empty, missing, locked (being written) or error — never raises."""
-    path = db_path()
+def run_uncached(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(con, ...) on this render's connection, bypassing the cache (exports, one-off files)."""
+    return fn(_render_connection(db_path()), *args, **kwargs)
+
+
+def run_short(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(con, ...) on its own short-lived connection, closed after (for work outside a render: download buttons)."""
+    con = _open_short(db_path())
     try:
-        return _cache_fns()["status"](identity(path))
-    except _Uncached as err:
-        return err.state
-    except duckdb.Error as err:
-        return DbState("error", str(path), f"cannot read {path.name}: {err}")
-
-
-def cached(fn_name: str, *args: Any, **kwargs: Any) -> Any:
-    """queries.<fn_name>(con, *args, **kwargs) through st.cache_data, keyed by the DB's identity and the arguments."""
-    return _cache_fns()["call"](identity(), fn_name, args, tuple(sorted(kwargs.items())))
-
-
-def run_uncached(fn_name: str, *args: Any, **kwargs: Any) -> Any:
-    """queries.<fn_name>(con, ...) on this render's connection, bypassing the cache (exports, one-off files)."""
-    from app import queries
-
-    return getattr(queries, fn_name)(_render_connection(db_path()), *args, **kwargs)
+        return fn(con, *args, **kwargs)
+    finally:
+        con.close()
 
 
 def cached_head(rpc_url: str) -> tuple[int | None, str]:
     """rpc_head through a 5-second st.cache_data, so reruns do not hammer the node."""
     return _cache_fns()["head"](rpc_url)
-
-
-def current_deployment(ok: bool) -> tuple[dict | None, str]:
-    """The deployment the dashboard shows → (document, where it came from): see choose_deployment."""
-    meta_doc = None
-    if ok:
-        try:
-            meta_doc = deployment_from_meta(cached("meta"))
-        except (duckdb.Error, LensError):
-            meta_doc = None
-    path = Path(settings.get("deployment_file"))
-    file_doc = deployment_from_file(path)
-    doc = choose_deployment(meta_doc, file_doc)
-    if doc is None:
-        return None, str(path)
-    return doc, (f"DB meta ({db_path().name})" if doc is meta_doc else str(path))
-
-
-def export_decisions(filter_params: dict[str, str], fmt: str) -> bytes:
-    """The Decisions export for a download button: its own short-lived connection (it runs outside the render)."""
-    from app import queries
-
-    con = _open_short(db_path())
-    try:
-        return queries.export_bytes(con, queries.filter_from_params(filter_params), fmt)
-    finally:
-        con.close()
 
 
 def ensure_app_navigation() -> None:

@@ -631,13 +631,13 @@ def bench_pages(path: Path, *, tasks: int = 1_000_000, seed: int = 7, progress: 
             logging.getLogger(name).setLevel(logging.ERROR)
     from streamlit.testing.v1 import AppTest
 
-    from app import queries
+    from app.engine import thread
 
     results: dict[str, dict[str, float]] = {}
     for title, page, query in BENCH_PAGES:
         st.cache_data.clear()
         st.cache_resource.clear()
-        queries.on_engine_thread(queries._drop_engines)
+        thread.on_engine_thread(thread._drop_engines)
         at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
         for k, v in query.items():
             at.query_params[k] = v if v is not None else denied

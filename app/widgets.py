@@ -5,7 +5,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import queries
+from app.text import md_escape
 
 DECISION_LIST_ORDER = ["verdict_page", "created_time", "created_block", "client", "verdict", "status", "amount_num",
                        "asset", "function_name", "intent_from"]
@@ -16,7 +16,7 @@ def stop_unless_data(state: Any, what: str) -> None:
     if state.ok:
         return
     show = {"locked": st.warning, "error": st.error}.get(state.status, st.info)
-    show(f"No {what} to show: {queries.md_escape(state.message)}.")
+    show(f"No {what} to show: {md_escape(state.message)}.")
     if state.hint:
         st.caption(state.hint)
     st.stop()

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, db, queries, widgets
+from app import charts, db, widgets
+from app.queries import base, overview
+from app.text import md_code, md_escape
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
 st.title("Overview")
 
-state = db.state()
-deployment, source = db.current_deployment(state.status in ("ok", "empty"))
+state = base.db_state()
+deployment, source = base.current_deployment(state.status in ("ok", "empty"))
 
 # --- what Lens is looking at -------------------------------------------------------------------
 if deployment is None:
-    st.warning(f"No deployment document found (looked at {queries.md_escape(source)}).")
+    st.warning(f"No deployment document found (looked at {md_escape(source)}).")
     st.caption("Start a devnet with `lens devnet up`, or point LENS_DEPLOYMENT_FILE at a deployment JSON.")
 else:
     head, why = db.cached_head(str(deployment.get("rpc_url") or ""))
@@ -24,20 +26,20 @@ else:
     cols[2].metric("Head block", f"{head:,}" if head is not None else "unreachable")
     cols[3].metric("Deployed at block", str(deployment.get("deployment_block", deployment.get("start_block", "?"))))
     if head is None:
-        st.info(f"Chain head unavailable: {queries.md_escape(why)}. Lens still shows what is indexed.")
-    st.caption(f"RPC {queries.md_code(deployment.get('rpc_url') or '—')} · deployment read from {queries.md_code(source)}")
+        st.info(f"Chain head unavailable: {md_escape(why)}. Lens still shows what is indexed.")
+    st.caption(f"RPC {md_code(deployment.get('rpc_url') or '—')} · deployment read from {md_code(source)}")
 
 # --- indexed decisions -------------------------------------------------------------------------
 if state.status in ("missing", "empty"):
-    st.info(f"No indexed decisions yet: {queries.md_escape(state.message)}.")
+    st.info(f"No indexed decisions yet: {md_escape(state.message)}.")
     if state.hint:
         st.caption(state.hint)
 elif state.status == "locked":
-    st.warning(f"The database is being written right now: {queries.md_escape(state.message)}. Reload in a moment.")
+    st.warning(f"The database is being written right now: {md_escape(state.message)}. Reload in a moment.")
 elif not state.ok:
-    st.error(f"Cannot read the database: {queries.md_escape(state.message)}")
+    st.error(f"Cannot read the database: {md_escape(state.message)}")
 else:
-    k = db.cached("kpis")
+    k = db.cached(overview.kpis)
     if k["tasks"] == 0:
         st.info("The database has no tasks yet.")
     else:
@@ -53,16 +55,16 @@ else:
         left, right = st.columns([3, 2])
         with left:
             st.subheader("Decisions over time")
-            st.plotly_chart(charts.decisions_over_time(db.cached("decisions_over_time")))
+            st.plotly_chart(charts.decisions_over_time(db.cached(overview.decisions_over_time)))
         with right:
             st.subheader("Latency")
-            st.plotly_chart(charts.latency_histograms(db.cached("latency_histograms")))
+            st.plotly_chart(charts.latency_histograms(db.cached(overview.latency_histograms)))
 
         st.subheader("Latest decisions")
-        latest = db.cached("latest_decisions", 25)
+        latest = db.cached(overview.latest_decisions, 25)
         widgets.decision_list(latest)
 
-for name, table in (queries.deployment_tables(deployment).items() if deployment else []):
+for name, table in (overview.deployment_tables(deployment).items() if deployment else []):
     if len(table):
         with st.expander(f"Deployment {name} ({len(table)})", expanded=(name == "contracts")):
             st.dataframe(table, hide_index=True)

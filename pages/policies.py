@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import db, queries, widgets
+from app import db, widgets
+from app.queries import base, policies
+from app.text import md_escape, short
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
 st.title("Policies")
 st.caption("The rules behind every decision, and every change to their params — the biggest decisions hide in configuration.")
 
-state = db.state()
+state = base.db_state()
 widgets.stop_unless_data(state, "policies")
 
-catalog = db.cached("policy_catalog")
+catalog = db.cached(policies.policy_catalog)
 if catalog.empty:
     st.info("No policy has been used or deployed yet.")
     st.stop()
@@ -30,13 +32,13 @@ addresses = catalog["policy_address"].tolist()
 labels = dict(zip(catalog["policy_address"], catalog["name"]))
 wanted = st.query_params.get("policy", "")
 index = addresses.index(wanted) if wanted in addresses else 0
-chosen = st.selectbox("Policy", addresses, index=index, format_func=lambda a: f"{labels.get(a)} · {queries.short(a)}")
+chosen = st.selectbox("Policy", addresses, index=index, format_func=lambda a: f"{labels.get(a)} · {short(a)}")
 if st.query_params.get("policy") != chosen:
     st.query_params["policy"] = chosen
 
-detail = db.cached("policy_detail", chosen)
+detail = db.cached(policies.policy_detail, chosen)
 info = detail["info"]
-st.subheader(queries.md_escape(info.get("name") or "—"), anchor=False)
+st.subheader(md_escape(info.get("name") or "—"), anchor=False)
 cols = st.columns(3)
 cols[0].metric("Tasks", f"{int(info.get('tasks') or 0):,}")
 cols[1].metric("Deny rate", "—" if info.get("deny_rate") is None else f"{float(info['deny_rate']):.1%}")
@@ -46,11 +48,11 @@ if detail["metadata"].get("description"):
     st.text(detail["metadata"]["description"])
 
 st.subheader("Rules")
-st.dataframe(queries.rules_summary(detail["metadata"], detail["source"]), hide_index=True)
+st.dataframe(policies.rules_summary(detail["metadata"], detail["source"]), hide_index=True)
 
 st.subheader("Params")
 versions = detail["versions"]
-table = queries.params_table(detail["schema"], versions)
+table = policies.params_table(detail["schema"], versions)
 if table.empty:
     st.caption("No params schema and no params versions recorded for this policy.")
 else:
@@ -58,7 +60,7 @@ else:
     st.caption("One column per client: the value in force now (exact text; wei as decimal strings).")
 
 st.subheader("Params history")
-history = queries.version_history(versions)
+history = policies.version_history(versions)
 if history.empty:
     st.caption("No PolicySet indexed for this policy.")
 else:
@@ -69,8 +71,8 @@ else:
 
 st.subheader("Source")
 if detail["source"] is None:
-    st.warning(f"The Rego source of this policy is not in the DB (code hash {queries.md_escape(detail['code_hash'] or 'unknown')}). "
+    st.warning(f"The Rego source of this policy is not in the DB (code hash {md_escape(detail['code_hash'] or 'unknown')}). "
                "It is recorded with the first response that uses it.")
 else:
     st.code(detail["source"], language="rego", line_numbers=True)
-    st.caption(f"keccak256 = {queries.md_escape(detail['code_hash'])}")
+    st.caption(f"keccak256 = {md_escape(detail['code_hash'])}")

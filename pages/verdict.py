@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import db, queries, widgets
+from app import db, widgets
+from app.queries import base, verdict
+from app.text import annotated_source, fmt_amount, intent_sentence, md_escape, parsed_json, rule_tree_text
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
 st.title("Verdict")
 st.caption("Why was this intent allowed or denied? Look up a task id, a transaction hash or an address.")
 
-state = db.state()
+state = base.db_state()
 widgets.stop_unless_data(state, "decisions")
 
 params = st.query_params
@@ -19,7 +21,7 @@ text = st.text_input("Task id, transaction hash or address", value=initial, plac
 
 task_id = None
 if text:
-    found = db.cached("find", text)
+    found = db.cached(verdict.find, text)
     kind = found["kind"]
     if kind == "invalid":
         st.warning("That is not a task id or transaction hash (0x + 64 hex digits) nor an address (0x + 40 hex digits).")
@@ -50,16 +52,16 @@ if params.get("task") != task_id:
     params.clear()
     params["task"] = task_id
 
-data = db.cached("verdict", task_id)
+data = db.cached(verdict.verdict, task_id)
 t = data["task"]
 
 # --- headline --------------------------------------------------------------------------------------
 verdict_word = "awaiting response" if t.get("allow") is None else ("allowed" if t["allow"] else "denied")
-replay = db.cached("explain_task", task_id)
+replay = db.cached(verdict.explain_task, task_id)
 cols = st.columns(4)
 cols[0].metric("Attested verdict", verdict_word)
 cols[1].metric("Lifecycle", t.get("status") or "—")
-cols[2].metric("Amount", queries.fmt_amount(t.get("amount_num"), t.get("asset"), data.get("token", "")),
+cols[2].metric("Amount", fmt_amount(t.get("amount_num"), t.get("asset"), data.get("token", "")),
                help=f"exactly {t.get('amount_wei') or '0'} wei")
 replay_word = {"match": "match", "mismatch": "MISMATCH", "cannot_replay": "cannot replay"}.get(replay.get("replay"), "—")
 cols[3].metric("Independent replay", replay_word,
@@ -75,7 +77,7 @@ with badges:
         st.badge("cannot replay", icon=":material/help:", color="orange")
     if t.get("challenge_success"):
         st.badge("successfully challenged", icon=":material/flag:", color="violet")
-st.text(queries.intent_sentence(data))
+st.text(intent_sentence(data))
 st.caption(f"task {task_id}")
 
 # --- why: replay, explanation, counterfactual ---------------------------------------------------------
@@ -85,7 +87,7 @@ if replay["state"] == "no_response":
     st.info("This task has no response yet: the operators have not answered (or the answer is not indexed yet), "
             "so there is nothing to explain or replay.")
 elif replay["state"] == "cannot_replay":
-    st.warning(f"Cannot replay this decision: {queries.md_escape(replay['reason'])}.")
+    st.warning(f"Cannot replay this decision: {md_escape(replay['reason'])}.")
 if exp is not None:
     st.text(exp.sentence)
     if replay.get("replay") == "mismatch":
@@ -93,48 +95,48 @@ if exp is not None:
                  f"({'allowed' if replay.get('replayed_allow') else 'denied'}): the signing quorum attested a wrong result.")
     if exp.deny:
         st.dataframe({"deny reason": list(exp.deny)}, hide_index=True)
-    decided = queries.failing_conditions(exp, decisive=True)
+    decided = verdict.failing_conditions(exp, decisive=True)
     if len(decided):
         st.markdown("**What decided the verdict** — the first condition that failed, with its values")
         st.dataframe(decided, hide_index=True)
-    passed = queries.failing_conditions(exp, decisive=False)
+    passed = verdict.failing_conditions(exp, decisive=False)
     if len(passed):
         with st.expander(f"Checks that passed ({len(passed)}): rules that did not fire, and the condition that kept each off"):
             st.dataframe(passed, hide_index=True)
-    cfs = queries.counterfactuals(exp)
+    cfs = verdict.counterfactuals(exp)
     st.markdown("**Counterfactual**")
     if len(cfs):
         st.dataframe(cfs, hide_index=True)
     else:
         st.caption(exp.counterfactual_note or "No single-param change flips this verdict.")
     with st.expander("Rule tree"):
-        st.code(queries.rule_tree_text(exp.rule_tree) or "(no rule tree)", language=None)
+        st.code(rule_tree_text(exp.rule_tree) or "(no rule tree)", language=None)
     if data.get("source"):
         with st.expander("Policy source — ✗ failing condition, • line reached", expanded=not t.get("allow")):
-            st.code(queries.annotated_source(data["source"], exp.lines_reached, exp.lines_failed), language=None)
+            st.code(annotated_source(data["source"], exp.lines_reached, exp.lines_failed), language=None)
 if data.get("source") is None:
-    st.warning(f"The policy source is missing from the DB (code hash {queries.md_escape(data.get('code_hash') or 'unknown')}): "
+    st.warning(f"The policy source is missing from the DB (code hash {md_escape(data.get('code_hash') or 'unknown')}): "
                "Lens cannot show or replay it.")
 
 # --- the facts ------------------------------------------------------------------------------------------
 left, right = st.columns(2)
 with left:
     st.subheader("Intent")
-    st.dataframe(queries.intent_facts(data), hide_index=True)
+    st.dataframe(verdict.intent_facts(data), hide_index=True)
     st.subheader("Lifecycle")
-    st.dataframe(queries.timeline(data), hide_index=True,
+    st.dataframe(verdict.timeline(data), hide_index=True,
                  column_config={"block": st.column_config.NumberColumn("block", format="%d"),
                                 "time": st.column_config.DatetimeColumn("time (UTC)")})
 with right:
     st.subheader("Policy")
-    st.dataframe(queries.policy_facts(data), hide_index=True)
+    st.dataframe(verdict.policy_facts(data), hide_index=True)
     st.markdown("**Params in force**")
-    st.json(queries.parsed_json(t.get("params_json"), {}), expanded=True)
+    st.json(parsed_json(t.get("params_json"), {}), expanded=True)
     st.markdown("**Policy data (oracle output)**")
     if t.get("policy_data_json") is None:
         st.caption("No policy data recorded (no response yet).")
     else:
-        st.json(queries.parsed_json(t.get("policy_data_json"), []), expanded=True)
+        st.json(parsed_json(t.get("policy_data_json"), []), expanded=True)
 
 st.subheader("Attested result and quorum")
 if t.get("responded_block") is None:
@@ -149,4 +151,4 @@ else:
     if signers is not None and len(signers):
         st.dataframe(signers, hide_index=True,
                      column_config={"stake_num": st.column_config.NumberColumn("stake", format="%.2f")})
-    st.caption(f"hash of non-signers {queries.md_escape(t.get('hash_of_non_signers'))}")
+    st.caption(f"hash of non-signers {md_escape(t.get('hash_of_non_signers'))}")

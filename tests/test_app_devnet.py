@@ -61,13 +61,13 @@ def test_verdict_of_each_kind_of_indexed_task(env):
 
 
 def test_decisions_and_export_on_indexed_devnet(env):
-    from app import db as appdb
+    from app.queries.decisions import export_decisions
 
     db, *_ = env
     denied = {r[0] for r in sql(db, "SELECT task_id FROM tasks WHERE allow = false")}
     at = page("pages/decisions.py", verdict="denied")
     assert {x.label: x.value for x in at.metric}["Matching decisions"] == f"{len(denied):,}"
-    frame = pd.read_csv(io.BytesIO(appdb.export_decisions({"verdict": "denied"}, "csv")))
+    frame = pd.read_csv(io.BytesIO(export_decisions({"verdict": "denied"}, "csv")))
     assert set(frame["task_id"]) == denied
     assert frame["explanation"].notna().all()
 

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import queries, synth
+from app import synth
+from app.queries import decisions, verdict
+from app.text import fmt_amount, params_diff
 from support import page, sql
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,7 +257,7 @@ def test_sorting_and_paging_happen_in_the_db(synth_db, env):
 
 
 def test_export_contains_exactly_the_filtered_rows(synth_db, env):
-    from app import db
+    from app.queries.decisions import export_decisions
 
     env(synth_db)
     client = sql(synth_db, "SELECT policy_client FROM tasks WHERE entrypoint = 'circuit_breaker.allow' LIMIT 1")[0][0]
@@ -263,8 +265,8 @@ def test_export_contains_exactly_the_filtered_rows(synth_db, env):
     expected = {r[0] for r in sql(synth_db, "SELECT task_id FROM tasks WHERE policy_client = ? AND allow = false", [client])}
     at = page("pages/decisions.py", **share)
     assert {b.label for b in at.get("download_button")} >= {"Export CSV", "Export Parquet"} or len(at.get("download_button")) == 2
-    csv = pd.read_csv(io.BytesIO(db.export_decisions(share, "csv")))
-    parquet = pd.read_parquet(io.BytesIO(db.export_decisions(share, "parquet")))
+    csv = pd.read_csv(io.BytesIO(export_decisions(share, "csv")))
+    parquet = pd.read_parquet(io.BytesIO(export_decisions(share, "parquet")))
     for frame in (csv, parquet):
         assert set(frame["task_id"]) == expected and len(frame) == len(expected)
         assert frame["explanation"].notna().all()
@@ -313,9 +315,9 @@ def synth_meta(db: Path) -> dict:
 
 
 def test_params_diff():
-    assert queries.params_diff(None, {"a": 1}) == "initial params: a = 1"
-    assert queries.params_diff({"a": 1, "b": "x"}, {"a": 2, "c": [1]}) == "a: 1 → 2; + c = [1]; − b"
-    assert queries.params_diff({"a": 1}, {"a": 1}).startswith("no change")
+    assert params_diff(None, {"a": 1}) == "initial params: a = 1"
+    assert params_diff({"a": 1, "b": "x"}, {"a": 2, "c": [1]}) == "a: 1 → 2; + c = [1]; − b"
+    assert params_diff({"a": 1}, {"a": 1}).startswith("no change")
 
 
 # --- the query string round trip ------------------------------------------------------------------------
@@ -324,20 +326,20 @@ from hypothesis import given, settings as hsettings, strategies as hs  # noqa: E
 
 _addr = hs.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
 _filters = hs.builds(
-    queries.DecisionFilter,
+    decisions.DecisionFilter,
     client=hs.lists(_addr, max_size=3, unique=True).map(tuple),
     policy=hs.lists(_addr, max_size=2, unique=True).map(tuple),
     sender=hs.one_of(hs.just(""), _addr),
-    verdict=hs.sets(hs.sampled_from(queries.VERDICTS)).map(lambda s: tuple(v for v in queries.VERDICTS if v in s)),
-    status=hs.sets(hs.sampled_from(queries.STATUSES)).map(lambda s: tuple(v for v in queries.STATUSES if v in s)),
-    replay=hs.sets(hs.sampled_from(queries.REPLAY_RESULTS)).map(lambda s: tuple(v for v in queries.REPLAY_RESULTS if v in s)),
+    verdict=hs.sets(hs.sampled_from(decisions.VERDICTS)).map(lambda s: tuple(v for v in decisions.VERDICTS if v in s)),
+    status=hs.sets(hs.sampled_from(decisions.STATUSES)).map(lambda s: tuple(v for v in decisions.STATUSES if v in s)),
+    replay=hs.sets(hs.sampled_from(decisions.REPLAY_RESULTS)).map(lambda s: tuple(v for v in decisions.REPLAY_RESULTS if v in s)),
     time_from=hs.one_of(hs.just(""), hs.dates().map(lambda d: d.isoformat() if d.year >= 1000 else "")),
     time_to=hs.one_of(hs.just(""), hs.dates().map(lambda d: d.isoformat() if d.year >= 1000 else "")),
     block_from=hs.one_of(hs.none(), hs.integers(0, 2**62)),
     block_to=hs.one_of(hs.none(), hs.integers(0, 2**62)),
     amount_min=hs.one_of(hs.none(), hs.floats(0, 1e30, allow_nan=False)),
     amount_max=hs.one_of(hs.none(), hs.floats(0, 1e30, allow_nan=False)),
-    sort=hs.sampled_from(list(queries.SORTS)),
+    sort=hs.sampled_from(list(decisions.SORTS)),
     desc=hs.booleans(),
 )
 
@@ -345,17 +347,17 @@ _filters = hs.builds(
 @hsettings(max_examples=300, deadline=None)
 @given(_filters)
 def test_filter_survives_the_url(f):
-    params = queries.filter_to_params(f)
+    params = decisions.filter_to_params(f)
     assert all(isinstance(v, str) for v in params.values())
-    assert queries.filter_from_params(params) == f
+    assert decisions.filter_from_params(params) == f
 
 
 @hsettings(max_examples=200, deadline=None)
 @given(hs.dictionaries(hs.sampled_from(["client", "policy", "sender", "verdict", "status", "replay", "from", "to", "block_from",
                                         "block_to", "amount_min", "amount_max", "sort", "dir"]), hs.text(max_size=40)))
 def test_any_query_string_gives_a_safe_filter(raw):
-    f = queries.filter_from_params(raw)
-    where, params = queries.where_clause(f, has_replays=True)
+    f = decisions.filter_from_params(raw)
+    where, params = decisions.where_clause(f, has_replays=True)
     assert where.count("?") == len(params)
     for value in raw.values():  # nothing the URL says is spliced into the SQL text
         if any(c in value for c in "'\";()"):
@@ -379,7 +381,7 @@ def audited_db(tmp_path_factory) -> Path:
 
 
 def test_replay_filter_and_audited_export(audited_db, env):
-    from app import db
+    from app.queries.decisions import export_decisions
 
     env(audited_db)
     counts = dict(sql(audited_db, "SELECT result, count(*) FROM replays GROUP BY 1"))
@@ -389,26 +391,26 @@ def test_replay_filter_and_audited_export(audited_db, env):
     assert metrics(at)["Matching decisions"] == f"{counts.get('mismatch', 0) + counts.get('cannot_replay', 0):,}"
     table = next(d.value for d in at.dataframe if "verdict_page" in d.value.columns)
     assert set(table["replay"]) <= {"mismatch", "cannot_replay"}
-    frame = pd.read_csv(io.BytesIO(db.export_decisions({"replay": "mismatch"}, "csv")))
+    frame = pd.read_csv(io.BytesIO(export_decisions({"replay": "mismatch"}, "csv")))
     expected = dict(sql(audited_db, "SELECT task_id, sentence FROM replays WHERE result = 'mismatch'"))
     assert dict(zip(frame["task_id"], frame["explanation"])) == expected
 
 
 def test_verdict_splits_what_decided_from_checks_that_passed() -> None:
     """A denied decision's decisive table holds the entrypoint's failed condition; rules that did not fire go aside."""
-    from app import engine, queries
+    from app import engine
     from app.engine.fixtures import synthetic_tasks
 
     denied = [t for t in synthetic_tasks(60, seed=3) if t.attested_allow is False]
     assert denied
     exp = engine.explain(denied[0])
-    decided = queries.failing_conditions(exp, decisive=True)
-    passed = queries.failing_conditions(exp, decisive=False)
+    decided = verdict.failing_conditions(exp, decisive=True)
+    passed = verdict.failing_conditions(exp, decisive=False)
     assert "allow" in set(decided["rule"]) and "allow" not in set(passed["rule"])
     assert len(decided) + len(passed) == sum(1 for b in exp.bodies if b.succeeded is False and b.failed_at is not None)
 
 
 def test_amount_of_an_unlimited_approval_reads_unlimited() -> None:
     """A max-uint approval in the amount column is labelled unlimited; a large real amount keeps its digits."""
-    assert queries.fmt_amount((2**256 - 1) / 1e18, None).startswith("unlimited")
-    assert queries.fmt_amount(4147.7755, None).startswith("4,147.78")
+    assert fmt_amount((2**256 - 1) / 1e18, None).startswith("unlimited")
+    assert fmt_amount(4147.7755, None).startswith("4,147.78")

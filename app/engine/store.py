@@ -10,9 +10,32 @@ from typing import Any, Iterator
 import duckdb
 import pandas as pd
 
-from app import queries
 from app.engine.replay import Replay, TaskRecord, task_from_row
 from app.errors import LensError
+
+# The engine's own SQL: task rows with their policy source, nearest-key lookup, and the `replays` rewrite.
+ENGINE_TASK_SELECT = """
+SELECT t.*, b.content AS policy_source
+FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash
+"""
+ENGINE_TASK_BY_KEY_SQL = ENGINE_TASK_SELECT + """
+WHERE t.task_id = lower(?) OR t.created_tx = lower(?) OR t.responded_tx = lower(?)
+ORDER BY t.created_block
+LIMIT 1
+"""
+ENGINE_TASKS_SQL = ENGINE_TASK_SELECT + """
+ORDER BY t.created_block, t.task_id
+LIMIT ?
+"""
+ENGINE_NEAREST_KEY_SQL = """
+SELECT key, levenshtein(key, lower(?)) AS distance
+FROM (SELECT task_id AS key FROM tasks UNION ALL SELECT created_tx FROM tasks WHERE created_tx IS NOT NULL
+      UNION ALL SELECT responded_tx FROM tasks WHERE responded_tx IS NOT NULL)
+ORDER BY starts_with(key, lower(substr(?, 1, 10))) DESC, distance, key
+LIMIT 1
+"""
+ENGINE_REPLAYS_DELETE_SQL = "DELETE FROM replays WHERE (chain_id, task_id) IN (SELECT chain_id, task_id FROM replay_rows)"
+ENGINE_REPLAYS_INSERT_SQL = "INSERT INTO replays BY NAME SELECT * FROM replay_rows"
 
 
 def connect(path: str, read_only: bool = True) -> duckdb.DuckDBPyConnection:
@@ -62,19 +85,19 @@ def load_task(con: duckdb.DuckDBPyConnection, key: str) -> TaskRecord:
     """The task with this task id or tx hash (creation or response tx); LensError naming the nearest match if none."""
     key = key.strip()
     try:
-        rows = _rows(con.execute(queries.ENGINE_TASK_BY_KEY_SQL, [key, key, key]))
+        rows = _rows(con.execute(ENGINE_TASK_BY_KEY_SQL, [key, key, key]))
     except duckdb.CatalogException:
         raise LensError("the database has no tasks table", "index a chain first (`lens index`)") from None
     if rows:
         return _record(rows[0])
-    near = con.execute(queries.ENGINE_NEAREST_KEY_SQL, [key, key]).fetchone()
+    near = con.execute(ENGINE_NEAREST_KEY_SQL, [key, key]).fetchone()
     hint = f"did you mean {near[0]}?" if near else "the database holds no tasks yet"
     raise LensError(f"no task or transaction {key} in the database", hint)
 
 
 def iter_tasks(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> Iterator[TaskRecord]:
     """Every task (with its policy source), in creation order."""
-    cur = con.execute(queries.ENGINE_TASKS_SQL, [limit if limit is not None else 2**62])
+    cur = con.execute(ENGINE_TASKS_SQL, [limit if limit is not None else 2**62])
     names = [d[0] for d in cur.description]
     sources: dict[str, str] = {}
     while True:
@@ -86,7 +109,7 @@ def iter_tasks(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> Iter
 
 
 # keyset paging for the audit: a page at a time, on a short-lived read connection (the indexer may be writing)
-_PAGE_SQL = queries.ENGINE_TASK_SELECT + """
+_PAGE_SQL = ENGINE_TASK_SELECT + """
 WHERE coalesce(t.created_block, -1) > ? OR (coalesce(t.created_block, -1) = ? AND t.task_id > ?)
 ORDER BY coalesce(t.created_block, -1), t.task_id
 LIMIT ?
@@ -139,8 +162,8 @@ def write_replays(con: duckdb.DuckDBPyConnection, chain_ids: dict[str, int], res
     con.register("replay_rows", frame)
     try:
         con.execute("BEGIN TRANSACTION")
-        con.execute(queries.ENGINE_REPLAYS_DELETE_SQL)
-        con.execute(queries.ENGINE_REPLAYS_INSERT_SQL)
+        con.execute(ENGINE_REPLAYS_DELETE_SQL)
+        con.execute(ENGINE_REPLAYS_INSERT_SQL)
         con.execute("COMMIT")
     except duckdb.Error:
         con.execute("ROLLBACK")
