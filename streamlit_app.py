@@ -1,4 +1,5 @@
 """Newton Lens dashboard entry: navigation over pages/ and the shared sidebar (deployment, chain, DB freshness)."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -25,7 +26,9 @@ with st.sidebar:
     if deployment:
         st.text(f"Deployment: {deployment.get('name') or 'unnamed'}")
         st.text(f"Chain id: {deployment.get('chain_id', '?')}")
-        head, why = db.cached_head(str(deployment.get("rpc_url") or "")) if deployment.get("rpc_url") else (None, "no RPC URL")
+        head, why = (
+            db.cached_head(str(deployment.get("rpc_url") or "")) if deployment.get("rpc_url") else (None, "no RPC URL")
+        )
         if head is not None:
             st.text(f"Head block: {head:,}")
         else:

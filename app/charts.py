@@ -1,4 +1,5 @@
 """Plotly figures for the dashboard: pure functions of DataFrames, readable on light and dark themes."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -61,7 +62,11 @@ def latency_histograms(data: dict) -> go.Figure:
         p50, p95 = data["quantiles"].get(stage, (None, None))
         label = stage if p50 is None else f"{stage} (p50 {p50:.0f} s, p95 {p95:.0f} s)"
         fig.add_bar(
-            x=(part["start_s"] + part["end_s"]) / 2, y=part["n"], width=part["end_s"] - part["start_s"],
-            name=label, marker_color=color, opacity=0.75,
+            x=(part["start_s"] + part["end_s"]) / 2,
+            y=part["n"],
+            width=part["end_s"] - part["start_s"],
+            name=label,
+            marker_color=color,
+            opacity=0.75,
         )
     return _base(fig, barmode="overlay", xaxis_title="seconds", yaxis_title="tasks")

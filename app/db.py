@@ -1,4 +1,5 @@
 """Connections of the dashboard: the read-only DuckDB file (lock retries, one per render, cached results) and the chain head."""
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,9 @@ def _is_lock_error(err: Exception) -> bool:
 def open_readonly(path: Path, attempts: int = LOCK_ATTEMPTS, wait_s: float = LOCK_WAIT_S) -> duckdb.DuckDBPyConnection:
     """Open the DB read-only, retrying while another process holds the write lock; LensError otherwise."""
     if not path.is_file():
-        raise LensError(f"no database at {path}", "index a chain with `lens index` or build one with `lens synth --db PATH`")
+        raise LensError(
+            f"no database at {path}", "index a chain with `lens index` or build one with `lens synth --db PATH`"
+        )
     last: Exception | None = None
     for attempt in range(max(1, attempts)):
         try:
@@ -58,7 +61,9 @@ def open_readonly(path: Path, attempts: int = LOCK_ATTEMPTS, wait_s: float = LOC
         except duckdb.Error as err:  # IOException on lock conflicts, others on corrupt files
             last = err
             if not _is_lock_error(err):
-                raise LensError(f"cannot open {path}: {err}", "is it a DuckDB file written by `lens index` or `lens synth`?") from err
+                raise LensError(
+                    f"cannot open {path}: {err}", "is it a DuckDB file written by `lens index` or `lens synth`?"
+                ) from err
             time.sleep(wait_s * (attempt + 1))
     raise LensError(
         f"{path.name} is being written by the indexer right now",

@@ -1,12 +1,16 @@
 """The one settings registry: every configurable value, its default, its environment variable and its help."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
+
+from indexer.options import IndexOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,36 +40,105 @@ _SETTINGS = [
     Setting("db", str(ROOT / "data" / "lens.duckdb"), "DuckDB file the indexer writes and the dashboard reads."),
     # chain access
     Setting("rpc", "", "JSON-RPC URL of the chain to read; empty means the URL in the deployment file."),
-    Setting("deployment", "devnet", "Deployment preset (devnet, ethereum, base, sepolia, base-sepolia) or a path to a deployment JSON."),
-    Setting("deployment_file", str(ROOT / "data" / "devnet" / "deployment.json"), "Where `lens devnet up` writes the devnet deployment document."),
-    Setting("confirmations", -1, "Blocks to stay behind the head (reorg safety); -1 means the preset's default (0 on devnet, 12 on L1, 30 on L2).", int),
-    Setting("batch_blocks", 2000, "Initial block range of one eth_getLogs call; halved on 'too many results', grown again after successes.", int),
-    Setting("rpc_retries", 6, "Retries with exponential backoff on timeouts, HTTP 429 and 5xx.", int),
-    Setting("metadata_timeout_s", 5.0, "Timeout for fetching an operator's metadata URI (https:// or ipfs://).", float),
-    Setting("index_commit_logs", 20000, "The indexer commits a transaction (rows, derived tables, checkpoint) at least every this many logs.", int),
-    Setting("index_commit_s", 2.0, "… or at least this often, in seconds, so readers get the DB file between batches.", float),
-    Setting("index_workers", 2, "Fetch-and-decode worker processes the indexer runs at once on long ranges.", int),
-    Setting("index_worker_min_blocks", 500, "Ranges at least this long are fetched and decoded by worker processes.", int),
-    Setting("duckdb_threads", 1, "DuckDB threads of the indexer's write connection (the writer is not the bottleneck; spare the cores).", int),
-    Setting("duckdb_checkpoint", "64MB", "DuckDB checkpoint threshold of the indexer's write connection."),
-    Setting("ipfs_gateway", "https://ipfs.io/ipfs/", "HTTP gateway used to fetch ipfs:// metadata URIs."),
+    Setting(
+        "deployment",
+        "devnet",
+        "Deployment preset (devnet, ethereum, base, sepolia, base-sepolia) or a path to a deployment JSON.",
+    ),
+    Setting(
+        "deployment_file",
+        str(ROOT / "data" / "devnet" / "deployment.json"),
+        "Where `lens devnet up` writes the devnet deployment document.",
+    ),
+    Setting(
+        "confirmations",
+        -1,
+        "Blocks to stay behind the head (reorg safety); -1 means the preset's default (0 on devnet, 12 on L1, 30 on L2).",
+        int,
+    ),
+    Setting(
+        "batch_blocks",
+        IndexOptions.batch_blocks,
+        "Initial block range of one eth_getLogs call; halved on 'too many results', grown again after successes.",
+        int,
+    ),
+    Setting(
+        "rpc_retries", IndexOptions.retries, "Retries with exponential backoff on timeouts, HTTP 429 and 5xx.", int
+    ),
+    Setting(
+        "metadata_timeout_s",
+        IndexOptions.metadata_timeout_s,
+        "Timeout for fetching an operator's metadata URI (https:// or ipfs://).",
+        float,
+    ),
+    Setting(
+        "index_commit_logs",
+        IndexOptions.commit_logs,
+        "The indexer commits a transaction (rows, derived tables, checkpoint) at least every this many logs.",
+        int,
+    ),
+    Setting(
+        "index_commit_s",
+        IndexOptions.commit_s,
+        "… or at least this often, in seconds, so readers get the DB file between batches.",
+        float,
+    ),
+    Setting(
+        "index_workers",
+        IndexOptions.workers,
+        "Fetch-and-decode worker processes the indexer runs at once on long ranges.",
+        int,
+    ),
+    Setting(
+        "index_worker_min_blocks",
+        IndexOptions.worker_min_blocks,
+        "Ranges at least this long are fetched and decoded by worker processes.",
+        int,
+    ),
+    Setting(
+        "duckdb_threads",
+        IndexOptions.duckdb_threads,
+        "DuckDB threads of the indexer's write connection (the writer is not the bottleneck; spare the cores).",
+        int,
+    ),
+    Setting(
+        "duckdb_checkpoint",
+        IndexOptions.duckdb_checkpoint,
+        "DuckDB checkpoint threshold of the indexer's write connection.",
+    ),
+    Setting("ipfs_gateway", IndexOptions.ipfs_gateway, "HTTP gateway used to fetch ipfs:// metadata URIs."),
     # devnet
-    Setting("anvil_bin", str(ROOT / "devnet" / "tools" / "node_modules" / ".bin" / "anvil"), "anvil binary (installed by `make setup` from @foundry-rs/anvil)."),
-    Setting("solcjs_bin", str(ROOT / "devnet" / "tools" / "node_modules" / ".bin" / "solcjs"), "solc (JS build) binary (installed by `make setup` from the solc npm package)."),
+    Setting(
+        "anvil_bin",
+        str(ROOT / "devnet" / "tools" / "node_modules" / ".bin" / "anvil"),
+        "anvil binary (installed by `make setup` from @foundry-rs/anvil).",
+    ),
+    Setting(
+        "solcjs_bin",
+        str(ROOT / "devnet" / "tools" / "node_modules" / ".bin" / "solcjs"),
+        "solc (JS build) binary (installed by `make setup` from the solc npm package).",
+    ),
     Setting("port", 8545, "Port of the devnet anvil node (the next free one is used if busy).", int),
     Setting("chain_id", 31337, "Chain id of the devnet.", int),
     Setting("block_time", 0, "Devnet block time in seconds; 0 mines one block per transaction batch.", int),
     Setting("accounts", 20, "Number of funded accounts anvil creates.", int),
     Setting("challenge_window_blocks", 200, "Blocks after a response during which it may be challenged.", int),
     Setting("response_window_blocks", 50, "Blocks after task creation during which a response is accepted.", int),
-    Setting("slash_bps", 1000, "Share of each signer's stake slashed by a successful challenge, in basis points (1000 = 10%).", int),
+    Setting(
+        "slash_bps",
+        1000,
+        "Share of each signer's stake slashed by a successful challenge, in basis points (1000 = 10%).",
+        int,
+    ),
     # simulation
     Setting("tasks", 3000, "Number of tasks `lens simulate` creates.", int),
     Setting("seed", 7, "Random seed of the simulation (same seed, same chain content).", int),
     Setting("operators", 10, "Number of simulated operators.", int),
     Setting("fault_rate", 0.01, "Share of tasks on which a colluding quorum signs a wrong verdict.", float),
     # engine
-    Setting("eval_timeout_ms", 2000, "Time limit of one policy evaluation; a runaway policy is stopped and reported.", int),
+    Setting(
+        "eval_timeout_ms", 2000, "Time limit of one policy evaluation; a runaway policy is stopped and reported.", int
+    ),
     # dashboard
     Setting("serve_port", 8501, "Port of the Streamlit dashboard.", int),
     Setting("page_size", 50, "Rows per page in the decisions browser.", int),
@@ -87,7 +160,9 @@ def option(key: str, **overrides: Any) -> Callable:
     """A click option for a setting, with the registry's default and help."""
     setting = REGISTRY[key]
     kwargs: dict[str, Any] = dict(
-        default=lambda: get(key), show_default=str(setting.default), help=f"{setting.help} [env {setting.env}]",
+        default=lambda: get(key),
+        show_default=str(setting.default),
+        help=f"{setting.help} [env {setting.env}]",
         type=setting.type,
     )
     kwargs.update(overrides)

@@ -1,4 +1,5 @@
 """Synthetic Lens DB, fast: the indexer's schema, the devnet's policies, realistic lifecycles; plus the page benchmark."""
+
 from __future__ import annotations
 
 import json
@@ -77,12 +78,19 @@ def load_policies(directory: Path = POLICY_DIR) -> dict[str, PolicyFiles]:
             meta = json.loads((sub / "metadata.json").read_text())
         except (OSError, ValueError):
             meta = {}
-        out[sub.name] = PolicyFiles(sub.name, source, meta.get("entrypoint") or f"{sub.name}.allow",
-                                    str(meta.get("version") or "1.0.0"), "0x" + keccak(text=source).hex())
+        out[sub.name] = PolicyFiles(
+            sub.name,
+            source,
+            meta.get("entrypoint") or f"{sub.name}.allow",
+            str(meta.get("version") or "1.0.0"),
+            "0x" + keccak(text=source).hex(),
+        )
     needed = {p for _, p, _ in CLIENTS}
     if not needed <= set(out):
-        raise LensError(f"policies missing in {directory}: {sorted(needed - set(out))}",
-                        "the devnet policies live in data/policies/<name>/policy.rego")
+        raise LensError(
+            f"policies missing in {directory}: {sorted(needed - set(out))}",
+            "the devnet policies live in data/policies/<name>/policy.rego",
+        )
     return out
 
 
@@ -110,22 +118,45 @@ def _versions_for(policy: str, rng: np.random.Generator, n: int, cps: list[str])
         if policy == "spending_limits":
             max_tx = int(rng.choice([1_000, 2_500, 5_000, 10_000]))
             fns = [] if i == 0 else (["", "transfer", "approve"] if i % 2 else ["transfer", "approve"])
-            out.append({"max_tx_wei": _wei(max_tx * 100), "daily_cap_wei": _wei(max_tx * 100 * int(rng.choice([3, 5, 10]))),
-                        "allowed_functions": fns})
+            out.append(
+                {
+                    "max_tx_wei": _wei(max_tx * 100),
+                    "daily_cap_wei": _wei(max_tx * 100 * int(rng.choice([3, 5, 10]))),
+                    "allowed_functions": fns,
+                }
+            )
         elif policy == "counterparty_screening":
             block = sorted(rng.choice(len(cps), size=int(rng.integers(0, 4)), replace=False).tolist())
-            out.append({"deny_on_sanctioned": True, "blocklist": [cps[j] for j in block], "allowlist_only": False,
-                        "allowlist": [], "blocked_flags": ["mixer", "scam"] if i % 2 == 0 else ["mixer", "scam", "gambling"],
-                        "max_risk_score": int(rng.choice([60, 70, 80]))})
+            out.append(
+                {
+                    "deny_on_sanctioned": True,
+                    "blocklist": [cps[j] for j in block],
+                    "allowlist_only": False,
+                    "allowlist": [],
+                    "blocked_flags": ["mixer", "scam"] if i % 2 == 0 else ["mixer", "scam", "gambling"],
+                    "max_risk_score": int(rng.choice([60, 70, 80])),
+                }
+            )
         elif policy == "kyc_jurisdiction":
-            out.append({"require_kyc": True, "allowed_countries": [] if i % 3 else [],
-                        "blocked_countries": ["KP", "IR", "CU", "SY"] if i % 2 == 0 else ["KP", "IR", "CU", "SY", "NG"],
-                        "min_remaining_validity_s": int(rng.choice([0, 86_400, 7 * 86_400]))})
+            out.append(
+                {
+                    "require_kyc": True,
+                    "allowed_countries": [] if i % 3 else [],
+                    "blocked_countries": ["KP", "IR", "CU", "SY"] if i % 2 == 0 else ["KP", "IR", "CU", "SY", "NG"],
+                    "min_remaining_validity_s": int(rng.choice([0, 86_400, 7 * 86_400])),
+                }
+            )
         else:  # circuit_breaker
-            out.append({"halt": bool(i > 0 and rng.random() < 0.2), "max_volatility_bps": int(rng.choice([600, 800, 1200])),
-                        "min_price_usd": float(rng.choice([0.95, 0.97, 0.98])), "max_transfers_per_hour": int(rng.choice([20, 30, 60])),
-                        "large_transfer_wei": _wei(int(rng.choice([10_000, 50_000])) * 100),
-                        "max_large_transfers_per_hour": int(rng.choice([3, 5, 9]))})
+            out.append(
+                {
+                    "halt": bool(i > 0 and rng.random() < 0.2),
+                    "max_volatility_bps": int(rng.choice([600, 800, 1200])),
+                    "min_price_usd": float(rng.choice([0.95, 0.97, 0.98])),
+                    "max_transfers_per_hour": int(rng.choice([20, 30, 60])),
+                    "large_transfer_wei": _wei(int(rng.choice([10_000, 50_000])) * 100),
+                    "max_large_transfers_per_hour": int(rng.choice([3, 5, 9])),
+                }
+            )
     return out
 
 
@@ -133,13 +164,23 @@ def _versions_for(policy: str, rng: np.random.Generator, n: int, cps: list[str])
 # The build
 
 
-def build(path: Path, *, tasks: int, seed: int = 7, operators: int = 10, force: bool = False,
-          progress: bool = False, policy_dir: Path = POLICY_DIR) -> dict[str, Any]:
+def build(
+    path: Path,
+    *,
+    tasks: int,
+    seed: int = 7,
+    operators: int = 10,
+    force: bool = False,
+    progress: bool = False,
+    policy_dir: Path = POLICY_DIR,
+) -> dict[str, Any]:
     """Write a synthetic DB of `tasks` decisions at `path` (the indexer's schema, indexer/load.py) → summary dict."""
     if tasks < 1:
         raise LensError(f"--tasks {tasks} must be at least 1", "pass e.g. --tasks 10000")
     if not 1 <= operators <= len(OPERATOR_META):
-        raise LensError(f"--operators {operators} must be 1..{len(OPERATOR_META)}", "the synthetic set has that many profiles")
+        raise LensError(
+            f"--operators {operators} must be 1..{len(OPERATOR_META)}", "the synthetic set has that many profiles"
+        )
     path = Path(path).expanduser()
     if path.exists():
         if not force:
@@ -177,16 +218,33 @@ def _say(progress: bool, msg: str, who: str = "synth") -> None:
         Console(stderr=True).print(f"[dim]{who}:[/dim] {msg}", highlight=False)
 
 
-def _write(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, policies: dict[str, PolicyFiles], n: int,
-           n_ops: int, seed: int, progress: bool) -> dict[str, Any]:
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    rng: np.random.Generator,
+    policies: dict[str, PolicyFiles],
+    n: int,
+    n_ops: int,
+    seed: int,
+    progress: bool,
+) -> dict[str, Any]:
     tag = f"synth:{seed}"
     token = _addr(f"{tag}:token")
-    deployer, aggregator, resolver, challenger = (_addr(f"{tag}:role:{r}") for r in ("deployer", "aggregator", "resolver", "challenger"))
-    contracts = {"taskManager": _addr(f"{tag}:tm"), "challengeVerifier": _addr(f"{tag}:cv"), "operatorRegistry": _addr(f"{tag}:or"),
-                 "token": token}
-    contracts.update(attestationValidator=contracts["taskManager"], blsApkRegistry=contracts["operatorRegistry"],
-                     stakeRegistry=contracts["operatorRegistry"], indexRegistry=contracts["operatorRegistry"],
-                     slasher=contracts["operatorRegistry"])
+    deployer, aggregator, resolver, challenger = (
+        _addr(f"{tag}:role:{r}") for r in ("deployer", "aggregator", "resolver", "challenger")
+    )
+    contracts = {
+        "taskManager": _addr(f"{tag}:tm"),
+        "challengeVerifier": _addr(f"{tag}:cv"),
+        "operatorRegistry": _addr(f"{tag}:or"),
+        "token": token,
+    }
+    contracts.update(
+        attestationValidator=contracts["taskManager"],
+        blsApkRegistry=contracts["operatorRegistry"],
+        stakeRegistry=contracts["operatorRegistry"],
+        indexRegistry=contracts["operatorRegistry"],
+        slasher=contracts["operatorRegistry"],
+    )
     policy_addr = {name: _addr(f"{tag}:policy:{name}") for name in policies}
     client_addr = {c: _addr(f"{tag}:client:{c}") for c, _, _ in CLIENTS}
     n_agents, n_cps = 240, 400
@@ -228,24 +286,46 @@ def _write(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, policies: d
     for c, (cname, pname, _) in enumerate(CLIENTS):
         nv = int(rng.integers(3, 7))
         docs = _versions_for(pname, rng, nv, cps)
-        cuts = np.sort(rng.choice(np.arange(lo_block + 100, head - 10), size=nv - 1, replace=False)) if nv > 1 else np.array([], dtype=np.int64)
+        cuts = (
+            np.sort(rng.choice(np.arange(lo_block + 100, head - 10), size=nv - 1, replace=False))
+            if nv > 1
+            else np.array([], dtype=np.int64)
+        )
         starts = np.concatenate([[lo_block - 10], cuts]).astype(np.int64)
         idx = np.flatnonzero(client == c)
         version[idx] = np.searchsorted(starts, created_block[idx], side="right") - 1
         for v, doc in enumerate(docs):
             pid = _h32(f"{tag}:pid:{cname}:{v}")
-            vrows.append(dict(c=c, v=v, client=client_addr[cname], policy_name=pname, policy_address=policy_addr[pname],
-                              policy_id=pid, params_json=json.dumps(doc, separators=(",", ":")), doc=doc,
-                              expire_after=int(rng.choice([60, 100, 150])), block_number=int(starts[v]),
-                              valid_from_block=int(starts[v]), valid_to_block=int(starts[v + 1]) - 1 if v + 1 < nv else None))
+            vrows.append(
+                dict(
+                    c=c,
+                    v=v,
+                    client=client_addr[cname],
+                    policy_name=pname,
+                    policy_address=policy_addr[pname],
+                    policy_id=pid,
+                    params_json=json.dumps(doc, separators=(",", ":")),
+                    doc=doc,
+                    expire_after=int(rng.choice([60, 100, 150])),
+                    block_number=int(starts[v]),
+                    valid_from_block=int(starts[v]),
+                    valid_to_block=int(starts[v + 1]) - 1 if v + 1 < nv else None,
+                )
+            )
     vdf = pd.DataFrame(vrows)
     vkey = {(r["c"], r["v"]): i for i, r in enumerate(vrows)}
-    vid = np.array([vkey[(int(c), int(v))] for c, v in zip(client, version)], dtype=np.int64) if n < 50_000 else _vid_fast(client, version, vkey)
+    vid = (
+        np.array([vkey[(int(c), int(v))] for c, v in zip(client, version)], dtype=np.int64)
+        if n < 50_000
+        else _vid_fast(client, version, vkey)
+    )
 
     # --- oracle data and the true verdict per policy ----------------------------------------
     _say(progress, "evaluating the devnet policies' rules on the synthetic intents")
     cp_sanctioned = rng.random(n_cps) < 0.02
-    cp_flags = (rng.random((n_cps, len(FLAGS))) < [0.02, 0.01, 0.015, 0.2]).astype(np.int64) @ (1 << np.arange(len(FLAGS)))
+    cp_flags = (rng.random((n_cps, len(FLAGS))) < [0.02, 0.01, 0.015, 0.2]).astype(np.int64) @ (
+        1 << np.arange(len(FLAGS))
+    )
     cp_risk = np.clip(np.round(rng.gamma(2.0, 14.0, size=n_cps)), 0, 100).astype(np.int64)
     ag_country = rng.choice(len(COUNTRIES), size=n_agents, p=_norm([10, 8, 14, 8, 6, 5, 5, 4, 3, 0.6, 0.3, 5]))
     ag_status = rng.choice(len(STATUSES), size=n_agents, p=[0.86, 0.07, 0.04, 0.03])
@@ -327,9 +407,24 @@ def _write(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, policies: d
     for j in range(n_ops):
         name, org, country, city, lat, lon, provider, region, asn = OPERATOR_META[j]
         stake = int(rng.integers(32, 400)) * 10**18
-        ops.append(dict(idx=j, operator=_addr(f"{tag}:op:{j}"), operator_id=_h32(f"{tag}:opid:{j}"), name=name,
-                        organisation=org, country=country, city=city, latitude=lat, longitude=lon, provider=provider,
-                        region=region, asn=asn, stake_wei=stake, miss=float(rng.choice([0.002, 0.01, 0.03, 0.08]))))
+        ops.append(
+            dict(
+                idx=j,
+                operator=_addr(f"{tag}:op:{j}"),
+                operator_id=_h32(f"{tag}:opid:{j}"),
+                name=name,
+                organisation=org,
+                country=country,
+                city=city,
+                latitude=lat,
+                longitude=lon,
+                provider=provider,
+                region=region,
+                asn=asn,
+                stake_wei=stake,
+                miss=float(rng.choice([0.002, 0.01, 0.03, 0.08])),
+            )
+        )
     dereg_block = int(np.quantile(created_block, 0.8)) if n_ops >= 4 else None
     miss = np.array([o["miss"] for o in ops])
     nonsign = rng.random((n, n_ops)) < miss
@@ -344,39 +439,116 @@ def _write(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, policies: d
 
     # --- write --------------------------------------------------------------------------------
     _say(progress, "writing tasks")
-    frame = pd.DataFrame({
-        "i": np.arange(n, dtype=np.int64), "c": client, "vid": vid, "a": agent, "k": cp, "kind": kind, "cents": cents,
-        "created_block": created_block, "responded_block": responded_block, "expire_block": expire_block,
-        "spent_block": spent_block, "challenged_block": challenged_block, "challenge_success": challenged,
-        "attested": attested, "responded": responded, "status": status.astype(str), "spent_cents": spent_cents,
-        "vol_bps": vol_bps, "price": price, "tx_hour": tx_hour, "large_hour": large_hour, "oracle_error": oracle_error,
-        "t_unix": t_unix, "mask": mask, "elig_mask": elig_mask, "non_signers": non_signers, "signers": signers,
-    })
-    clients_df = pd.DataFrame([dict(c=c, client=client_addr[cn], policy_name=pn, policy_address=policy_addr[pn],
-                                    code_hash=policies[pn].code_hash, entrypoint=policies[pn].entrypoint)
-                               for c, (cn, pn, _) in enumerate(CLIENTS)])
-    agents_df = pd.DataFrame(dict(a=np.arange(n_agents), addr=agents, country=np.array(COUNTRIES)[ag_country],
-                                  kyc_status=np.array(STATUSES)[ag_status], expires_at=ag_expires))
-    cps_df = pd.DataFrame(dict(k=np.arange(n_cps), addr=cps, sanctioned=cp_sanctioned, risk=cp_risk,
-                               flags_json=[json.dumps([f for b, f in enumerate(FLAGS) if fl >> b & 1]) for fl in cp_flags]))
+    frame = pd.DataFrame(
+        {
+            "i": np.arange(n, dtype=np.int64),
+            "c": client,
+            "vid": vid,
+            "a": agent,
+            "k": cp,
+            "kind": kind,
+            "cents": cents,
+            "created_block": created_block,
+            "responded_block": responded_block,
+            "expire_block": expire_block,
+            "spent_block": spent_block,
+            "challenged_block": challenged_block,
+            "challenge_success": challenged,
+            "attested": attested,
+            "responded": responded,
+            "status": status.astype(str),
+            "spent_cents": spent_cents,
+            "vol_bps": vol_bps,
+            "price": price,
+            "tx_hour": tx_hour,
+            "large_hour": large_hour,
+            "oracle_error": oracle_error,
+            "t_unix": t_unix,
+            "mask": mask,
+            "elig_mask": elig_mask,
+            "non_signers": non_signers,
+            "signers": signers,
+        }
+    )
+    clients_df = pd.DataFrame(
+        [
+            dict(
+                c=c,
+                client=client_addr[cn],
+                policy_name=pn,
+                policy_address=policy_addr[pn],
+                code_hash=policies[pn].code_hash,
+                entrypoint=policies[pn].entrypoint,
+            )
+            for c, (cn, pn, _) in enumerate(CLIENTS)
+        ]
+    )
+    agents_df = pd.DataFrame(
+        dict(
+            a=np.arange(n_agents),
+            addr=agents,
+            country=np.array(COUNTRIES)[ag_country],
+            kyc_status=np.array(STATUSES)[ag_status],
+            expires_at=ag_expires,
+        )
+    )
+    cps_df = pd.DataFrame(
+        dict(
+            k=np.arange(n_cps),
+            addr=cps,
+            sanctioned=cp_sanctioned,
+            risk=cp_risk,
+            flags_json=[json.dumps([f for b, f in enumerate(FLAGS) if fl >> b & 1]) for fl in cp_flags],
+        )
+    )
     versions_df = vdf[["c", "v", "policy_id", "params_json", "expire_after"]].assign(vid=np.arange(len(vdf)))
-    for name, df in (("s_frame", frame), ("s_clients", clients_df), ("s_agents", agents_df), ("s_cps", cps_df),
-                     ("s_versions", versions_df)):
+    for name, df in (
+        ("s_frame", frame),
+        ("s_clients", clients_df),
+        ("s_agents", agents_df),
+        ("s_cps", cps_df),
+        ("s_versions", versions_df),
+    ):
         con.register(name, df)
     con.execute(TASKS_INSERT, [CHAIN_ID, str(GENESIS), BLOCK_TIME_S, WEI_PER_CENT, token, tag])
 
     _say(progress, "writing signer sets, operators, policies, blocks")
-    ops_df = pd.DataFrame([dict(idx=o["idx"], operator=o["operator"], operator_id=o["operator_id"],
-                                stake_num=o["stake_wei"] / 1e18) for o in ops])
+    ops_df = pd.DataFrame(
+        [
+            dict(idx=o["idx"], operator=o["operator"], operator_id=o["operator_id"], stake_num=o["stake_wei"] / 1e18)
+            for o in ops
+        ]
+    )
     con.register("s_ops", ops_df)
     con.execute(SIGNERS_INSERT, [CHAIN_ID, tag])
-    _write_small_tables(con, tag, policies, policy_addr, client_addr, vdf, ops, dereg_block, head, contracts,
-                        deployer, aggregator, resolver, challenger, token)
+    _write_small_tables(
+        con,
+        tag,
+        policies,
+        policy_addr,
+        client_addr,
+        vdf,
+        ops,
+        dereg_block,
+        head,
+        contracts,
+        deployer,
+        aggregator,
+        resolver,
+        challenger,
+        token,
+    )
     for name in ("s_frame", "s_clients", "s_agents", "s_cps", "s_versions", "s_ops"):
         con.unregister(name)
-    return {"tasks": n, "operators": n_ops, "policy_versions": len(vdf), "head_block": head,
-            "allowed": int((responded & attested).sum()), "denied": int((responded & ~attested).sum()),
-            "challenged": int(challenged.sum())}
+    return {
+        "tasks": n,
+        "operators": n_ops,
+        "policy_versions": len(vdf),
+        "head_block": head,
+        "allowed": int((responded & attested).sum()),
+        "denied": int((responded & ~attested).sum()),
+        "challenged": int(challenged.sum()),
+    }
 
 
 def _norm(w: list[float]) -> np.ndarray:
@@ -398,16 +570,28 @@ def _param_column(vdf: pd.DataFrame, key: str) -> np.ndarray:
     if key == "max_tx_cents":
         return np.array([int(d.get("max_tx_wei", "0")) // WEI_PER_CENT if "max_tx_wei" in d else 0 for d in docs])
     if key == "daily_cap_cents":
-        return np.array([int(d.get("daily_cap_wei", "0")) // WEI_PER_CENT if "daily_cap_wei" in d else 10**12 for d in docs])
+        return np.array(
+            [int(d.get("daily_cap_wei", "0")) // WEI_PER_CENT if "daily_cap_wei" in d else 10**12 for d in docs]
+        )
     if key == "large_transfer_cents":
-        return np.array([int(d.get("large_transfer_wei", "0")) // WEI_PER_CENT if "large_transfer_wei" in d else 0 for d in docs])
+        return np.array(
+            [int(d.get("large_transfer_wei", "0")) // WEI_PER_CENT if "large_transfer_wei" in d else 0 for d in docs]
+        )
     if key == "fn_bits":
-        return np.array([sum(b for f, b in (("transfer", 1), ("", 2), ("approve", 4)) if f in (d.get("allowed_functions") or []))
-                         if d.get("allowed_functions") else 0 for d in docs])
+        return np.array(
+            [
+                sum(b for f, b in (("transfer", 1), ("", 2), ("approve", 4)) if f in (d.get("allowed_functions") or []))
+                if d.get("allowed_functions")
+                else 0
+                for d in docs
+            ]
+        )
     if key == "blocked_flag_bits":
         return np.array([sum(1 << FLAGS.index(f) for f in d.get("blocked_flags", []) if f in FLAGS) for d in docs])
     if key == "blocked_country_bits":
-        return np.array([sum(1 << COUNTRIES.index(c) for c in d.get("blocked_countries", []) if c in COUNTRIES) for d in docs])
+        return np.array(
+            [sum(1 << COUNTRIES.index(c) for c in d.get("blocked_countries", []) if c in COUNTRIES) for d in docs]
+        )
     return np.array([float(d.get(key, 0) or 0) for d in docs])
 
 
@@ -512,57 +696,164 @@ FROM f JOIN s_ops o ON ((f.elig_mask >> o.idx) & 1) = 1
 """
 
 
-def _write_small_tables(con, tag, policies, policy_addr, client_addr, vdf, ops, dereg_block, head, contracts,
-                        deployer, aggregator, resolver, challenger, token) -> None:
+def _write_small_tables(
+    con,
+    tag,
+    policies,
+    policy_addr,
+    client_addr,
+    vdf,
+    ops,
+    dereg_block,
+    head,
+    contracts,
+    deployer,
+    aggregator,
+    resolver,
+    challenger,
+    token,
+) -> None:
     """meta, blobs, policies, policy_versions, operators, operator_stakes, challenges, blocks, checkpoints."""
+
     def t_of(block: int) -> pd.Timestamp:
         return GENESIS + pd.Timedelta(seconds=int(block) * BLOCK_TIME_S)
 
     deployment = {
-        "name": "synth", "chain_id": CHAIN_ID, "rpc_url": "", "start_block": 0, "confirmations": 0,
+        "name": "synth",
+        "chain_id": CHAIN_ID,
+        "rpc_url": "",
+        "start_block": 0,
+        "confirmations": 0,
         "contracts": contracts,
-        "policies": {n: {"address": policy_addr[n], "entrypoint": p.entrypoint, "policy_code_hash": p.code_hash}
-                     for n, p in policies.items()},
+        "policies": {
+            n: {"address": policy_addr[n], "entrypoint": p.entrypoint, "policy_code_hash": p.code_hash}
+            for n, p in policies.items()
+        },
         "clients": {c: {"address": client_addr[c], "policy": pn} for c, pn, _ in CLIENTS},
         "roles": {"deployer": deployer, "aggregator": aggregator, "resolver": resolver, "challenger": challenger},
         "deployment_block": START_BLOCK - 900,
     }
-    meta = {"deployment": json.dumps(deployment), "name": "synth", "chain_id": str(CHAIN_ID), "rpc_url": "",
-            "challenge_window_blocks": "200", "source": f"lens synth (seed {tag.split(':')[1]})", "head_block": str(head)}
+    meta = {
+        "deployment": json.dumps(deployment),
+        "name": "synth",
+        "chain_id": str(CHAIN_ID),
+        "rpc_url": "",
+        "challenge_window_blocks": "200",
+        "source": f"lens synth (seed {tag.split(':')[1]})",
+        "head_block": str(head),
+    }
     _insert(con, "meta", pd.DataFrame({"key": list(meta), "value": list(meta.values())}))
-    _insert(con, "blobs", pd.DataFrame({"hash": [p.code_hash for p in policies.values()],
-                                         "content": [p.source for p in policies.values()]}))
-    _insert(con, "policies", pd.DataFrame([dict(
-        chain_id=CHAIN_ID, policy_address=policy_addr[n], policy_cid="bafy" + keccak(text="cid:" + p.source).hex()[:52],
-        schema_cid="bafy" + keccak(text="schema:" + n).hex()[:52], entrypoint=p.entrypoint, policy_code_hash=p.code_hash,
-        version=p.version, name=n) for n, p in policies.items()]))
+    _insert(
+        con,
+        "blobs",
+        pd.DataFrame(
+            {"hash": [p.code_hash for p in policies.values()], "content": [p.source for p in policies.values()]}
+        ),
+    )
+    _insert(
+        con,
+        "policies",
+        pd.DataFrame(
+            [
+                dict(
+                    chain_id=CHAIN_ID,
+                    policy_address=policy_addr[n],
+                    policy_cid="bafy" + keccak(text="cid:" + p.source).hex()[:52],
+                    schema_cid="bafy" + keccak(text="schema:" + n).hex()[:52],
+                    entrypoint=p.entrypoint,
+                    policy_code_hash=p.code_hash,
+                    version=p.version,
+                    name=n,
+                )
+                for n, p in policies.items()
+            ]
+        ),
+    )
     senders = [deployer, _addr(f"{tag}:role:ops-multisig")]
-    _insert(con, "policy_versions", pd.DataFrame([dict(
-        chain_id=CHAIN_ID, policy_address=r["policy_address"], client=r["client"], policy_id=r["policy_id"],
-        block_number=r["block_number"], block_time=t_of(r["block_number"]), tx_hash=_h32(f"{tag}:ptx:{i}"),
-        sender=senders[i % 2 if r["v"] else 0], params_json=r["params_json"], expire_after=r["expire_after"],
-        valid_from_block=r["valid_from_block"], valid_to_block=r["valid_to_block"]) for i, r in vdf.iterrows()]))
+    _insert(
+        con,
+        "policy_versions",
+        pd.DataFrame(
+            [
+                dict(
+                    chain_id=CHAIN_ID,
+                    policy_address=r["policy_address"],
+                    client=r["client"],
+                    policy_id=r["policy_id"],
+                    block_number=r["block_number"],
+                    block_time=t_of(r["block_number"]),
+                    tx_hash=_h32(f"{tag}:ptx:{i}"),
+                    sender=senders[i % 2 if r["v"] else 0],
+                    params_json=r["params_json"],
+                    expire_after=r["expire_after"],
+                    valid_from_block=r["valid_from_block"],
+                    valid_to_block=r["valid_to_block"],
+                )
+                for i, r in vdf.iterrows()
+            ]
+        ),
+    )
     reg = START_BLOCK - 800
-    _insert(con, "operators", pd.DataFrame([dict(
-        chain_id=CHAIN_ID, operator=o["operator"], operator_id=o["operator_id"],
-        pubkey_g1_x=str(int.from_bytes(keccak(text=o["operator"] + "x"), "big") >> 2),
-        pubkey_g1_y=str(int.from_bytes(keccak(text=o["operator"] + "y"), "big") >> 2),
-        socket=f"op-{o['idx']}.operators.example:9000", metadata_uri=f"https://operators.example/{o['idx']}.json",
-        registered_block=reg + o["idx"], deregistered_block=dereg_block if (dereg_block is not None and o["idx"] == len(ops) - 1) else None,
-        stake=str(o["stake_wei"]), stake_num=o["stake_wei"] / 1e18, name=o["name"], organisation=o["organisation"],
-        country=o["country"], city=o["city"], latitude=o["latitude"], longitude=o["longitude"], provider=o["provider"],
-        region=o["region"], asn=o["asn"], client_version="newton-operator/0.9." + str(o["idx"] % 3), metadata_error=None)
-        for o in ops]))
-    _insert(con, "operator_stakes", pd.DataFrame([dict(chain_id=CHAIN_ID, operator_id=o["operator_id"], block_number=reg + o["idx"],
-                                                      stake_num=o["stake_wei"] / 1e18) for o in ops]))
-    con.execute("""
+    _insert(
+        con,
+        "operators",
+        pd.DataFrame(
+            [
+                dict(
+                    chain_id=CHAIN_ID,
+                    operator=o["operator"],
+                    operator_id=o["operator_id"],
+                    pubkey_g1_x=str(int.from_bytes(keccak(text=o["operator"] + "x"), "big") >> 2),
+                    pubkey_g1_y=str(int.from_bytes(keccak(text=o["operator"] + "y"), "big") >> 2),
+                    socket=f"op-{o['idx']}.operators.example:9000",
+                    metadata_uri=f"https://operators.example/{o['idx']}.json",
+                    registered_block=reg + o["idx"],
+                    deregistered_block=dereg_block if (dereg_block is not None and o["idx"] == len(ops) - 1) else None,
+                    stake=str(o["stake_wei"]),
+                    stake_num=o["stake_wei"] / 1e18,
+                    name=o["name"],
+                    organisation=o["organisation"],
+                    country=o["country"],
+                    city=o["city"],
+                    latitude=o["latitude"],
+                    longitude=o["longitude"],
+                    provider=o["provider"],
+                    region=o["region"],
+                    asn=o["asn"],
+                    client_version="newton-operator/0.9." + str(o["idx"] % 3),
+                    metadata_error=None,
+                )
+                for o in ops
+            ]
+        ),
+    )
+    _insert(
+        con,
+        "operator_stakes",
+        pd.DataFrame(
+            [
+                dict(
+                    chain_id=CHAIN_ID,
+                    operator_id=o["operator_id"],
+                    block_number=reg + o["idx"],
+                    stake_num=o["stake_wei"] / 1e18,
+                )
+                for o in ops
+            ]
+        ),
+    )
+    con.execute(
+        """
         INSERT INTO challenges BY NAME
         SELECT chain_id, task_id, challenged_block AS block_number,
                CAST(? AS TIMESTAMP) + to_seconds(challenged_block * ?) AS block_time,
                '0x' || sha256(? || ':chtx:' || task_id) AS tx_hash, challenger, challenge_success AS success
         FROM tasks WHERE challenged_block IS NOT NULL
-    """, [str(GENESIS), BLOCK_TIME_S, tag])
-    con.execute("""
+    """,
+        [str(GENESIS), BLOCK_TIME_S, tag],
+    )
+    con.execute(
+        """
         INSERT INTO blocks BY NAME
         WITH b AS (
           SELECT created_block AS n FROM tasks UNION SELECT responded_block FROM tasks WHERE responded_block IS NOT NULL
@@ -570,10 +861,15 @@ def _write_small_tables(con, tag, policies, policy_addr, client_addr, vdf, ops, 
         SELECT ? AS chain_id, n AS block_number, '0x' || sha256(? || ':blk:' || n) AS block_hash,
                '0x' || sha256(? || ':blk:' || (n - 1)) AS parent_hash, CAST(? AS TIMESTAMP) + to_seconds(n * ?) AS block_time
         FROM b
-    """, [head, CHAIN_ID, tag, tag, str(GENESIS), BLOCK_TIME_S])
+    """,
+        [head, CHAIN_ID, tag, tag, str(GENESIS), BLOCK_TIME_S],
+    )
     addrs = sorted(set(contracts.values()) | set(policy_addr.values()) | set(client_addr.values()))
-    _insert(con, "checkpoints", pd.DataFrame(dict(chain_id=CHAIN_ID, address=addrs, last_block=head,
-                                                  updated_at=t_of(head), last_error=None)))
+    _insert(
+        con,
+        "checkpoints",
+        pd.DataFrame(dict(chain_id=CHAIN_ID, address=addrs, last_block=head, updated_at=t_of(head), last_error=None)),
+    )
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None:
@@ -588,8 +884,12 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> Non
 # ---------------------------------------------------------------------------------------------
 # `lens bench app`: cold and warm render of every page through AppTest
 
-BENCH_PAGES = (("Overview", "pages/overview.py", {}), ("Verdict", "pages/verdict.py", {"task": None}),
-               ("Decisions", "pages/decisions.py", {}), ("Policies", "pages/policies.py", {}))
+BENCH_PAGES = (
+    ("Overview", "pages/overview.py", {}),
+    ("Verdict", "pages/verdict.py", {"task": None}),
+    ("Decisions", "pages/decisions.py", {}),
+    ("Policies", "pages/policies.py", {}),
+)
 WARM_RUNS = 3
 
 
@@ -619,7 +919,9 @@ def bench_pages(path: Path, *, tasks: int = 1_000_000, seed: int = 7, progress: 
         built_s = build(path, tasks=tasks, seed=seed, force=True, progress=progress)["seconds"]
         have = _task_count(path)
     con = duckdb.connect(str(path), read_only=True)
-    denied = con.execute("SELECT task_id FROM tasks WHERE allow = false ORDER BY created_block DESC LIMIT 1").fetchone()[0]
+    denied = con.execute(
+        "SELECT task_id FROM tasks WHERE allow = false ORDER BY created_block DESC LIMIT 1"
+    ).fetchone()[0]
     con.close()
     os.environ["LENS_DB"] = str(path)
     import logging
@@ -654,6 +956,11 @@ def bench_pages(path: Path, *, tasks: int = 1_000_000, seed: int = 7, progress: 
             warm.append(time.perf_counter() - t0)
         results[title] = {"cold_s": round(cold, 4), "warm_s": round(statistics.median(warm), 4)}
         _say(progress, f"{title}: cold {cold:.2f} s, warm {statistics.median(warm):.3f} s", "bench app")
-    return {"db": str(path), "tasks": have, "build_s": built_s, "pages": results,
-            "targets": {"cold_s": 3.0, "warm_s": 0.5},
-            "ok": all(r["cold_s"] < 3.0 and r["warm_s"] < 0.5 for r in results.values())}
+    return {
+        "db": str(path),
+        "tasks": have,
+        "build_s": built_s,
+        "pages": results,
+        "targets": {"cold_s": 3.0, "warm_s": 0.5},
+        "ok": all(r["cold_s"] < 3.0 and r["warm_s"] < 0.5 for r in results.values()),
+    }

@@ -1,4 +1,5 @@
 """Text for people: how the pages print on-chain values, amounts, ages, sentences, sources and rule trees (no SQL)."""
+
 from __future__ import annotations
 
 import json
@@ -78,7 +79,7 @@ def fmt_amount(amount_num: Any, asset: str | None, token: str = "") -> str:
 def short(addr: Any, n: int = 6) -> str:
     """0x1234…abcd for long hex strings; other values unchanged."""
     s = "" if addr is None else str(addr)
-    return f"{s[:n + 2]}…{s[-4:]}" if s.startswith("0x") and len(s) > n + 8 else s
+    return f"{s[: n + 2]}…{s[-4:]}" if s.startswith("0x") and len(s) > n + 8 else s
 
 
 def verdict_labels(allow: pd.Series) -> pd.Series:
@@ -93,7 +94,9 @@ def intent_sentence(data: dict[str, Any]) -> str:
     client = data.get("client_name") or short(t.get("policy_client"))
     amount = fmt_amount(t.get("amount_num"), t.get("asset"), data.get("token", ""))
     fn = t.get("function_name") or ""
-    verb = {"": "send", "transfer": "transfer", "approve": "approve a spend of", "transferFrom": "move"}.get(fn, f"call {fn} with")
+    verb = {"": "send", "transfer": "transfer", "approve": "approve a spend of", "transferFrom": "move"}.get(
+        fn, f"call {fn} with"
+    )
     return f"{who} asked {client} to {verb} {amount} to {short(t.get('counterparty') or t.get('intent_to'))}"
 
 

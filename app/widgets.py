@@ -1,4 +1,5 @@
 """Streamlit pieces several pages share: the "no data" state and the decision list with links to verdicts."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +8,18 @@ import streamlit as st
 
 from app.text import md_escape
 
-DECISION_LIST_ORDER = ["verdict_page", "created_time", "created_block", "client", "verdict", "status", "amount_num",
-                       "asset", "function_name", "intent_from"]
+DECISION_LIST_ORDER = [
+    "verdict_page",
+    "created_time",
+    "created_block",
+    "client",
+    "verdict",
+    "status",
+    "amount_num",
+    "asset",
+    "function_name",
+    "intent_from",
+]
 
 
 def stop_unless_data(state: Any, what: str) -> None:
@@ -28,7 +39,8 @@ def decision_list(rows: Any, extra_columns: tuple[str, ...] = (), extra_config: 
         rows,
         hide_index=True,
         column_order=DECISION_LIST_ORDER + list(extra_columns),
-        column_config=(extra_config or {}) | {
+        column_config=(extra_config or {})
+        | {
             "verdict_page": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{10})"),
             "task_id": None,
             "created_time": st.column_config.DatetimeColumn("created (UTC)"),

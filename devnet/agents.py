@@ -1,4 +1,5 @@
 """Agent personas generate intents (transfers, swaps, approvals in ETH and dUSD) with a realistic share of violations."""
+
 from __future__ import annotations
 
 import heapq
@@ -83,19 +84,33 @@ class IntentFactory:
 
     def token_transfer(self, sender: str, to: str, amount: int) -> Intent:
         """dUSD transfer(to, amount) from the vault."""
-        return Intent(sender, self.token, 0, _call(SIG_TRANSFER, ["address", "uint256"], [to, amount]),
-                      self.chain_id, SIG_TRANSFER.encode())
+        return Intent(
+            sender,
+            self.token,
+            0,
+            _call(SIG_TRANSFER, ["address", "uint256"], [to, amount]),
+            self.chain_id,
+            SIG_TRANSFER.encode(),
+        )
 
     def approve(self, sender: str, spender: str, amount: int) -> Intent:
         """dUSD approve(spender, amount) from the vault."""
-        return Intent(sender, self.token, 0, _call(SIG_APPROVE, ["address", "uint256"], [spender, amount]),
-                      self.chain_id, SIG_APPROVE.encode())
+        return Intent(
+            sender,
+            self.token,
+            0,
+            _call(SIG_APPROVE, ["address", "uint256"], [spender, amount]),
+            self.chain_id,
+            SIG_APPROVE.encode(),
+        )
 
     def swap(self, sender: str, sell_eth: bool, amount_in: int, min_out: int) -> Intent:
         """Router swap(tokenIn, amountIn, tokenOut, minOut); selling ETH sends amountIn as value."""
         token_in, token_out = (ETH_SENTINEL, self.token) if sell_eth else (self.token, ETH_SENTINEL)
         data = _call(SIG_SWAP, ["address", "uint256", "address", "uint256"], [token_in, amount_in, token_out, min_out])
-        return Intent(sender, scenario.SWAP_ROUTER, amount_in if sell_eth else 0, data, self.chain_id, SIG_SWAP.encode())
+        return Intent(
+            sender, scenario.SWAP_ROUTER, amount_in if sell_eth else 0, data, self.chain_id, SIG_SWAP.encode()
+        )
 
 
 def _diurnal(p: Persona, t: int) -> float:
@@ -210,8 +225,15 @@ class _Gen:
         r = self.rng
         x = r.random()
         if x < 0.80:
-            who = r.choice(["vendor-cloudhost", "vendor-design-studio", "vendor-legal-llp", "vendor-data-feeds",
-                            "merchant-coffee-roasters"])
+            who = r.choice(
+                [
+                    "vendor-cloudhost",
+                    "vendor-design-studio",
+                    "vendor-legal-llp",
+                    "vendor-data-feeds",
+                    "merchant-coffee-roasters",
+                ]
+            )
         elif x < 0.89:
             who = "vendor-new-unvetted"
         elif x < 0.93:
@@ -246,8 +268,14 @@ def plan_intents(n: int, seed: int, start: int, token: str, chain_id: int) -> li
     total_rate = sum(p.rate_per_day for p in PERSONAS) / 86_400
     weights = [p.rate_per_day for p in PERSONAS]
     by_name = {p.name: p for p in PERSONAS}
-    kinds = {"treasury": g.treasury, "trader": g.trader, "payroll": g.payroll, "payments": g.payments,
-             "human": g.human, "member": g.human}
+    kinds = {
+        "treasury": g.treasury,
+        "trader": g.trader,
+        "payroll": g.payroll,
+        "payments": g.payments,
+        "human": g.human,
+        "member": g.human,
+    }
     out: list[PlannedIntent] = []
     t_float = float(start)
     pending: tuple[int, Persona, str] | None = None

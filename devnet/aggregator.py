@@ -1,8 +1,9 @@
 """The aggregator (task generator): collects the live operators' votes, aggregates BLS signatures, builds respondToTask."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import eth_abi
 
@@ -43,13 +44,18 @@ def create_calldata_from(encoded_task_: bytes) -> bytes:
     return SEL_CREATE + encoded_task_
 
 
-def respond_calldata_from(encoded_task_: bytes, encoded_response: bytes, signature_data: bytes,
-                          attestation_data: bytes = b"") -> bytes:
+def respond_calldata_from(
+    encoded_task_: bytes, encoded_response: bytes, signature_data: bytes, attestation_data: bytes = b""
+) -> bytes:
     """respondToTask(task, response, signatureData, attestationData) calldata assembled from the already encoded
     task and response (each `abi.encode(x)` = offset word + tail), so the large response is encoded only once.
     Equal to `protocol.respond_calldata(...)` byte for byte."""
-    tails = [encoded_task_[32:], encoded_response[32:], _enc_bytes(bytes(signature_data)),
-             _enc_bytes(bytes(attestation_data))]
+    tails = [
+        encoded_task_[32:],
+        encoded_response[32:],
+        _enc_bytes(bytes(signature_data)),
+        _enc_bytes(bytes(attestation_data)),
+    ]
     head, offset = b"", 32 * len(tails)
     for tail in tails:
         head += _word(offset)
@@ -57,8 +63,13 @@ def respond_calldata_from(encoded_task_: bytes, encoded_response: bytes, signatu
     return SEL_RESPOND + head + b"".join(tails)
 
 
-def aggregate(ctx: TaskContext, votes: Sequence[Vote], registered: dict[int, int], keys: dict[int, bls.BlsKeyPair],
-              threshold_pct: int) -> Aggregate | None:
+def aggregate(
+    ctx: TaskContext,
+    votes: Sequence[Vote],
+    registered: dict[int, int],
+    keys: dict[int, bls.BlsKeyPair],
+    threshold_pct: int,
+) -> Aggregate | None:
     """Pick the digest whose signers hold ≥ threshold of the stake registered at taskCreatedBlock; None if none does.
     `registered` maps operator index → stake at taskCreatedBlock (exactly the quorum the contract checks against)."""
     total = sum(registered.values())

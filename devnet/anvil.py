@@ -1,4 +1,5 @@
 """Start and stop a local anvil node: free ports, readiness, pid files, clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 import requests
 
 from app import settings
-from app.errors import LensError
+from indexer.errors import LensError
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,15 @@ def anvil_binary() -> str:
 def rpc_call(url: str, method: str, params: list | None = None, timeout_s: float = 10.0):
     """One JSON-RPC call; raises LensError on transport errors and on an error response."""
     try:
-        resp = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []},
-                             timeout=timeout_s)
+        resp = requests.post(
+            url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}, timeout=timeout_s
+        )
         resp.raise_for_status()
         body = resp.json()
     except (requests.RequestException, ValueError) as err:
-        raise LensError(f"RPC {url} unreachable ({method}): {err}", "is the node running? try `lens devnet up`") from err
+        raise LensError(
+            f"RPC {url} unreachable ({method}): {err}", "is the node running? try `lens devnet up`"
+        ) from err
     if "error" in body:
         raise LensError(f"RPC {method} failed: {body['error'].get('message', body['error'])}")
     return body["result"]
@@ -88,8 +92,10 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float 
     last = ""
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise LensError(f"anvil exited with code {proc.returncode} before it was ready",
-                            "see the log next to the pid file, or run anvil by hand to see its error")
+            raise LensError(
+                f"anvil exited with code {proc.returncode} before it was ready",
+                "see the log next to the pid file, or run anvil by hand to see its error",
+            )
         try:
             return int(rpc_call(url, "eth_chainId", timeout_s=1.0), 16)
         except LensError as err:
@@ -98,8 +104,14 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float 
     raise LensError(f"anvil at {url} did not become ready in {timeout_s:.0f}s: {last}")
 
 
-def start_anvil(port: int | None = None, chain_id: int = 31337, block_time: int = 0, accounts: int = 20,
-                log_path: Path | None = None, exact_port: bool = False) -> Anvil:
+def start_anvil(
+    port: int | None = None,
+    chain_id: int = 31337,
+    block_time: int = 0,
+    accounts: int = 20,
+    log_path: Path | None = None,
+    exact_port: bool = False,
+) -> Anvil:
     """Start anvil on `port` (the next free one if busy, unless exact_port) or any free port; wait until it answers."""
     binary = anvil_binary()
     if port is None:
@@ -108,10 +120,25 @@ def start_anvil(port: int | None = None, chain_id: int = 31337, block_time: int 
         if exact_port:
             raise LensError(f"port {port} is busy", f"stop what listens on {port}, or choose another with --port")
         port = free_port(port + 1)
-    args = [binary, "--port", str(port), "--host", "127.0.0.1", "--chain-id", str(chain_id),
-            "--accounts", str(accounts), "--balance", "1000000", "--silent",
-            # a generous gas limit lets the simulation batch many transactions into one block
-            "--gas-limit", "300000000", "--code-size-limit", "100000"]
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--chain-id",
+        str(chain_id),
+        "--accounts",
+        str(accounts),
+        "--balance",
+        "1000000",
+        "--silent",
+        # a generous gas limit lets the simulation batch many transactions into one block
+        "--gas-limit",
+        "300000000",
+        "--code-size-limit",
+        "100000",
+    ]
     if block_time:
         args += ["--block-time", str(block_time)]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL

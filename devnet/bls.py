@@ -1,16 +1,17 @@
 """BN254 BLS signatures compatible with the devnet contracts (EigenLayer conventions): keys, hash-to-G1, sign, aggregate, PoP."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import gmpy2
 from eth_abi import encode as abi_encode
-
-from devnet.jacobian import curve_ops
 from eth_utils import keccak
 from py_ecc import optimized_bn128 as ob
+
+from devnet.jacobian import curve_ops
 
 # Field modulus p and group order r of alt_bn128.
 P = 21888242871839275222246405745257275088696311157297823662689037894645226208583
@@ -24,8 +25,10 @@ G2Limbs = tuple[tuple[int, int], tuple[int, int]]  # EigenLayer order: ((X_imag,
 
 PUBKEY_REGISTRATION_TYPEHASH = keccak(text="BN254PubkeyRegistration(address operator)")
 
-NSS_TYPE = ("(uint32[],(uint256,uint256)[],(uint256,uint256)[],(uint256[2],uint256[2]),(uint256,uint256),"
-            "uint32[],uint32[],uint32[][])")
+NSS_TYPE = (
+    "(uint32[],(uint256,uint256)[],(uint256,uint256)[],(uint256[2],uint256[2]),(uint256,uint256),"
+    "uint32[],uint32[],uint32[][])"
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ def _affine(j) -> G1Affine:
 
 
 _INF, _dbl, _add = curve_ops(_PM)
+
 
 def _neg(j):
     x, y, z = j
@@ -173,6 +177,7 @@ def aggregate_g1(points: Iterable[G1Affine]) -> G1Affine:
 
 # ---------------------------------------------------------------- G2 (py_ecc, limb-order conversion)
 
+
 def g2_to_limbs(pt) -> G2Limbs:
     """py_ecc G2 point (affine or projective) → EigenLayer limbs ((X_imag, X_real), (Y_imag, Y_real))."""
     if len(pt) == 3:
@@ -284,10 +289,16 @@ def _limbs2(j) -> G2Limbs:
     return ((int(ax[1]), int(ax[0])), (int(ay[1]), int(ay[0])))
 
 
-_G2_GEN: G2Limbs = ((11559732032986387107991004021392285783925812861821192530917403151452391805634,
-                     10857046999023057135944570762232829481370756359578518086990519993285655852781),
-                    (4082367875863433681332203403145435568316851327593401208105741076214120093531,
-                     8495653923123431417604973247489272438418190587263600148770280649306958101930))
+_G2_GEN: G2Limbs = (
+    (
+        11559732032986387107991004021392285783925812861821192530917403151452391805634,
+        10857046999023057135944570762232829481370756359578518086990519993285655852781,
+    ),
+    (
+        4082367875863433681332203403145435568316851327593401208105741076214120093531,
+        8495653923123431417604973247489272438418190587263600148770280649306958101930,
+    ),
+)
 
 
 def g2_mul(limbs: G2Limbs, k: int) -> G2Limbs:
@@ -326,13 +337,16 @@ def _g2_of_secret(secret: int) -> G2Limbs:
 
 # ---------------------------------------------------------------- keys, hashing, signing
 
+
 @lru_cache(maxsize=4096)
 def keypair_from_seed(seed: bytes) -> BlsKeyPair:
     """Deterministic key from a seed: secret = keccak256("newton-lens-bls:" ‖ seed) mod r (never 0)."""
     counter = 0
     while True:
-        secret = int.from_bytes(keccak(b"newton-lens-bls:" + seed + (counter.to_bytes(4, "big") if counter else b"")),
-                                "big") % R
+        secret = (
+            int.from_bytes(keccak(b"newton-lens-bls:" + seed + (counter.to_bytes(4, "big") if counter else b"")), "big")
+            % R
+        )
         if secret:
             break
         counter += 1
@@ -377,8 +391,11 @@ def pop_signature(kp: BlsKeyPair, message_point: G1Affine) -> G1Affine:
 
 def pubkey_registration_message(operator: str, registry: str, chain_id: int) -> G1Affine:
     """Same point as OperatorRegistry.pubkeyRegistrationMessageHash(operator) on `chain_id`."""
-    digest = keccak(abi_encode(["bytes32", "address", "address", "uint256"],
-                               [PUBKEY_REGISTRATION_TYPEHASH, operator, registry, chain_id]))
+    digest = keccak(
+        abi_encode(
+            ["bytes32", "address", "address", "uint256"], [PUBKEY_REGISTRATION_TYPEHASH, operator, registry, chain_id]
+        )
+    )
     return hash_to_g1(digest)
 
 
@@ -426,12 +443,14 @@ def signature_data(digest: bytes, signers: Sequence[BlsKeyPair], non_signers: Se
     (which must be exactly the operators registered at taskCreatedBlock)."""
     quorum_apk = aggregate_g1([k.g1 for k in signers] + [k.g1 for k in non_signers])
     sigma = sign_aggregate([k.secret for k in signers], digest)
-    return encode_signature_data([k.g1 for k in non_signers], quorum_apk, apk_g2(frozenset(k.g2 for k in signers)),
-                                 sigma)
+    return encode_signature_data(
+        [k.g1 for k in non_signers], quorum_apk, apk_g2(frozenset(k.g2 for k in signers)), sigma
+    )
 
 
 def verify(pubkey_g2: G2Limbs, digest: bytes, sigma: G1Affine) -> bool:
     """Pairing check e(sigma, G2) == e(H(digest), pk) with py_ecc (slow; for tests and audits)."""
+
     def g1(p):
         return ob.Z1 if tuple(p) == (0, 0) else (ob.FQ(p[0]), ob.FQ(p[1]), ob.FQ.one())
 

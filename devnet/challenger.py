@@ -1,10 +1,12 @@
 """An independent challenger: reads responses from chain logs, replays each with the engine, challenges mismatches."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import eth_abi
 from eth_account import Account
@@ -15,9 +17,11 @@ from app.engine import compiled, encode_result, intent_input, is_canonical_allow
 from devnet.bls import NSS_TYPE
 from devnet.deploy import challenge_data
 from devnet.operators import intent_from_tuple
-from devnet.protocol import (POLICY_STATE as POLICY_STATE_T, RESPONSE_CERTIFICATE as CERT_T, TASK as TASK_T,
-                             TASK_RESPONSE as TASK_RESPONSE_T, challenge_calldata, response_digest,
-                             selector)
+from devnet.protocol import POLICY_STATE as POLICY_STATE_T
+from devnet.protocol import RESPONSE_CERTIFICATE as CERT_T
+from devnet.protocol import TASK as TASK_T
+from devnet.protocol import TASK_RESPONSE as TASK_RESPONSE_T
+from devnet.protocol import challenge_calldata, response_digest, selector
 
 NEW_TASK_TOPIC = "0x" + keccak(text=f"NewTaskCreated(bytes32,{TASK_T},{POLICY_STATE_T})").hex()
 TASK_RESPONDED_TOPIC = "0x" + keccak(text=f"TaskResponded({TASK_RESPONSE_T},{CERT_T})").hex()
@@ -54,8 +58,9 @@ class Challenger:
     def _entrypoint(self, policy: str) -> str:
         """The policy contract's on-chain entrypoint (cached)."""
         if policy not in self.entrypoints:
-            raw = bytes.fromhex(self.rpc("eth_call", [{"to": policy, "data": "0x" + ENTRYPOINT_SELECTOR.hex()},
-                                                      "latest"])[2:])
+            raw = bytes.fromhex(
+                self.rpc("eth_call", [{"to": policy, "data": "0x" + ENTRYPOINT_SELECTOR.hex()}, "latest"])[2:]
+            )
             self.entrypoints[policy] = eth_abi.decode(["string"], raw)[0]
         return self.entrypoints[policy]
 
@@ -86,9 +91,17 @@ class Challenger:
         from_block = self.last_block + 1
         if to_block < from_block:
             return []
-        logs = self.rpc("eth_getLogs", [{"fromBlock": hex(from_block), "toBlock": hex(to_block),
-                                         "address": self.task_manager,
-                                         "topics": [[NEW_TASK_TOPIC, TASK_RESPONDED_TOPIC]]}])
+        logs = self.rpc(
+            "eth_getLogs",
+            [
+                {
+                    "fromBlock": hex(from_block),
+                    "toBlock": hex(to_block),
+                    "address": self.task_manager,
+                    "topics": [[NEW_TASK_TOPIC, TASK_RESPONDED_TOPIC]],
+                }
+            ],
+        )
         self.last_block = to_block
         out = []
         for log in logs:

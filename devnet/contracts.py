@@ -1,16 +1,17 @@
 """Compile the devnet Solidity contracts with the pinned solcjs, load the committed artifacts, deploy them."""
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
 
-from app.errors import LensError
+from indexer.errors import LensError
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS_DIR = ROOT / "contracts"
@@ -79,7 +80,9 @@ def _run_solc(request: dict) -> tuple[str, dict]:
         req, res, drv = Path(tmp, "in.json"), Path(tmp, "out.json"), Path(tmp, "drive.js")
         req.write_text(json.dumps(request))
         drv.write_text(_DRIVER)
-        proc = subprocess.run(["node", str(drv), str(solc_pkg), str(req), str(res)], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["node", str(drv), str(solc_pkg), str(req), str(res)], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0 or not res.is_file():
             raise LensError(f"solc failed: {proc.stderr.strip()[:2000]}", "check node and `make setup`")
         doc = json.loads(res.read_text())
@@ -154,7 +157,7 @@ def check_artifacts(artifacts: dict[str, dict] | None = None) -> list[str]:
     return stale
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_artifact(name: str) -> dict:
     """The committed artifact of contract `name` (abi, bytecode, deployedBytecode, compiler, sourceHash)."""
     path = ARTIFACTS_DIR / f"{name}.json"
@@ -163,7 +166,7 @@ def load_artifact(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def error_selectors() -> dict[bytes, tuple[str, list[str]]]:
     """4-byte selector → (custom error name, input types) over every artifact, to name reverts."""
     table: dict[bytes, tuple[str, list[str]]] = {}
@@ -185,7 +188,7 @@ def _abi_type(inp: dict) -> str:
     """Canonical type string of an ABI input (tuples expanded)."""
     t = inp["type"]
     if t.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in inp["components"]) + ")" + t[len("tuple"):]
+        return "(" + ",".join(_abi_type(c) for c in inp["components"]) + ")" + t[len("tuple") :]
     return t
 
 
@@ -222,13 +225,19 @@ def decode_revert(data: bytes | str | None) -> str:
     return f"{name}({shown})"
 
 
-def deploy(w3, artifact_name: str, *args, sender, **kw) -> str:
-    """Deploy `artifact_name` with constructor `args` from `sender` (an address unlocked on the node,
-    or a LocalAccount); waits for the receipt and returns the contract address (lower-case)."""
-    from devnet.tx import send_tx  # local import: tx helpers depend on this module's decode_revert
+def revert_reason(err: dict) -> str:
+    """The readable revert reason of a JSON-RPC error object, as anvil reports a revert (data nested or not)."""
+    data = err.get("data")
+    if isinstance(data, dict):
+        data = data.get("data") or data.get("result")
+    if isinstance(data, str) and data.startswith("0x"):
+        return decode_revert(data)
+    return err.get("message", "reverted")
 
-    art = load_artifact(artifact_name)
-    contract = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    data = contract.constructor(*args).data_in_transaction
-    receipt = send_tx(w3, sender, to=None, data=data, what=f"deploy {artifact_name}", **kw)
-    return receipt["contractAddress"].lower()
+
+def is_revert(err: dict) -> bool:
+    """Whether a JSON-RPC error object reports a revert (with or without data)."""
+    data = err.get("data")
+    if isinstance(data, dict):
+        data = data.get("data") or data.get("result")
+    return (isinstance(data, str) and data.startswith("0x")) or "revert" in str(err.get("message", ""))

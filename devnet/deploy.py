@@ -1,10 +1,12 @@
 """Deploy the devnet contracts, register operators and bind client params; returns the deployment document."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Iterable
+from functools import cache, lru_cache
+from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_account import Account
@@ -12,10 +14,10 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
-from app.errors import LensError
-from devnet import bls
+from devnet import bls, tx
 from devnet.contracts import load_artifact
 from devnet.tx import rpc, send_tx
+from indexer.errors import LensError
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's public default
 TASK_CREATION_BUFFER_WINDOW = 100  # blocks a task's taskCreatedBlock may lag behind its createNewTask block
@@ -61,6 +63,7 @@ class ClientSpec:
 
 # ---------------------------------------------------------------- keys and encoding helpers
 
+
 def derived_account(role: str, seed: Any, i: int) -> LocalAccount:
     """The deterministic ECDSA key of a simulated actor: keccak256(f"{role}:{seed}:{i}")."""
     return Account.from_key(keccak(text=f"{role}:{seed}:{i}"))
@@ -83,7 +86,7 @@ def anvil_account(i: int) -> LocalAccount:
     return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _codec(name: str):
     """A provider-less web3 contract object used only to ABI-encode calls and constructors."""
     from web3 import Web3
@@ -106,8 +109,9 @@ def policy_code_hash(source: str) -> str:
     return "0x" + keccak(source.encode()).hex()
 
 
-def challenge_data(task_id: bytes, response_digest: bytes, proven_result: bytes,
-                   resolver: LocalAccount | None = None) -> tuple[bytes, bytes, bytes]:
+def challenge_data(
+    task_id: bytes, response_digest: bytes, proven_result: bytes, resolver: LocalAccount | None = None
+) -> tuple[bytes, bytes, bytes]:
     """ChallengeData (taskId, proof, data) vouched by the devnet resolver key (stand-in for the SP1 ZK proof):
     data = abi.encode(bytes proven), proof = personal_sign(keccak256(abi.encode(taskId, digest, proven)))."""
     resolver = resolver or anvil_account(2)
@@ -121,9 +125,7 @@ def _set_balance(w3, address: str, wei: int) -> None:
 
 
 def _deploy(w3, sender, name: str, *args) -> str:
-    data = _codec(name).constructor(*args).data_in_transaction
-    receipt = send_tx(w3, sender, to=None, data=data, what=f"deploy {name}")
-    return receipt["contractAddress"].lower()
+    return tx.deploy(w3, name, *args, sender=sender)
 
 
 def _event_topic(sig: str) -> str:
@@ -135,6 +137,7 @@ POLICY_ID_UPDATED = _event_topic("PolicyIdUpdated(address,bytes32)")
 
 # ---------------------------------------------------------------- operations
 
+
 def register_operator(w3, registry: str, spec: OperatorSpec) -> None:
     """Register `spec` in OperatorRegistry: fund its ECDSA key, prove possession of its BLS key, set its stake."""
     acct = operator_account(spec)
@@ -143,10 +146,19 @@ def register_operator(w3, registry: str, spec: OperatorSpec) -> None:
     _set_balance(w3, acct.address, OPERATOR_GAS_WEI)
     msg = bls.pubkey_registration_message(acct.address, to_checksum_address(registry), chain_id)
     sig = bls.pop_signature(kp, msg)
-    data = calldata("OperatorRegistry", "registerOperator", kp.g1, [list(kp.g2[0]), list(kp.g2[1])], sig,
-                    spec.socket, spec.metadata_uri, int(spec.stake))
-    send_tx(w3, acct, to=to_checksum_address(registry), data=data, what=f"registerOperator({spec.name})",
-            chain_id=chain_id)
+    data = calldata(
+        "OperatorRegistry",
+        "registerOperator",
+        kp.g1,
+        [list(kp.g2[0]), list(kp.g2[1])],
+        sig,
+        spec.socket,
+        spec.metadata_uri,
+        int(spec.stake),
+    )
+    send_tx(
+        w3, acct, to=to_checksum_address(registry), data=data, what=f"registerOperator({spec.name})", chain_id=chain_id
+    )
 
 
 def set_client_params(w3, deployment: dict, client_name: str, params: dict, expire_after: int) -> str:
@@ -154,23 +166,35 @@ def set_client_params(w3, deployment: dict, client_name: str, params: dict, expi
     try:
         client = deployment["clients"][client_name]["address"]
     except KeyError:
-        raise LensError(f"no client named {client_name!r} in the deployment",
-                        f"known clients: {', '.join(deployment.get('clients', {}))}") from None
+        raise LensError(
+            f"no client named {client_name!r} in the deployment",
+            f"known clients: {', '.join(deployment.get('clients', {}))}",
+        ) from None
     owner = deployment["roles"]["deployer"]
     data = calldata("AgentVault", "setPolicy", (params_bytes(params), int(expire_after)))
-    receipt = send_tx(w3, to_checksum_address(owner), to=to_checksum_address(client), data=data,
-                      what=f"setPolicy({client_name})")
+    receipt = send_tx(
+        w3, to_checksum_address(owner), to=to_checksum_address(client), data=data, what=f"setPolicy({client_name})"
+    )
     for log in receipt["logs"]:
         if log["topics"][0] == POLICY_ID_UPDATED and log["address"].lower() == client.lower():
             return log["topics"][2].lower()
     raise LensError(f"setPolicy({client_name}) emitted no PolicyIdUpdated", "the AgentVault artifact is out of date")
 
 
-def deploy_devnet(w3, *, deployer, operators: Iterable[OperatorSpec], policies: Iterable[PolicySpec],
-                  clients: Iterable[ClientSpec], challenge_window_blocks: int, response_window_blocks: int,
-                  slash_bps: int, creation_buffer_blocks: int = TASK_CREATION_BUFFER_WINDOW) -> dict:
+def deploy_devnet(
+    w3,
+    *,
+    deployer,
+    operators: Iterable[OperatorSpec],
+    policies: Iterable[PolicySpec],
+    clients: Iterable[ClientSpec],
+    challenge_window_blocks: int,
+    response_window_blocks: int,
+    slash_bps: int,
+    creation_buffer_blocks: int = TASK_CREATION_BUFFER_WINDOW,
+) -> dict:
     """Deploy every devnet contract, register the operators, deploy and bind the clients; returns the deployment
-    document of INTERFACES.md (plus `oracles`, `operators` and each client's `policy_id`).
+    document that `indexer.deployment.parse` reads (plus `oracles`, `operators` and each client's `policy_id`).
 
     Roles: anvil accounts 0 deployer/owner, 1 aggregator (task generator), 2 challenge resolver, 3 challenger.
     Each policy-data provider name gets one PolicyDataOracle contract (a real address; the oracle output itself
@@ -181,7 +205,7 @@ def deploy_devnet(w3, *, deployer, operators: Iterable[OperatorSpec], policies: 
     accounts = [a.lower() for a in rpc(w3, "eth_accounts")]
     if len(accounts) < 4:
         raise LensError("the node exposes fewer than 4 unlocked accounts", "start anvil with --accounts 4 or more")
-    deployer = (deployer.address if isinstance(deployer, LocalAccount) else str(deployer))
+    deployer = deployer.address if isinstance(deployer, LocalAccount) else str(deployer)
     dep = to_checksum_address(deployer)
     aggregator, resolver, challenger = accounts[1], accounts[2], accounts[3]
     chain_id = int(rpc(w3, "eth_chainId"), 16)
@@ -196,12 +220,31 @@ def deploy_devnet(w3, *, deployer, operators: Iterable[OperatorSpec], policies: 
     start = int(rpc(w3, "eth_blockNumber"), 16)
     registry = _deploy(w3, dep, "OperatorRegistry", dep)
     verifier = _deploy(w3, dep, "ChallengeVerifier", to_checksum_address(resolver))
-    tm = _deploy(w3, dep, "TaskManager", to_checksum_address(registry), to_checksum_address(verifier),
-                 int(response_window_blocks), int(challenge_window_blocks), int(creation_buffer_blocks), int(slash_bps))
-    send_tx(w3, dep, to=registry, data=calldata("OperatorRegistry", "setTaskManager", to_checksum_address(tm)),
-            what="setTaskManager")
-    send_tx(w3, dep, to=registry, data=calldata("OperatorRegistry", "addTaskGenerator",
-                                                to_checksum_address(aggregator)), what="addTaskGenerator")
+    tm = _deploy(
+        w3,
+        dep,
+        "TaskManager",
+        to_checksum_address(registry),
+        to_checksum_address(verifier),
+        int(response_window_blocks),
+        int(challenge_window_blocks),
+        int(creation_buffer_blocks),
+        int(slash_bps),
+    )
+    send_tx(
+        w3,
+        dep,
+        to=registry,
+        data=calldata("OperatorRegistry", "setTaskManager", to_checksum_address(tm)),
+        what="setTaskManager",
+    )
+    send_tx(
+        w3,
+        dep,
+        to=registry,
+        data=calldata("OperatorRegistry", "addTaskGenerator", to_checksum_address(aggregator)),
+        what="addTaskGenerator",
+    )
     token = _deploy(w3, dep, "TestToken", dep)
 
     oracles: dict[str, str] = {}
@@ -213,10 +256,26 @@ def deploy_devnet(w3, *, deployer, operators: Iterable[OperatorSpec], policies: 
     for p in policies:
         code_hash = policy_code_hash(p.source)
         datas = [to_checksum_address(oracles[n]) for n in p.policy_data]
-        addr = _deploy(w3, dep, "NewtonPolicy", dep, p.policy_cid, p.schema_cid, p.entrypoint,
-                       bytes.fromhex(code_hash[2:]), datas, p.metadata_cid, p.version)
-        policy_doc[p.name] = {"address": addr, "entrypoint": p.entrypoint, "policy_code_hash": code_hash,
-                              "policy_data": [d.lower() for d in datas], "version": p.version}
+        addr = _deploy(
+            w3,
+            dep,
+            "NewtonPolicy",
+            dep,
+            p.policy_cid,
+            p.schema_cid,
+            p.entrypoint,
+            bytes.fromhex(code_hash[2:]),
+            datas,
+            p.metadata_cid,
+            p.version,
+        )
+        policy_doc[p.name] = {
+            "address": addr,
+            "entrypoint": p.entrypoint,
+            "policy_code_hash": code_hash,
+            "policy_data": [d.lower() for d in datas],
+            "version": p.version,
+        }
 
     for spec in operators:
         register_operator(w3, registry, spec)
@@ -228,16 +287,24 @@ def deploy_devnet(w3, *, deployer, operators: Iterable[OperatorSpec], policies: 
         "start_block": 0,
         "confirmations": 0,
         "contracts": {
-            "taskManager": tm, "attestationValidator": tm, "challengeVerifier": verifier,
-            "operatorRegistry": registry, "blsApkRegistry": registry, "stakeRegistry": registry,
-            "indexRegistry": registry, "slasher": registry, "token": token,
+            "taskManager": tm,
+            "attestationValidator": tm,
+            "challengeVerifier": verifier,
+            "operatorRegistry": registry,
+            "blsApkRegistry": registry,
+            "stakeRegistry": registry,
+            "indexRegistry": registry,
+            "slasher": registry,
+            "token": token,
         },
         "policies": policy_doc,
         "clients": {},
         "oracles": oracles,
         "operators": {
-            s.name: {"address": operator_account(s).address.lower(),
-                     "operator_id": "0x" + bls.operator_id(operator_keypair(s).g1).hex()}
+            s.name: {
+                "address": operator_account(s).address.lower(),
+                "operator_id": "0x" + bls.operator_id(operator_keypair(s).g1).hex(),
+            }
             for s in operators
         },
         "roles": {"deployer": dep.lower(), "aggregator": aggregator, "resolver": resolver, "challenger": challenger},
@@ -245,11 +312,17 @@ def deploy_devnet(w3, *, deployer, operators: Iterable[OperatorSpec], policies: 
         "anvil_pid": None,
     }
     for c in clients:
-        vault = _deploy(w3, dep, "AgentVault", to_checksum_address(tm),
-                        to_checksum_address(policy_doc[c.policy]["address"]), dep)
+        vault = _deploy(
+            w3, dep, "AgentVault", to_checksum_address(tm), to_checksum_address(policy_doc[c.policy]["address"]), dep
+        )
         doc["clients"][c.name] = {"address": vault, "policy": c.policy}
         doc["clients"][c.name]["policy_id"] = set_client_params(w3, doc, c.name, c.params, c.expire_after)
         _set_balance(w3, vault, VAULT_ETH_WEI)
-        send_tx(w3, dep, to=token, data=calldata("TestToken", "mint", to_checksum_address(vault), VAULT_TOKEN_WEI),
-                what=f"mint dUSD to {c.name}")
+        send_tx(
+            w3,
+            dep,
+            to=token,
+            data=calldata("TestToken", "mint", to_checksum_address(vault), VAULT_TOKEN_WEI),
+            what=f"mint dUSD to {c.name}",
+        )
     return doc

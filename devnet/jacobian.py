@@ -1,7 +1,8 @@
 """Jacobian point arithmetic on a = 0 short Weierstrass curves (BN254 G1 and secp256k1), with gmpy2 integers."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import gmpy2
 

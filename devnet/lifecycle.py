@@ -1,4 +1,5 @@
 """The devnet's lifecycle: `up` starts (or reuses) anvil and deploys everything, `down` stops what `up` started."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import settings
-from app.errors import LensError
 from devnet.anvil import Anvil, anvil_binary, read_pid_file, rpc_call, start_anvil, stop_pid, write_pid_file
+from indexer.errors import LensError
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,9 @@ def read_deployment(path: Path) -> dict:
     except FileNotFoundError:
         raise LensError(f"no deployment document at {path}", "start the devnet with `lens devnet up`") from None
     except ValueError as err:
-        raise LensError(f"deployment document {path} is not valid JSON: {err}",
-                        "delete it and run `lens devnet up` again") from None
+        raise LensError(
+            f"deployment document {path} is not valid JSON: {err}", "delete it and run `lens devnet up` again"
+        ) from None
 
 
 def _deployment_is_live(doc: dict, node: Anvil) -> bool:
@@ -50,16 +52,22 @@ def _deployment_is_live(doc: dict, node: Anvil) -> bool:
     return code not in ("0x", "0x0", "")
 
 
-def deploy_world(w3, operators: int, seed: int, *, challenge_window_blocks: int, response_window_blocks: int,
-                 slash_bps: int) -> dict:
+def deploy_world(
+    w3, operators: int, seed: int, *, challenge_window_blocks: int, response_window_blocks: int, slash_bps: int
+) -> dict:
     """Deploy the simulation's world (scenario operators, the four policies, the clients) from anvil account 0."""
     from devnet import deploy, scenario  # deferred: pulls in web3 and the compiled artifacts
 
-    return deploy.deploy_devnet(w3, deployer=deploy.anvil_account(0),
-                                operators=scenario.operator_specs(operators, seed),
-                                policies=scenario.policy_specs(), clients=scenario.client_specs(),
-                                challenge_window_blocks=challenge_window_blocks,
-                                response_window_blocks=response_window_blocks, slash_bps=slash_bps)
+    return deploy.deploy_devnet(
+        w3,
+        deployer=deploy.anvil_account(0),
+        operators=scenario.operator_specs(operators, seed),
+        policies=scenario.policy_specs(),
+        clients=scenario.client_specs(),
+        challenge_window_blocks=challenge_window_blocks,
+        response_window_blocks=response_window_blocks,
+        slash_bps=slash_bps,
+    )
 
 
 def up(cfg: DevnetConfig, progress=None) -> tuple[dict, bool]:
@@ -76,18 +84,26 @@ def up(cfg: DevnetConfig, progress=None) -> tuple[dict, bool]:
     if node is None:
         log = cfg.deployment_file.parent / "anvil.log"
         cfg.deployment_file.parent.mkdir(parents=True, exist_ok=True)
-        node = start_anvil(port=cfg.port, chain_id=cfg.chain_id, block_time=cfg.block_time,
-                           accounts=cfg.accounts, log_path=log)
+        node = start_anvil(
+            port=cfg.port, chain_id=cfg.chain_id, block_time=cfg.block_time, accounts=cfg.accounts, log_path=log
+        )
         write_pid_file(pidf, node)
     w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
     try:
-        doc = deploy_world(w3, cfg.operators, cfg.seed, challenge_window_blocks=cfg.challenge_window_blocks,
-                           response_window_blocks=cfg.response_window_blocks, slash_bps=cfg.slash_bps)
+        doc = deploy_world(
+            w3,
+            cfg.operators,
+            cfg.seed,
+            challenge_window_blocks=cfg.challenge_window_blocks,
+            response_window_blocks=cfg.response_window_blocks,
+            slash_bps=cfg.slash_bps,
+        )
     except LensError:
         raise
     except Exception as err:  # a revert or RPC failure while deploying: say which and keep the chain for inspection
-        raise LensError(f"deployment failed: {err}",
-                        f"the chain is still running at {node.url}; `lens devnet down` stops it") from err
+        raise LensError(
+            f"deployment failed: {err}", f"the chain is still running at {node.url}; `lens devnet down` stops it"
+        ) from err
     doc = dict(doc, rpc_url=node.url, anvil_pid=node.pid)
     cfg.deployment_file.parent.mkdir(parents=True, exist_ok=True)
     cfg.deployment_file.write_text(json.dumps(doc, indent=2) + "\n")
@@ -115,8 +131,17 @@ def status(deployment_file: Path) -> dict:
 
 def config_from_settings(**overrides) -> DevnetConfig:
     """A DevnetConfig from the settings registry, with CLI overrides applied."""
-    keys = ("port", "chain_id", "block_time", "accounts", "operators", "seed", "challenge_window_blocks",
-            "response_window_blocks", "slash_bps")
+    keys = (
+        "port",
+        "chain_id",
+        "block_time",
+        "accounts",
+        "operators",
+        "seed",
+        "challenge_window_blocks",
+        "response_window_blocks",
+        "slash_bps",
+    )
     values = {k: overrides.get(k) if overrides.get(k) is not None else settings.get(k) for k in keys}
     dep = overrides.get("deployment_file") or settings.get("deployment_file")
     return DevnetConfig(deployment_file=Path(dep), **values)

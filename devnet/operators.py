@@ -1,4 +1,5 @@
 """Simulated operators: each evaluates a task with the shared engine (app.engine) and BLS-signs the response digest."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ from devnet.scenario import LivenessProfile, OperatorSpec
 
 def intent_tuple(intent: Intent) -> tuple:
     """The Intent struct as an ABI tuple."""
-    return protocol.intent(intent.from_, intent.to, intent.value, intent.data, intent.chain_id,
-                           intent.function_signature)
+    return protocol.intent(
+        intent.from_, intent.to, intent.value, intent.data, intent.chain_id, intent.function_signature
+    )
 
 
 def intent_from_tuple(t: tuple) -> Intent:
@@ -53,8 +55,15 @@ class TaskContext:
 
     def response(self, allow: bool) -> tuple:
         """The TaskResponse tuple carrying `encode_result(allow)`."""
-        return protocol.task_response(self.task, self.policy_id, self.policy_address, encode_result(allow),
-                                      self.policy.source.encode(), self.policy_data, *self.policy_config)
+        return protocol.task_response(
+            self.task,
+            self.policy_id,
+            self.policy_address,
+            encode_result(allow),
+            self.policy.source.encode(),
+            self.policy_data,
+            *self.policy_config,
+        )
 
     def digest(self, allow: bool) -> bytes:
         """keccak256(abi.encode(taskResponse)) — the consensus digest operators sign."""

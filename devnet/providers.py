@@ -1,4 +1,5 @@
 """Simulated data providers (sanctions list, KYC registry, market feed, spend ledger) → the oracle outputs of a task."""
+
 from __future__ import annotations
 
 import json
@@ -133,34 +134,6 @@ class Ledger:
 # -------------------------------------------------------------------------------------------- params
 
 
-def _units(x: float) -> str:
-    """An 18-decimal amount as an exact decimal wei string."""
-    return str(int(round(x * 10**6)) * 10**12)
-
-
-def client_param_overrides(client: str, version: int) -> dict[str, Any]:
-    """The params of each client (complete, so they do not depend on params.example.json); version ≥ 1 = changes."""
-    cps = scenario.COUNTERPARTIES
-    if client == "treasury-vault":
-        return {"max_tx_wei": _units(400_000), "daily_cap_wei": _units(3_000_000 if version == 0 else 4_500_000),
-                "allowed_functions": ["", "transfer", "approve"]}
-    if client == "family-office-vault":
-        return {"max_tx_wei": _units(25_000 if version == 0 else 15_000), "daily_cap_wei": _units(100_000),
-                "allowed_functions": ["", "transfer"]}
-    if client == "trading-vault":
-        return {"halt": False, "max_volatility_bps": 900 if version == 0 else 650, "min_price_usd": 2200,
-                "max_transfers_per_hour": 45, "large_transfer_wei": _units(50_000), "max_large_transfers_per_hour": 9}
-    if client == "payments-vault":
-        allow = sorted(c.address for c in cps if c.allowlisted_from is not None and c.allowlisted_from <= version)
-        return {"deny_on_sanctioned": True, "blocklist": [scenario.counterparty("otc-desk-unlisted").address],
-                "allowlist_only": True, "allowlist": allow, "blocked_flags": ["mixer", "darknet_market"],
-                "max_risk_score": 70}
-    if client == "members-vault":
-        return {"require_kyc": True, "blocked_countries": list(scenario.BLOCKED_COUNTRIES), "allowed_countries": [],
-                "min_remaining_validity_s": DAY}
-    raise KeyError(client)
-
-
 # ----------------------------------------------------------------------------------------- the providers
 
 
@@ -188,8 +161,9 @@ class Providers:
         self.market = MarketFeed(seed, start)
         self.ledger = Ledger()
         self.rng = random.Random(f"providers:{seed}")
-        self.by_address: dict[str, Persona] = {persona_addresses[p.name].lower(): p for p in PERSONAS
-                                               if p.name in persona_addresses}
+        self.by_address: dict[str, Persona] = {
+            persona_addresses[p.name].lower(): p for p in PERSONAS if p.name in persona_addresses
+        }
 
     # -- individual packs
 
@@ -198,42 +172,74 @@ class Providers:
         cp = scenario.BY_ADDRESS.get(address.lower())
         version = "OFAC-SDN-2026-11-28"
         if cp is None:  # an address nobody has seen: low risk, unflagged
-            return {"address": address.lower(), "sanctioned": False, "flags": [], "risk_score": 20,
-                    "list_version": version}
-        return {"address": address.lower(), "sanctioned": cp.sanctioned, "flags": list(cp.flags),
-                "risk_score": cp.risk_score * 10, "list_version": version}
+            return {
+                "address": address.lower(),
+                "sanctioned": False,
+                "flags": [],
+                "risk_score": 20,
+                "list_version": version,
+            }
+        return {
+            "address": address.lower(),
+            "sanctioned": cp.sanctioned,
+            "flags": list(cp.flags),
+            "risk_score": cp.risk_score * 10,
+            "list_version": version,
+        }
 
     def kyc(self, address: str, t: int) -> dict[str, Any]:
         """The KYC registry's record of a sender at time t (checked_at = t)."""
         p = self.by_address.get(address.lower())
         if p is None or p.kyc_status == "none":
-            return {"address": address.lower(), "status": "none", "country": "", "expires_at": 0, "checked_at": t,
-                    "provider": "devnet-kyc"}
+            return {
+                "address": address.lower(),
+                "status": "none",
+                "country": "",
+                "expires_at": 0,
+                "checked_at": t,
+                "provider": "devnet-kyc",
+            }
         expires = t + 400 * DAY
         if p.kyc_expires_frac is not None:
             expires = self.start + int(p.kyc_expires_frac * self.span)
             if p.kyc_renewed_frac is not None and t >= self.start + int(p.kyc_renewed_frac * self.span):
                 expires = self.start + int(p.kyc_renewed_frac * self.span) + 365 * DAY
-        return {"address": address.lower(), "status": p.kyc_status, "country": p.country, "expires_at": expires,
-                "checked_at": t, "level": "basic" if p.kind == "member" else "kyb", "provider": "devnet-kyc"}
+        return {
+            "address": address.lower(),
+            "status": p.kyc_status,
+            "country": p.country,
+            "expires_at": expires,
+            "checked_at": t,
+            "level": "basic" if p.kind == "member" else "kyb",
+            "provider": "devnet-kyc",
+        }
 
     def market_data(self, key: tuple[str, str], asset: str, t: int) -> dict[str, Any]:
         """ETH/USD price, realised volatility and the sender's executions on the client in the last hour."""
         price, vol = self.market.at(t)
-        return {"asset": asset, "price_usd": price, "volatility_bps": vol,
-                "transfers_last_hour": self.ledger.count(key, t),
-                "large_transfers_last_hour": self.ledger.count_large(key, t), "as_of": t}
+        return {
+            "asset": asset,
+            "price_usd": price,
+            "volatility_bps": vol,
+            "transfers_last_hour": self.ledger.count(key, t),
+            "large_transfers_last_hour": self.ledger.count_large(key, t),
+            "as_of": t,
+        }
 
     def spend(self, key: tuple[str, str], t: int) -> dict[str, Any]:
         """What the sender already spent on the client today (UTC day, before t), exact wei string."""
         day_start = t - t % DAY
-        return {"spent_today_wei": str(self.ledger.spent(key, t, day_start)),
-                "day": time.strftime("%Y-%m-%d", time.gmtime(t)), "as_of": t}
+        return {
+            "spent_today_wei": str(self.ledger.spent(key, t, day_start)),
+            "day": time.strftime("%Y-%m-%d", time.gmtime(t)),
+            "as_of": t,
+        }
 
     # -- one task
 
-    def outputs(self, client: str, client_address: str, packs: tuple[str, ...], intent: Any, t: int,
-                params: dict[str, Any]) -> list[OracleCall]:
+    def outputs(
+        self, client: str, client_address: str, packs: tuple[str, ...], intent: Any, t: int, params: dict[str, Any]
+    ) -> list[OracleCall]:
         """The oracle calls of one task, in the policy's PolicyData order."""
         fname, args = call_parts(intent)
         key = (client, intent.from_.lower())

@@ -1,4 +1,5 @@
 """Fast raw transactions for the simulation: gmpy2 secp256k1 signing (same signatures as eth_account), local nonces."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,11 +16,15 @@ from devnet.jacobian import curve_ops
 _P = gmpy2.mpz(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F)
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _N = gmpy2.mpz(N)
-_G = (gmpy2.mpz(0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798),
-      gmpy2.mpz(0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8), gmpy2.mpz(1))
+_G = (
+    gmpy2.mpz(0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798),
+    gmpy2.mpz(0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8),
+    gmpy2.mpz(1),
+)
 
 
 _INF, _dbl, _add = curve_ops(_P)
+
 
 @lru_cache(maxsize=1)
 def _table():
@@ -118,11 +123,28 @@ class Sender:
     nonce: int = 0
 
 
-def sign_tx(sender: Sender, chain_id: int, to: str, data: bytes, value: int, gas: int,
-            max_fee: int, priority_fee: int = 0) -> tuple[str, str]:
-    """An EIP-1559 transaction signed with `sender`'s next nonce: (raw hex, tx hash hex)."""
-    fields = [_rlp_int(chain_id), _rlp_int(sender.nonce), _rlp_int(priority_fee), _rlp_int(max_fee), _rlp_int(gas),
-              _rlp_bytes(bytes.fromhex(to[2:])), _rlp_int(value), _rlp_bytes(data), rlp_list([])]
+def sign_tx(
+    sender: Sender,
+    chain_id: int,
+    to: str | None,
+    data: bytes,
+    value: int,
+    gas: int,
+    max_fee: int,
+    priority_fee: int = 0,
+) -> tuple[str, str]:
+    """An EIP-1559 transaction signed with `sender`'s next nonce (`to` None creates a contract): (raw hex, tx hash hex)."""
+    fields = [
+        _rlp_int(chain_id),
+        _rlp_int(sender.nonce),
+        _rlp_int(priority_fee),
+        _rlp_int(max_fee),
+        _rlp_int(gas),
+        _rlp_bytes(b"" if to is None else bytes.fromhex(to[2:])),
+        _rlp_int(value),
+        _rlp_bytes(data),
+        rlp_list([]),
+    ]
     parity, r, s = sign_hash(keccak(b"\x02" + rlp_list(fields)), sender.key)
     raw = b"\x02" + rlp_list(fields + [_rlp_int(parity), _rlp_int(r), _rlp_int(s)])
     sender.nonce += 1

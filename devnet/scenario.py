@@ -1,4 +1,5 @@
 """The static world of the devnet simulation: operators, liveness profiles, policies, clients, personas, schedules."""
+
 from __future__ import annotations
 
 import base64
@@ -10,8 +11,8 @@ from typing import Any
 
 from eth_utils import keccak
 
-from app.errors import LensError
 from devnet.deploy import ClientSpec, OperatorSpec, PolicySpec
+from indexer.errors import LensError
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES_DIR = ROOT / "data" / "policies"
@@ -22,6 +23,7 @@ GAS_FUNDING_WEI = 10**24  # every simulated EOA gets plenty of gas money
 
 
 # ----------------------------------------------------------------------------------------------- operators
+
 
 @dataclass(frozen=True)
 class OperatorSite:
@@ -47,12 +49,19 @@ _AWS_FRANKFURT = ("AWS", "eu-central-1", "DE", "Frankfurt am Main", 50.1109, 8.6
 _HETZNER_FALKENSTEIN = ("Hetzner", "fsn1", "DE", "Falkenstein", 50.4779, 12.3713, "AS24940 Hetzner Online GmbH")
 
 
-def _at(name: str, organisation: str, website: str, location: tuple, stake_eth: int,
-        client_version: str = "newton-operator/1.4.2") -> OperatorSite:
+def _at(
+    name: str,
+    organisation: str,
+    website: str,
+    location: tuple,
+    stake_eth: int,
+    client_version: str = "newton-operator/1.4.2",
+) -> OperatorSite:
     """An OperatorSite at a (provider, region, country, city, lat, lon, asn) location."""
     provider, region, country, city, lat, lon, asn = location
-    return OperatorSite(name, organisation, website, country, city, lat, lon, provider, region, asn, client_version,
-                        stake_eth)
+    return OperatorSite(
+        name, organisation, website, country, city, lat, lon, provider, region, asn, client_version, stake_eth
+    )
 
 
 # Realistic, not ideally diverse: three on AWS us-east-1 (Ashburn), two on AWS eu-central-1 run by the same
@@ -61,36 +70,75 @@ SITES: tuple[OperatorSite, ...] = (
     _at("Lodestar Staking", "Lodestar Staking GmbH", "https://lodestar-staking.example", _AWS_FRANKFURT, 1800),
     _at("Bitfrost Nodes", "Bitfrost Labs Inc.", "https://bitfrost.example", _AWS_ASHBURN, 2500),
     # same data centre, but announced from Amazon's other ASN
-    _at("Ironclad Validation", "Ironclad Validation LLC", "https://ironclad.example",
-        _AWS_ASHBURN[:6] + ("AS14618 Amazon.com, Inc.",), 900, "newton-operator/1.4.1"),
+    _at(
+        "Ironclad Validation",
+        "Ironclad Validation LLC",
+        "https://ironclad.example",
+        _AWS_ASHBURN[:6] + ("AS14618 Amazon.com, Inc.",),
+        900,
+        "newton-operator/1.4.1",
+    ),
     _at("Lodestar Staking (B)", "Lodestar Staking GmbH", "https://lodestar-staking.example", _AWS_FRANKFURT, 1200),
-    _at("Polar Ridge", "Polar Ridge Oy", "https://polarridge.example",
-        ("Hetzner", "hel1", "FI", "Helsinki", 60.1699, 24.9384, "AS24940 Hetzner Online GmbH"), 700),
+    _at(
+        "Polar Ridge",
+        "Polar Ridge Oy",
+        "https://polarridge.example",
+        ("Hetzner", "hel1", "FI", "Helsinki", 60.1699, 24.9384, "AS24940 Hetzner Online GmbH"),
+        700,
+    ),
     _at("Meridian Infra", "Meridian Infrastructure Ltd", "https://meridian-infra.example", _HETZNER_FALKENSTEIN, 1100),
-    _at("Kintsugi Labs", "Kintsugi Labs K.K.", "https://kintsugi.example",
-        ("GCP", "asia-northeast1", "JP", "Tokyo", 35.6762, 139.6503, "AS15169 Google LLC"), 600,
-        "newton-operator/1.4.0"),
+    _at(
+        "Kintsugi Labs",
+        "Kintsugi Labs K.K.",
+        "https://kintsugi.example",
+        ("GCP", "asia-northeast1", "JP", "Tokyo", 35.6762, 139.6503, "AS15169 Google LLC"),
+        600,
+        "newton-operator/1.4.0",
+    ),
     _at("Northstar Ops", "Northstar Operations Inc.", "https://northstar-ops.example", _AWS_ASHBURN, 1500),
-    _at("Harbor Node Co", "Harbor Node Pte. Ltd.", "https://harbornode.example",
-        ("AWS", "ap-southeast-1", "SG", "Singapore", 1.3521, 103.8198, "AS16509 Amazon.com, Inc."), 500,
-        "newton-operator/1.3.9"),
-    _at("Tessera Validators", "Tessera SAS", "https://tessera.example",
-        ("OVHcloud", "gra", "FR", "Gravelines", 50.9867, 2.1281, "AS16276 OVH SAS"), 800),
+    _at(
+        "Harbor Node Co",
+        "Harbor Node Pte. Ltd.",
+        "https://harbornode.example",
+        ("AWS", "ap-southeast-1", "SG", "Singapore", 1.3521, 103.8198, "AS16509 Amazon.com, Inc."),
+        500,
+        "newton-operator/1.3.9",
+    ),
+    _at(
+        "Tessera Validators",
+        "Tessera SAS",
+        "https://tessera.example",
+        ("OVHcloud", "gra", "FR", "Gravelines", 50.9867, 2.1281, "AS16276 OVH SAS"),
+        800,
+    ),
 )
 # the operator that joins mid-history (after Harbor Node Co deregisters)
-JOINER_SITE = _at("Cobalt Relay", "Cobalt Relay Inc.", "https://cobaltrelay.example",
-                  ("OVHcloud", "bhs", "CA", "Beauharnois", 45.3151, -73.8779, "AS16276 OVH SAS"), 1000)
-_EXTRA_PROVIDERS = (_AWS_ASHBURN, _HETZNER_FALKENSTEIN,
-                    ("GCP", "europe-west4", "NL", "Eemshaven", 53.4386, 6.8355, "AS15169 Google LLC"),
-                    ("AWS", "eu-west-1", "IE", "Dublin", 53.3498, -6.2603, "AS16509 Amazon.com, Inc."))
+JOINER_SITE = _at(
+    "Cobalt Relay",
+    "Cobalt Relay Inc.",
+    "https://cobaltrelay.example",
+    ("OVHcloud", "bhs", "CA", "Beauharnois", 45.3151, -73.8779, "AS16276 OVH SAS"),
+    1000,
+)
+_EXTRA_PROVIDERS = (
+    _AWS_ASHBURN,
+    _HETZNER_FALKENSTEIN,
+    ("GCP", "europe-west4", "NL", "Eemshaven", 53.4386, 6.8355, "AS15169 Google LLC"),
+    ("AWS", "eu-west-1", "IE", "Dublin", 53.3498, -6.2603, "AS16509 Amazon.com, Inc."),
+)
 
 
 def _site(i: int) -> OperatorSite:
     """The i-th operator site; beyond the hand-written ten, plausible extra ones on the big providers."""
     if i < len(SITES):
         return SITES[i]
-    return _at(f"Operator {i + 1:02d}", f"Independent Staker {i + 1:02d}", f"https://op{i + 1:02d}.example",
-               _EXTRA_PROVIDERS[i % len(_EXTRA_PROVIDERS)], 400 + (i * 137) % 900)
+    return _at(
+        f"Operator {i + 1:02d}",
+        f"Independent Staker {i + 1:02d}",
+        f"https://op{i + 1:02d}.example",
+        _EXTRA_PROVIDERS[i % len(_EXTRA_PROVIDERS)],
+        400 + (i * 137) % 900,
+    )
 
 
 def metadata_document(site: OperatorSite) -> dict[str, Any]:
@@ -130,8 +178,13 @@ def _operator_spec(site: OperatorSite, seed: int, i: int | str) -> OperatorSpec:
     the traffic seed), so `lens simulate --seed S` can drive a devnet deployed with any other seed."""
     key_seed = keccak(text=f"operator-bls:{i}")
     port = i if isinstance(i, int) else 99
-    return OperatorSpec(name=site.name, key_seed=key_seed, stake=site.stake_eth * ETH, socket=_socket(site, port),
-                        metadata_uri=data_uri(metadata_document(site)))
+    return OperatorSpec(
+        name=site.name,
+        key_seed=key_seed,
+        stake=site.stake_eth * ETH,
+        socket=_socket(site, port),
+        metadata_uri=data_uri(metadata_document(site)),
+    )
 
 
 def operator_specs(n: int = 10, seed: int = 7) -> list[OperatorSpec]:
@@ -192,6 +245,7 @@ def liveness_profiles(n: int = 10) -> list[LivenessProfile]:
 
 # ------------------------------------------------------------------------------------------------ policies
 
+
 def ipfs_cid(content: bytes) -> str:
     """The CIDv1 (raw codec, sha2-256, base32) `ipfs add --raw-leaves --cid-version 1` gives a small file."""
     digest = b"\x01\x55\x12\x20" + hashlib.sha256(content).digest()
@@ -246,7 +300,9 @@ def policy_specs() -> list[PolicySpec]:
         d = policy_dir(name)
         source_path = d / "policy.rego"
         if not source_path.exists():
-            raise LensError(f"policy {name} has no {source_path}", "the policies live in data/policies/<name>/policy.rego")
+            raise LensError(
+                f"policy {name} has no {source_path}", "the policies live in data/policies/<name>/policy.rego"
+            )
         source = source_path.read_text()
         meta_path = d / "metadata.json"
         meta_bytes = meta_path.read_bytes() if meta_path.exists() else b"{}"
@@ -254,16 +310,25 @@ def policy_specs() -> list[PolicySpec]:
         schema_path = d / "params_schema.json"
         schema_bytes = schema_path.read_bytes() if schema_path.exists() else b"{}"
         entrypoint = meta.get("entrypoint") or f"{_package(source)}.allow"
-        specs.append(PolicySpec(name=name, source=source, entrypoint=entrypoint, policy_cid=ipfs_cid(source.encode()),
-                                schema_cid=ipfs_cid(schema_bytes), metadata_cid=ipfs_cid(meta_bytes),
-                                version=str(meta.get("version", "0.1.0")), policy_data=_packs_in(name, meta)))
+        specs.append(
+            PolicySpec(
+                name=name,
+                source=source,
+                entrypoint=entrypoint,
+                policy_cid=ipfs_cid(source.encode()),
+                schema_cid=ipfs_cid(schema_bytes),
+                metadata_cid=ipfs_cid(meta_bytes),
+                version=str(meta.get("version", "0.1.0")),
+                policy_data=_packs_in(name, meta),
+            )
+        )
     return specs
 
 
 def _package(source: str) -> str:
     """The `package` name declared in a Rego source."""
-    for line in source.splitlines():
-        line = line.strip()
+    for raw in source.splitlines():
+        line = raw.strip()
         if line.startswith("package "):
             return line.split()[1]
     raise LensError("policy has no package line", "add `package <name>` at the top of policy.rego")
@@ -276,6 +341,7 @@ def example_params(name: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------- world
+
 
 def label_address(label: str) -> str:
     """A fixed, seed-independent address for a named counterparty (lower-case hex)."""
@@ -347,6 +413,7 @@ def counterparty(label: str) -> Counterparty:
 
 # ------------------------------------------------------------------------------------------------ clients
 
+
 @dataclass(frozen=True)
 class Persona:
     """An agent or a human using one policy client (the KYC facts are what the KYC registry holds about it)."""
@@ -369,20 +436,51 @@ class Persona:
 
 
 PERSONAS: tuple[Persona, ...] = (
-    Persona("atlas-treasury-agent", "treasury", "treasury-vault",
-            "AI treasury rebalancer: moves dUSD and ETH between cold storage, exchanges, staking and lending", 480),
-    Persona("quant-trading-bot", "trader", "trading-vault",
-            "AI trading bot: swaps dUSD/ETH on the router, approves the router, trades in bursts", 600, 0.04),
-    Persona("payroll-agent", "payroll", "payments-vault",
-            "AI payroll agent: pays employees and contractors in dUSD, often in payroll runs", 450),
-    Persona("ap-payments-agent", "payments", "payments-vault",
-            "AI accounts-payable agent: pays vendors and merchants in dUSD and ETH", 350),
+    Persona(
+        "atlas-treasury-agent",
+        "treasury",
+        "treasury-vault",
+        "AI treasury rebalancer: moves dUSD and ETH between cold storage, exchanges, staking and lending",
+        480,
+    ),
+    Persona(
+        "quant-trading-bot",
+        "trader",
+        "trading-vault",
+        "AI trading bot: swaps dUSD/ETH on the router, approves the router, trades in bursts",
+        600,
+        0.04,
+    ),
+    Persona(
+        "payroll-agent",
+        "payroll",
+        "payments-vault",
+        "AI payroll agent: pays employees and contractors in dUSD, often in payroll runs",
+        450,
+    ),
+    Persona(
+        "ap-payments-agent",
+        "payments",
+        "payments-vault",
+        "AI accounts-payable agent: pays vendors and merchants in dUSD and ETH",
+        350,
+    ),
     Persona("alice", "human", "family-office-vault", "family office principal (human wallet)", 90, 0.03),
     Persona("bob", "human", "family-office-vault", "family office accountant (human wallet)", 70, 0.03),
     Persona("carol", "member", "members-vault", "community member, verified", 60, 0.03, "US"),
     Persona("dave", "member", "members-vault", "community member, verified", 60, 0.03, "DE"),
-    Persona("erin", "member", "members-vault", "community member whose KYC lapses mid-history and is renewed", 60, 0.03,
-            "GB", "approved", 0.45, 0.65),
+    Persona(
+        "erin",
+        "member",
+        "members-vault",
+        "community member whose KYC lapses mid-history and is renewed",
+        60,
+        0.03,
+        "GB",
+        "approved",
+        0.45,
+        0.65,
+    ),
     Persona("mateo", "member", "members-vault", "community member, verified", 50, 0.03, "AR"),
     Persona("farid", "member", "members-vault", "community member with KYC still pending", 15, 0.03, "AE", "pending"),
     Persona("ivan", "member", "members-vault", "community member in a blocked jurisdiction", 15, 0.03, "RU"),
@@ -420,17 +518,61 @@ def client_params(client: str, version: int = 0, token: str | None = None) -> di
     return _merge(example_params(policy), _client_overrides(client, version))
 
 
-def _client_overrides(client: str, version: int) -> dict[str, Any]:
-    """Per-client param overrides (adapted to each policy's params schema by devnet.providers)."""
-    from devnet import providers  # the param shapes live beside the data shapes
+def _units(x: float) -> str:
+    """An 18-decimal amount as an exact decimal wei string."""
+    return str(int(round(x * 10**6)) * 10**12)
 
-    return providers.client_param_overrides(client, version)
+
+def _client_overrides(client: str, version: int) -> dict[str, Any]:
+    """The params of each client (complete, so they do not depend on params.example.json); version ≥ 1 = changes."""
+    cps = COUNTERPARTIES
+    if client == "treasury-vault":
+        return {
+            "max_tx_wei": _units(400_000),
+            "daily_cap_wei": _units(3_000_000 if version == 0 else 4_500_000),
+            "allowed_functions": ["", "transfer", "approve"],
+        }
+    if client == "family-office-vault":
+        return {
+            "max_tx_wei": _units(25_000 if version == 0 else 15_000),
+            "daily_cap_wei": _units(100_000),
+            "allowed_functions": ["", "transfer"],
+        }
+    if client == "trading-vault":
+        return {
+            "halt": False,
+            "max_volatility_bps": 900 if version == 0 else 650,
+            "min_price_usd": 2200,
+            "max_transfers_per_hour": 45,
+            "large_transfer_wei": _units(50_000),
+            "max_large_transfers_per_hour": 9,
+        }
+    if client == "payments-vault":
+        allow = sorted(c.address for c in cps if c.allowlisted_from is not None and c.allowlisted_from <= version)
+        return {
+            "deny_on_sanctioned": True,
+            "blocklist": [counterparty("otc-desk-unlisted").address],
+            "allowlist_only": True,
+            "allowlist": allow,
+            "blocked_flags": ["mixer", "darknet_market"],
+            "max_risk_score": 70,
+        }
+    if client == "members-vault":
+        return {
+            "require_kyc": True,
+            "blocked_countries": list(BLOCKED_COUNTRIES),
+            "allowed_countries": [],
+            "min_remaining_validity_s": 86_400,
+        }
+    raise KeyError(client)
 
 
 def client_specs() -> list[ClientSpec]:
     """The policy clients (AgentVaults): five clients over four policies; spending_limits is used twice."""
-    return [ClientSpec(name=c, policy=p, params=client_params(c, 0), expire_after=EXPIRE_AFTER[c])
-            for c, p in CLIENT_POLICY.items()]
+    return [
+        ClientSpec(name=c, policy=p, params=client_params(c, 0), expire_after=EXPIRE_AFTER[c])
+        for c, p in CLIENT_POLICY.items()
+    ]
 
 
 @dataclass(frozen=True)
@@ -466,5 +608,9 @@ class Scenario:
 
 def build(seed: int = 7, n_operators: int = 10) -> Scenario:
     """The scenario for a seed and operator count."""
-    return Scenario(seed=seed, operators=tuple(operator_specs(n_operators, seed)),
-                    profiles=tuple(liveness_profiles(n_operators)), joiner=joiner_spec(n_operators, seed))
+    return Scenario(
+        seed=seed,
+        operators=tuple(operator_specs(n_operators, seed)),
+        profiles=tuple(liveness_profiles(n_operators)),
+        joiner=joiner_spec(n_operators, seed),
+    )

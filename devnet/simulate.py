@@ -7,28 +7,31 @@ changes] → block A: the independent challenger's challenges of earlier respons
 → block B: respondToTask with each quorum's aggregate BLS signature → block C: the agents execute allowed intents
 (spending the attestation) and record denials. Block C is mined in the background while the next batch is computed.
 """
+
 from __future__ import annotations
 
 import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import eth_abi
 import requests
 from eth_utils import keccak
 
 from app.engine import compiled, intent_input
-from app.errors import LensError
 from devnet import agents, bls, protocol, providers, rawtx, scenario
 from devnet.aggregator import aggregate, create_calldata_from, encoded_task, respond_calldata_from
 from devnet.challenger import Challenger
+from devnet.contracts import revert_reason
 from devnet.deploy import calldata, operator_account, params_bytes
 from devnet.operators import Operator, TaskContext, Vote, data_json, intent_tuple
 from devnet.protocol import selector
 from devnet.tx import MAX_FEE_WEI
+from indexer.errors import LensError
 
 ANVIL_KEYS = (  # anvil's default accounts 0..3 (public test mnemonic): deployer, aggregator, resolver, challenger
     "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
@@ -52,7 +55,9 @@ class SimConfig:
     seed: int = 7
     operators: int = 10
     fault_rate: float = 0.01
-    independent_eval: bool = True  # every operator runs its own engine evaluation, as on Newton; False shares one (faster)
+    independent_eval: bool = (
+        True  # every operator runs its own engine evaluation, as on Newton; False shares one (faster)
+    )
 
 
 @dataclass
@@ -87,13 +92,25 @@ class SimResult:
 
     def summary(self) -> dict[str, Any]:
         """The headline numbers as a JSON-able dict."""
-        return {"tasks": self.tasks, "responded": self.responded, "unresponded": self.unresponded,
-                "allowed": self.allowed, "denied": self.denied, "executed": self.executed,
-                "denials_recorded": self.denials_recorded, "unspent_allowed": self.unspent_allowed,
-                "faults": len(self.faults), "challenged_successfully": len(self.challenged_ok),
-                "frivolous_challenges": len(self.challenged_frivolous), "params_changes": self.params_changes,
-                "blocks": self.blocks, "first_block": self.first_block, "last_block": self.last_block,
-                "elapsed_s": round(self.elapsed_s, 2), "tasks_per_s": round(self.tasks_per_s, 2)}
+        return {
+            "tasks": self.tasks,
+            "responded": self.responded,
+            "unresponded": self.unresponded,
+            "allowed": self.allowed,
+            "denied": self.denied,
+            "executed": self.executed,
+            "denials_recorded": self.denials_recorded,
+            "unspent_allowed": self.unspent_allowed,
+            "faults": len(self.faults),
+            "challenged_successfully": len(self.challenged_ok),
+            "frivolous_challenges": len(self.challenged_frivolous),
+            "params_changes": self.params_changes,
+            "blocks": self.blocks,
+            "first_block": self.first_block,
+            "last_block": self.last_block,
+            "elapsed_s": round(self.elapsed_s, 2),
+            "tasks_per_s": round(self.tasks_per_s, 2),
+        }
 
 
 # ------------------------------------------------------------------------------------------------- RPC
@@ -112,15 +129,21 @@ class Rpc:
     def __call__(self, method: str, params: list | None = None) -> Any:
         self._id += 1
         try:
-            resp = self.session.post(self.url, json={"jsonrpc": "2.0", "id": self._id, "method": method,
-                                                     "params": params or []}, timeout=self.timeout_s)
+            resp = self.session.post(
+                self.url,
+                json={"jsonrpc": "2.0", "id": self._id, "method": method, "params": params or []},
+                timeout=self.timeout_s,
+            )
             body = resp.json()
         except (requests.RequestException, ValueError) as err:
-            raise LensError(f"the devnet node at {self.url} does not answer ({method}): {err}",
-                            "start it with `lens devnet up`") from None
+            raise LensError(
+                f"the devnet node at {self.url} does not answer ({method}): {err}", "start it with `lens devnet up`"
+            ) from None
         if body.get("error"):
-            raise LensError(f"RPC {method} failed: {body['error'].get('message', body['error'])}",
-                            "is the devnet node the one the deployment file names?")
+            raise LensError(
+                f"RPC {method} failed: {body['error'].get('message', body['error'])}",
+                "is the devnet node the one the deployment file names?",
+            )
         return body["result"]
 
     def call(self, to: str, data: bytes, block: str = "latest") -> bytes:
@@ -130,8 +153,11 @@ class Rpc:
     def raw_call(self, tx: dict, block: str) -> dict:
         """eth_call returning the whole JSON-RPC body (to read revert data)."""
         self._id += 1
-        return self.session.post(self.url, json={"jsonrpc": "2.0", "id": self._id, "method": "eth_call",
-                                                 "params": [tx, block]}, timeout=self.timeout_s).json()
+        return self.session.post(
+            self.url,
+            json={"jsonrpc": "2.0", "id": self._id, "method": "eth_call", "params": [tx, block]},
+            timeout=self.timeout_s,
+        ).json()
 
 
 def _addr_arg(a: str) -> bytes:
@@ -167,8 +193,9 @@ class BlockBuilder:
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def send(self, sender: rawtx.Sender, to: str, data: bytes, value: int = 0, gas: int | None = None,
-             label: str = "") -> str:
+    def send(
+        self, sender: rawtx.Sender, to: str, data: bytes, value: int = 0, gas: int | None = None, label: str = ""
+    ) -> str:
         """Queue a transaction for the next block (signed now, sent at mining time)."""
         self.join()
         gas = gas or 200_000 + 40 * len(data)
@@ -222,20 +249,26 @@ class BlockBuilder:
         for s in pending:
             r = got.get(s.tx_hash.lower())
             if r is None:
-                raise LensError(f"block {number}: transaction {s.label} ({s.tx_hash}) was not mined",
-                                "the block gas limit may be too small; restart the devnet with `lens devnet up`")
+                raise LensError(
+                    f"block {number}: transaction {s.label} ({s.tx_hash}) was not mined",
+                    "the block gas limit may be too small; restart the devnet with `lens devnet up`",
+                )
             if int(r["status"], 16) != 1:
-                body = self.rpc.raw_call({"from": s.sender, "to": s.to, "data": "0x" + s.data.hex(),
-                                          "value": hex(s.value), "gas": hex(30_000_000)}, hex(number - 1))
-                from devnet.contracts import decode_revert
-
-                err = body.get("error") or {}
-                data = err.get("data")
-                if isinstance(data, dict):
-                    data = data.get("data")
-                reason = decode_revert(data) if isinstance(data, str) else err.get("message", "out of gas?")
-                raise LensError(f"block {number}: {s.label} reverted: {reason}",
-                                "the devnet state and the simulation disagree; redeploy with `lens devnet up`")
+                body = self.rpc.raw_call(
+                    {
+                        "from": s.sender,
+                        "to": s.to,
+                        "data": "0x" + s.data.hex(),
+                        "value": hex(s.value),
+                        "gas": hex(30_000_000),
+                    },
+                    hex(number - 1),
+                )
+                reason = revert_reason(body["error"]) if body.get("error") else "out of gas?"
+                raise LensError(
+                    f"block {number}: {s.label} reverted: {reason}",
+                    "the devnet state and the simulation disagree; redeploy with `lens devnet up`",
+                )
 
 
 # ------------------------------------------------------------------------------------------------- world
@@ -291,23 +324,31 @@ class Simulation:
         self.rpc = Rpc(rpc_url)
         self.chain_id = int(self.rpc("eth_chainId"), 16)
         if self.doc.get("chain_id") not in (None, self.chain_id):
-            raise LensError(f"the node's chain id {self.chain_id} differs from the deployment's {self.doc['chain_id']}",
-                            "point --rpc at the devnet of this deployment, or redeploy with `lens devnet up`")
+            raise LensError(
+                f"the node's chain id {self.chain_id} differs from the deployment's {self.doc['chain_id']}",
+                "point --rpc at the devnet of this deployment, or redeploy with `lens devnet up`",
+            )
         try:
             self.tm = self.doc["contracts"]["taskManager"].lower()
             self.registry = self.doc["contracts"]["operatorRegistry"].lower()
             self.token = self.doc["contracts"]["token"].lower()
         except KeyError as err:
-            raise LensError(f"the deployment file lacks contracts.{err.args[0]}", "redeploy with `lens devnet up`") from None
+            raise LensError(
+                f"the deployment file lacks contracts.{err.args[0]}", "redeploy with `lens devnet up`"
+            ) from None
         if self.rpc("eth_getCode", [self.tm, "latest"]) in ("0x", "0x0"):
-            raise LensError(f"no TaskManager code at {self.tm} on {rpc_url}",
-                            "the devnet was restarted without redeploying: run `lens devnet up`")
+            raise LensError(
+                f"no TaskManager code at {self.tm} on {rpc_url}",
+                "the devnet was restarted without redeploying: run `lens devnet up`",
+            )
         self.keys = [rawtx.Sender(bytes.fromhex(k), rawtx.address_of(bytes.fromhex(k))) for k in ANVIL_KEYS]
         roles = self.doc.get("roles", {})
         for i, role in enumerate(("deployer", "aggregator", "resolver", "challenger")):
             if roles.get(role, self.keys[i].address).lower() != self.keys[i].address:
-                raise LensError(f"deployment role {role} is {roles[role]}, not anvil account {i}",
-                                "the simulation signs with anvil's default keys; redeploy with `lens devnet up`")
+                raise LensError(
+                    f"deployment role {role} is {roles[role]}, not anvil account {i}",
+                    "the simulation signs with anvil's default keys; redeploy with `lens devnet up`",
+                )
         self.result = SimResult(tasks=cfg.tasks)
         self.blocks = BlockBuilder(rpc_url, self.chain_id)
 
@@ -323,8 +364,9 @@ class Simulation:
         members = [a.lower() for a in eth_abi.decode(["address[]"], raw)[0]]
         stakes = {}
         for a in members:
-            stakes[a] = eth_abi.decode(["uint96"], self.rpc.call(self.registry, selector("currentStake(address)")
-                                                                 + _addr_arg(a)))[0]
+            stakes[a] = eth_abi.decode(
+                ["uint96"], self.rpc.call(self.registry, selector("currentStake(address)") + _addr_arg(a))
+            )[0]
         return stakes
 
     def _read_client(self, c: _Client) -> None:
@@ -348,23 +390,31 @@ class Simulation:
             addr = entry["address"].lower()
             on_chain = self.rpc.call(addr, selector("getPolicyCodeHash()"))[:32]
             if on_chain != keccak(specs[name].source.encode()):
-                raise LensError(f"policy {name} on chain is not data/policies/{name}/policy.rego",
-                                "the policy source changed since deployment: redeploy with `lens devnet up`")
+                raise LensError(
+                    f"policy {name} on chain is not data/policies/{name}/policy.rego",
+                    "the policy source changed since deployment: redeploy with `lens devnet up`",
+                )
             entry_point = eth_abi.decode(["string"], self.rpc.call(addr, selector("getEntrypoint()")))[0]
             self.policies[name] = compiled(specs[name].source, entry_point)
-            self.policy_data_addrs[name] = [a.lower() for a in eth_abi.decode(
-                ["address[]"], self.rpc.call(addr, selector("getPolicyData()")))[0]]
+            self.policy_data_addrs[name] = [
+                a.lower() for a in eth_abi.decode(["address[]"], self.rpc.call(addr, selector("getPolicyData()")))[0]
+            ]
         self.packs = {name: specs[name].policy_data for name in specs}
         for name, addrs in self.policy_data_addrs.items():
             if len(addrs) != len(self.packs[name]):
-                raise LensError(f"policy {name} on chain reads {len(addrs)} data providers, its metadata.json names "
-                                f"{len(self.packs[name])}", "redeploy with `lens devnet up`")
+                raise LensError(
+                    f"policy {name} on chain reads {len(addrs)} data providers, its metadata.json names "
+                    f"{len(self.packs[name])}",
+                    "redeploy with `lens devnet up`",
+                )
         self.clients: dict[str, _Client] = {}
         for name, policy in scenario.CLIENT_POLICY.items():
             entry = self.doc.get("clients", {}).get(name)
             if entry is None or policy not in self.policies:
-                raise LensError(f"the deployment has no client {name!r} with policy {policy!r}",
-                                "redeploy with `lens devnet up` (it deploys devnet.scenario's clients)")
+                raise LensError(
+                    f"the deployment has no client {name!r} with policy {policy!r}",
+                    "redeploy with `lens devnet up` (it deploys devnet.scenario's clients)",
+                )
             c = _Client(name, entry["address"].lower(), policy, self.doc["policies"][policy]["address"].lower())
             self._read_client(c)
             self.clients[name] = c
@@ -394,8 +444,13 @@ class Simulation:
         # admin block 0: fund the vaults with dUSD; operators outside the scenario leave; missing ones register
         deployer = self.keys[0]
         for c in self.clients.values():
-            self.blocks.send(deployer, self.token, selector("mint(address,uint256)") + eth_abi.encode(
-                ["address", "uint256"], [c.address, VAULT_TOPUP_WEI]), label=f"mint dUSD to {c.name}")
+            self.blocks.send(
+                deployer,
+                self.token,
+                selector("mint(address,uint256)")
+                + eth_abi.encode(["address", "uint256"], [c.address, VAULT_TOPUP_WEI]),
+                label=f"mint dUSD to {c.name}",
+            )
         stakes = self._registry_state()
         known = set(self.op_addr)
         others = {operator_account(sp).address.lower(): sp for sp in scenario.operator_specs(64, cfg.seed)}
@@ -404,13 +459,16 @@ class Simulation:
                 continue
             spec = others.get(addr)
             if spec is None:
-                raise LensError(f"operator {addr} is registered but not part of the scenario",
-                                "redeploy with `lens devnet up` (its operators come from devnet.scenario)")
+                raise LensError(
+                    f"operator {addr} is registered but not part of the scenario",
+                    "redeploy with `lens devnet up` (its operators come from devnet.scenario)",
+                )
             # a scenario operator beyond --operators M: it leaves, so the network has exactly M (+ the joiner)
             extra = self._nonce(rawtx.Sender(bytes(operator_account(spec).key), addr))
             self.rpc("anvil_setBalance", [addr, hex(scenario.GAS_FUNDING_WEI)])
-            self.blocks.send(extra, self.registry, selector("deregisterOperator()"), gas=400_000,
-                             label=f"deregister {spec.name}")
+            self.blocks.send(
+                extra, self.registry, selector("deregisterOperator()"), gas=400_000, label=f"deregister {spec.name}"
+            )
         for o, addr in zip(self.ops[:-1], self.op_addr[:-1]):
             if addr not in stakes and o.profile.deregister_at is None:
                 self._register(o)
@@ -422,14 +480,28 @@ class Simulation:
         """Queue registerOperator for o (proof of possession of its BLS key)."""
         sender = self.op_senders[o.index]
         msg = bls.pubkey_registration_message(sender.address, self.registry, self.chain_id)
-        data = bytes.fromhex(calldata("OperatorRegistry", "registerOperator", o.key.g1,
-                                      [list(o.key.g2[0]), list(o.key.g2[1])], bls.pop_signature(o.key, msg),
-                                      o.spec.socket, o.spec.metadata_uri, int(o.spec.stake))[2:])
+        data = bytes.fromhex(
+            calldata(
+                "OperatorRegistry",
+                "registerOperator",
+                o.key.g1,
+                [list(o.key.g2[0]), list(o.key.g2[1])],
+                bls.pop_signature(o.key, msg),
+                o.spec.socket,
+                o.spec.metadata_uri,
+                int(o.spec.stake),
+            )[2:]
+        )
         self.blocks.send(sender, self.registry, data, gas=900_000 + 40 * len(data), label=f"register {o.spec.name}")
 
     def _deregister(self, o: Operator) -> None:
-        self.blocks.send(self.op_senders[o.index], self.registry, selector("deregisterOperator()"), gas=400_000,
-                         label=f"deregister {o.spec.name}")
+        self.blocks.send(
+            self.op_senders[o.index],
+            self.registry,
+            selector("deregisterOperator()"),
+            gas=400_000,
+            label=f"deregister {o.spec.name}",
+        )
 
     def _mine_admin(self) -> None:
         """Mine the queued admin transactions (if any) and refresh the operator snapshot."""
@@ -522,7 +594,8 @@ class Simulation:
                 o, stake = payload
                 if o.index in self.registered:
                     data = selector("updateStake(address,uint96)") + eth_abi.encode(
-                        ["address", "uint96"], [self.op_addr[o.index], stake])
+                        ["address", "uint96"], [self.op_addr[o.index], stake]
+                    )
                     self.blocks.send(self.keys[0], self.registry, data, label=f"updateStake {o.spec.name}")
             elif kind == "leave":
                 if payload.index in self.registered:
@@ -535,8 +608,13 @@ class Simulation:
                 c.version = payload.version
                 params = scenario.client_params(c.name, payload.version)
                 data = bytes.fromhex(calldata("AgentVault", "setPolicy", (params_bytes(params), c.expire_after))[2:])
-                self.blocks.send(self.keys[0], c.address, data, gas=400_000 + 1_000 * len(data),
-                                 label=f"setPolicy {c.name} v{payload.version}")
+                self.blocks.send(
+                    self.keys[0],
+                    c.address,
+                    data,
+                    gas=400_000 + 1_000 * len(data),
+                    label=f"setPolicy {c.name} v{payload.version}",
+                )
                 changed_clients.append(c)
                 self.result.params_changes += 1
         self._mine_admin()
@@ -556,8 +634,10 @@ class Simulation:
         for p in batch:
             c = self.clients[p.client]
             calls = self.providers.outputs(c.name, c.address, self.packs[c.policy], p.intent, p.t, c.params)
-            pdata = tuple(protocol.policy_data(call.wasm_args, call.data, addr, created_block + POLICY_DATA_TTL_BLOCKS)
-                          for call, addr in zip(calls, self.policy_data_addrs[c.policy]))
+            pdata = tuple(
+                protocol.policy_data(call.wasm_args, call.data, addr, created_block + POLICY_DATA_TTL_BLOCKS)
+                for call, addr in zip(calls, self.policy_data_addrs[c.policy])
+            )
             wasm = {}
             for call in calls:
                 wasm.update(json.loads(call.data))
@@ -567,13 +647,30 @@ class Simulation:
             parity, r, s = rawtx.sign_hash(digest, sender.key)
             intent_sig = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + parity])
             task_id = keccak(eth_abi.encode(["uint256", "uint256", "uint256"], [cfg.seed, self.start_block, p.seq]))
-            wasm_args = json.dumps({call.pack: json.loads(call.wasm_args) for call in calls},
-                                   separators=(",", ":"), sort_keys=True).encode()
-            task = protocol.task(task_id, c.address, created_block, self.scn.quorum_threshold_pct, it, intent_sig,
-                                 wasm_args, b"\x00", p.t)
-            ctx = TaskContext(task, c.policy_id, c.policy_address, self.policies[c.policy], pdata,
-                              (c.params_raw, c.expire_after), json.dumps(intent_input(p.intent)),
-                              data_json(c.params, wasm))
+            wasm_args = json.dumps(
+                {call.pack: json.loads(call.wasm_args) for call in calls}, separators=(",", ":"), sort_keys=True
+            ).encode()
+            task = protocol.task(
+                task_id,
+                c.address,
+                created_block,
+                self.scn.quorum_threshold_pct,
+                it,
+                intent_sig,
+                wasm_args,
+                b"\x00",
+                p.t,
+            )
+            ctx = TaskContext(
+                task,
+                c.policy_id,
+                c.policy_address,
+                self.policies[c.policy],
+                pdata,
+                (c.params_raw, c.expire_after),
+                json.dumps(intent_input(p.intent)),
+                data_json(c.params, wasm),
+            )
             t = _Task(p, task, ctx, c)
             tasks.append(t)
             t.encoded = encoded_task(task)
@@ -584,8 +681,9 @@ class Simulation:
         # block A: the challenger's challenges, then createNewTask for each intent
         slashing = self._queue_challenges(challenges)
         for t in tasks:
-            self.blocks.send(agg_sender, self.tm, create_calldata_from(t.encoded),
-                             label=f"createNewTask #{t.planned.seq}")
+            self.blocks.send(
+                agg_sender, self.tm, create_calldata_from(t.encoded), label=f"createNewTask #{t.planned.seq}"
+            )
         ts_a = max(batch[-1].t + 2, self.blocks.last_timestamp + 1)
         self.blocks.mine(ts_a)
         if slashing:
@@ -596,8 +694,9 @@ class Simulation:
             if t.agg is None:
                 continue
             data = respond_calldata_from(t.encoded, t.ctx.encoded(t.agg.allow), t.agg.signature_data)
-            self.blocks.send(agg_sender, self.tm, data, gas=1_500_000 + 40 * len(data),
-                             label=f"respondToTask #{t.planned.seq}")
+            self.blocks.send(
+                agg_sender, self.tm, data, gas=1_500_000 + 40 * len(data), label=f"respondToTask #{t.planned.seq}"
+            )
         rng = random.Random(f"blocktimes:{cfg.seed}:{ts_a}")
         ts_b = ts_a + rng.randint(2, 8)
         number_b = self.last_response_block = self.blocks.mine(ts_b)
@@ -621,13 +720,19 @@ class Simulation:
                     continue
                 att = protocol.attestation(t.agg.response, number_b + t.client.expire_after)
                 data = protocol.execute_calldata(att)
-                self.blocks.send(sender, t.client.address, data, gas=500_000 + 40 * len(data),
-                                 label=f"execute #{t.planned.seq}")
+                self.blocks.send(
+                    sender, t.client.address, data, gas=500_000 + 40 * len(data), label=f"execute #{t.planned.seq}"
+                )
                 self.result.executed += 1
             else:
                 self.result.denied += 1
-                self.blocks.send(sender, t.client.address, protocol.record_denial_calldata(t.task[0]), gas=200_000,
-                                 label=f"recordDenial #{t.planned.seq}")
+                self.blocks.send(
+                    sender,
+                    t.client.address,
+                    protocol.record_denial_calldata(t.task[0]),
+                    gas=200_000,
+                    label=f"recordDenial #{t.planned.seq}",
+                )
                 self.result.denials_recorded += 1
         ts_c = ts_b + rng.randint(6, 14)
         self.blocks.mine(ts_c, wait=False)
@@ -660,10 +765,16 @@ class Simulation:
             found = self.challenger.poll(self.last_response_block)
         sender = self.keys[3]
         for ch in found:
-            self.blocks.send(sender, self.tm, ch.calldata, gas=2_500_000 + 40 * len(ch.calldata),
-                             label=f"challenge 0x{ch.task_id.hex()}")
+            self.blocks.send(
+                sender,
+                self.tm,
+                ch.calldata,
+                gas=2_500_000 + 40 * len(ch.calldata),
+                label=f"challenge 0x{ch.task_id.hex()}",
+            )
             (self.result.challenged_frivolous if ch.frivolous else self.result.challenged_ok).append(
-                "0x" + ch.task_id.hex())
+                "0x" + ch.task_id.hex()
+            )
         return any(not ch.frivolous for ch in found)
 
     def _colluders(self, voters: list[Operator], registered: dict[int, int]) -> set[int]:
@@ -681,7 +792,8 @@ class Simulation:
         return set()
 
 
-def simulate(rpc_url: str, deployment: dict | str, cfg: SimConfig,
-             progress: Callable[[int, int], None] | None = None) -> SimResult:
+def simulate(
+    rpc_url: str, deployment: dict | str, cfg: SimConfig, progress: Callable[[int, int], None] | None = None
+) -> SimResult:
     """Run a simulation of `cfg.tasks` tasks against the devnet of `deployment` at `rpc_url`."""
     return Simulation(rpc_url, deployment, cfg).run(progress)

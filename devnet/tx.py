@@ -1,4 +1,5 @@
 """Send devnet transactions over raw JSON-RPC: unlocked or local keys, gas estimation, revert reasons as LensError."""
+
 from __future__ import annotations
 
 import time
@@ -6,7 +7,9 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from app.errors import LensError
+from devnet import rawtx
+from devnet.contracts import is_revert, load_artifact, revert_reason
+from indexer.errors import LensError
 
 MAX_FEE_WEI = 100 * 10**9  # devnet gas price cap for locally signed transactions
 
@@ -24,20 +27,11 @@ def _hex(v: int) -> str:
     return hex(int(v))
 
 
-def _revert_data(err: dict) -> str | None:
-    """The revert payload of a JSON-RPC error object, as anvil reports it."""
-    data = err.get("data")
-    if isinstance(data, dict):
-        data = data.get("data") or data.get("result")
-    return data if isinstance(data, str) and data.startswith("0x") else None
-
-
 def _raise_revert(what: str, err: dict) -> None:
-    from devnet.contracts import decode_revert
-
-    data = _revert_data(err)
-    reason = decode_revert(data) if data else err.get("message", "reverted")
-    raise LensError(f"{what} reverted: {reason}", "the contract rejected the call; the error name says which check failed")
+    raise LensError(
+        f"{what} reverted: {revert_reason(err)}",
+        "the contract rejected the call; the error name says which check failed",
+    )
 
 
 def estimate_gas(w3, tx: dict, what: str) -> int:
@@ -70,17 +64,23 @@ def _pending_nonce(w3, address: str) -> int:
     return int(rpc(w3, "eth_getTransactionCount", [address, "pending"]), 16)
 
 
-def _sign_local(w3, sender: LocalAccount, to: str | None, data_hex: str, value: int, gas: int, nonce: int | None,
-                cid: int | None) -> str:
-    tx: dict[str, Any] = {
-        "data": data_hex, "value": int(value), "gas": int(gas),
-        "nonce": _pending_nonce(w3, sender.address) if nonce is None else int(nonce),
-        "chainId": chain_id(w3) if cid is None else int(cid),
-        "maxFeePerGas": MAX_FEE_WEI, "maxPriorityFeePerGas": 0,
-    }
-    if to is not None:
-        tx["to"] = to
-    return "0x" + bytes(sender.sign_transaction(tx).raw_transaction).hex()
+def _sign_local(
+    w3, sender: LocalAccount, to: str | None, data_hex: str, value: int, gas: int, nonce: int | None, cid: int | None
+) -> str:
+    """Sign with the simulation's signer (`rawtx`): the one signing path of the devnet."""
+    signer = rawtx.Sender(
+        bytes(sender.key), sender.address.lower(), _pending_nonce(w3, sender.address) if nonce is None else int(nonce)
+    )
+    raw, _ = rawtx.sign_tx(
+        signer,
+        chain_id(w3) if cid is None else int(cid),
+        to,
+        bytes.fromhex(data_hex[2:]),
+        int(value),
+        int(gas),
+        MAX_FEE_WEI,
+    )
+    return raw
 
 
 def _receipt(w3, tx_hash: str, what: str) -> dict:
@@ -94,9 +94,19 @@ def _receipt(w3, tx_hash: str, what: str) -> dict:
     return receipt
 
 
-def send_tx(w3, sender: str | LocalAccount, *, to: str | None, data: bytes | str = b"", value: int = 0,
-            gas: int | None = None, what: str = "transaction", wait: bool = True, chain_id: int | None = None,
-            nonce: int | None = None) -> dict:
+def send_tx(
+    w3,
+    sender: str | LocalAccount,
+    *,
+    to: str | None,
+    data: bytes | str = b"",
+    value: int = 0,
+    gas: int | None = None,
+    what: str = "transaction",
+    wait: bool = True,
+    chain_id: int | None = None,
+    nonce: int | None = None,
+) -> dict:
     """Send a transaction from an unlocked node account (address) or a LocalAccount (signed locally; pass `nonce`
     and `chain_id` to skip asking the node when sending many). Without `gas` the call is estimated first, so a
     revert raises LensError naming the custom error before anything is sent (when batching with automine off,
@@ -117,7 +127,7 @@ def send_tx(w3, sender: str | LocalAccount, *, to: str | None, data: bytes | str
         resp = w3.provider.make_request("eth_sendTransaction", [tx])
     if resp.get("error"):
         err = resp["error"]
-        if _revert_data(err) or "revert" in str(err.get("message", "")):
+        if is_revert(err):
             _raise_revert(what, err)
         raise LensError(f"{what} failed: {err.get('message', err)}", "is the devnet node running? (`lens devnet up`)")
     tx_hash = resp["result"]
@@ -132,3 +142,13 @@ def send_tx(w3, sender: str | LocalAccount, *, to: str | None, data: bytes | str
             _raise_revert(what, resp["error"])
         raise LensError(f"{what} reverted (tx {tx_hash})", "out of gas? pass a larger gas limit")
     return receipt
+
+
+def deploy(w3, artifact_name: str, *args, sender, **kw) -> str:
+    """Deploy `artifact_name` with constructor `args` from `sender` (an address unlocked on the node,
+    or a LocalAccount); waits for the receipt and returns the contract address (lower-case)."""
+    art = load_artifact(artifact_name)
+    contract = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    data = contract.constructor(*args).data_in_transaction
+    receipt = send_tx(w3, sender, to=None, data=data, what=f"deploy {artifact_name}", **kw)
+    return receipt["contractAddress"].lower()

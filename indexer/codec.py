@@ -1,9 +1,11 @@
 """A strict, fast ABI decoder compiled once per type into closures (eth-abi is the reference in the tests)."""
+
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 from indexer.abi import STRUCTS, canonical, split_array, split_top
 
@@ -19,10 +21,10 @@ Decoder = Callable[[bytes, int], Any]
 def _word(buf: bytes, pos: int) -> int:
     if pos + 32 > len(buf) or pos < 0:
         raise DecodeError(f"read past end: word at {pos}, length {len(buf)}")
-    return _from(buf[pos:pos + 32], "big")
+    return _from(buf[pos : pos + 32], "big")
 
 
-@lru_cache(maxsize=None)
+@cache
 def compile_type(type_: str) -> tuple[bool, int, Decoder]:
     """(is_dynamic, head size in bytes, decode(buf, pos)) for a struct or ABI type.
 
@@ -46,20 +48,24 @@ def _split_tuple(type_: str) -> list[str]:
 
 def _compile_elementary(t: str) -> tuple[bool, int, Decoder]:
     if t == "address":
+
         def dec_address(buf: bytes, pos: int) -> str:
-            w = buf[pos:pos + 32]
+            w = buf[pos : pos + 32]
             if len(w) != 32:
                 raise DecodeError(f"read past end: address at {pos}")
             if any(w[:12]):
                 raise DecodeError("address with non-zero high bytes")
             return "0x" + w[12:].hex()
+
         return False, 32, dec_address
     if t == "bool":
+
         def dec_bool(buf: bytes, pos: int) -> bool:
             v = _word(buf, pos)
             if v > 1:
                 raise DecodeError(f"bool out of range: {v}")
             return v == 1
+
         return False, 32, dec_bool
     m = re.fullmatch(r"(u?)int(\d*)", t)
     if m:
@@ -72,6 +78,7 @@ def _compile_elementary(t: str) -> tuple[bool, int, Decoder]:
                 if v >= limit:
                     raise DecodeError(f"uint{bits} out of range")
                 return v
+
             return False, 32, dec_uint
         half = 1 << (bits - 1)
 
@@ -82,18 +89,20 @@ def _compile_elementary(t: str) -> tuple[bool, int, Decoder]:
             if not -half <= v < half:
                 raise DecodeError(f"int{bits} out of range")
             return v
+
         return False, 32, dec_int
     m = re.fullmatch(r"bytes(\d+)", t)
     if m:
         n = int(m.group(1))
 
         def dec_fixed(buf: bytes, pos: int) -> str:
-            w = buf[pos:pos + 32]
+            w = buf[pos : pos + 32]
             if len(w) != 32:
                 raise DecodeError(f"read past end: bytes{n} at {pos}")
             if any(w[n:]):
                 raise DecodeError(f"bytes{n} with non-zero padding")
             return "0x" + w[:n].hex()
+
         return False, 32, dec_fixed
     if t in ("bytes", "string"):
         as_text = t == "string"
@@ -103,13 +112,14 @@ def _compile_elementary(t: str) -> tuple[bool, int, Decoder]:
             end = pos + 32 + n
             if end > len(buf):
                 raise DecodeError(f"{t} of length {n} at {pos} runs past the end ({len(buf)})")
-            raw = buf[pos + 32:end]
+            raw = buf[pos + 32 : end]
             if as_text:
                 try:
                     return raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     raise DecodeError(f"string is not UTF-8: {e}") from None
             return raw
+
         return True, 32, dec_bytes
     raise ValueError(f"unsupported ABI type {t}")
 
@@ -136,6 +146,7 @@ def _compile_tuple(types: tuple[str, ...]) -> tuple[bool, int, Decoder]:
             else:
                 out.append(fn(buf, pos + o))
         return tuple(out)
+
     return dynamic, (32 if dynamic else head), dec_tuple
 
 
@@ -158,26 +169,30 @@ def _compile_array(elem: str, suffix: str) -> tuple[bool, int, Decoder]:
         return [efn(buf, base + step * i) for i in range(count)]
 
     if suffix == "[]":
+
         def dec_dyn_array(buf: bytes, pos: int) -> list:
             count = _word(buf, pos)
             if count > len(buf):
                 raise DecodeError(f"array length {count} larger than the data")
             return items(buf, pos + 32, count)
+
         return True, 32, dec_dyn_array
     k = int(suffix[1:-1])
 
     def dec_fixed_array(buf: bytes, pos: int) -> list:
         return items(buf, pos, k)
+
     return ed, (32 if ed else step * k), dec_fixed_array
 
 
-@lru_cache(maxsize=None)
+@cache
 def params_decoder(types: tuple[str, ...]) -> Callable[[bytes], tuple]:
     """Decoder of abi.encode(v1, v2, …) for the given (struct or ABI) types: bytes → tuple of values."""
     _, _, fn = _compile_tuple(types)
 
     def decode(data: bytes) -> tuple:
         return fn(data, 0)
+
     return decode
 
 
@@ -190,6 +205,7 @@ def canonical_types(types: tuple[str, ...]) -> list[str]:
 # Code generation: the same decoder as straight-line Python per struct (2-3x faster than closures).
 # Semantics are identical to compile_type (the tests check both against eth-abi).
 # ---------------------------------------------------------------------------------------------
+
 
 class _Gen:
     """Emits one Python function per (struct/tuple/array) type into a shared namespace."""
@@ -336,7 +352,7 @@ def _utf8(raw: bytes) -> str:
         raise DecodeError(f"string is not UTF-8: {e}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def generated_decoder(types: tuple[str, ...]) -> Callable[[bytes], tuple]:
     """Like params_decoder, but compiled to Python source once per type tuple."""
     g = _Gen()
@@ -348,5 +364,6 @@ def generated_decoder(types: tuple[str, ...]) -> Callable[[bytes], tuple]:
 
     def decode(data: bytes) -> tuple:
         return f(data, 0, len(data))
+
     decode.source = src  # type: ignore[attr-defined]
     return decode

@@ -1,16 +1,19 @@
 """Raw eth_getLogs dicts → typed rows per event table (pure functions over compiled decoders)."""
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache, lru_cache
+from typing import Any
 
 from Crypto.Hash import keccak as _keccak_mod
 
 from indexer.abi import LAYOUTS, STRUCTS, EventLayout, canonical, snake, split_array
 from indexer.codec import DecodeError, compile_type, generated_decoder
+
 
 def keccak(data: bytes) -> bytes:
     """keccak256 (pycryptodome directly: eth_utils' wrapper costs more than the hash for small inputs)."""
@@ -34,14 +37,28 @@ class Column:
     sql: str
 
 
-COMMON = (Column("chain_id", "BIGINT"), Column("block_number", "BIGINT"), Column("log_index", "BIGINT"),
-          Column("tx_hash", "VARCHAR"), Column("block_time", "TIMESTAMP"), Column("address", "VARCHAR"),
-          Column("topic0", "VARCHAR"), Column("layout", "VARCHAR"))
+COMMON = (
+    Column("chain_id", "BIGINT"),
+    Column("block_number", "BIGINT"),
+    Column("log_index", "BIGINT"),
+    Column("tx_hash", "VARCHAR"),
+    Column("block_time", "TIMESTAMP"),
+    Column("address", "VARCHAR"),
+    Column("topic0", "VARCHAR"),
+    Column("layout", "VARCHAR"),
+)
 _COMMON_NAMES = {c.name for c in COMMON}
 
-UNDECODABLE_COLUMNS = (Column("chain_id", "BIGINT"), Column("block_number", "BIGINT"), Column("log_index", "BIGINT"),
-                       Column("tx_hash", "VARCHAR"), Column("address", "VARCHAR"), Column("topic0", "VARCHAR"),
-                       Column("data", "VARCHAR"), Column("error", "VARCHAR"))
+UNDECODABLE_COLUMNS = (
+    Column("chain_id", "BIGINT"),
+    Column("block_number", "BIGINT"),
+    Column("log_index", "BIGINT"),
+    Column("tx_hash", "VARCHAR"),
+    Column("address", "VARCHAR"),
+    Column("topic0", "VARCHAR"),
+    Column("data", "VARCHAR"),
+    Column("error", "VARCHAR"),
+)
 
 Flat = Callable[[Any, list], None]
 
@@ -57,7 +74,7 @@ def is_exact_type(t: str) -> bool:
     return bits is not None and bits >= 64
 
 
-@lru_cache(maxsize=None)
+@cache
 def jsonifier(type_: str) -> Callable[[Any], Any]:
     """Converter of a decoded value into JSON-safe data (big ints as decimal strings, bytes as hex)."""
     elem, suffix = split_array(type_)
@@ -69,6 +86,7 @@ def jsonifier(type_: str) -> Callable[[Any], Any]:
         return lambda v: {name: f(x) for (name, f), x in zip(fields, v)}
     if type_.startswith("("):
         from indexer.codec import _split_tuple
+
         subs = [jsonifier(t) for t in _split_tuple(type_)]
         return lambda v: [f(x) for f, x in zip(subs, v)]
     if type_ == "bytes":
@@ -99,13 +117,16 @@ def _flattener(type_: str, prefix: str) -> tuple[list[Column], Flat]:
         def flat_struct(v, out):
             for f, x in zip(subs, v):
                 f(x, out)
+
         return cols, flat_struct
     if type_ == "bytes":
         return [Column(prefix, "VARCHAR")], lambda v, out: out.append("0x" + v.hex())
     if is_exact_type(type_):
+
         def flat_big(v, out):
             out.append(str(v))
             out.append(float(v))
+
         return [Column(prefix, "VARCHAR"), Column(prefix + "_num", "DOUBLE")], flat_big
     if _uint_bits(type_) is not None:
         return [Column(prefix, "BIGINT")], lambda v, out: out.append(v)
@@ -154,17 +175,21 @@ def _gen_fill(params: list[tuple[str, str]], index: dict[str, int]) -> Callable[
 
 def _topic_decoder(t: str) -> Callable[[str], Any]:
     if t == "address":
+
         def dec_addr(topic: str) -> str:
             if len(topic) != 66 or topic[2:26].strip("0"):
                 raise DecodeError(f"indexed address topic is not a padded address: {topic}")
             return "0x" + topic[26:].lower()
+
         return dec_addr
     if t == "bool":
+
         def dec_bool(topic: str) -> bool:
             v = int(topic, 16)
             if v > 1:
                 raise DecodeError("indexed bool out of range")
             return v == 1
+
         return dec_bool
     if _uint_bits(t) is not None:
         return lambda topic: int(topic, 16)
@@ -174,6 +199,7 @@ def _topic_decoder(t: str) -> Callable[[str], Any]:
 # ------------------------------------------------------------------------------------------------
 # Event-specific extra columns (computed from the decoded values; deterministic for a given log)
 # ------------------------------------------------------------------------------------------------
+
 
 def is_canonical_allow(result: bytes) -> bool:
     """EVENTS.md §3.4: abi.encode(true) (one word == 1) or abi.encode("true") (len 4, 'true', zero padding)."""
@@ -210,15 +236,17 @@ def _nss_pubkeys_fast(sig: bytes) -> list[tuple[int, int]] | None:
     base = int.from_bytes(sig[0:32], "big")
     if base != 32:
         return None
-    arr = base + int.from_bytes(sig[base + 32:base + 64], "big")
+    arr = base + int.from_bytes(sig[base + 32 : base + 64], "big")
     if arr + 32 > n:
         return None
-    count = int.from_bytes(sig[arr:arr + 32], "big")
+    count = int.from_bytes(sig[arr : arr + 32], "big")
     end = arr + 32 + 64 * count
     if end > n:
         return None
-    return [(int.from_bytes(sig[p:p + 32], "big"), int.from_bytes(sig[p + 32:p + 64], "big"))
-            for p in range(arr + 32, end, 64)]
+    return [
+        (int.from_bytes(sig[p : p + 32], "big"), int.from_bytes(sig[p + 32 : p + 64], "big"))
+        for p in range(arr + 32, end, 64)
+    ]
 
 
 def decode_signature_data(sig: bytes, chain_id: int) -> tuple[str, list[tuple[int, int]]]:
@@ -238,11 +266,14 @@ def decode_signature_data(sig: bytes, chain_id: int) -> tuple[str, list[tuple[in
         if name == "nss":
             return name, [tuple(p) for p in value[1]]
         return name, [tuple(w[2][0]) for w in value[4]]
-    raise DecodeError("signatureData is neither NonSignerStakesAndSignature nor BN254Certificate (" + "; ".join(errors) + ")")
+    raise DecodeError(
+        "signatureData is neither NonSignerStakesAndSignature nor BN254Certificate (" + "; ".join(errors) + ")"
+    )
 
 
 def _split_args(s: str) -> list[str]:
     from indexer.abi import split_top
+
     return split_top(s) if s.strip() else []
 
 
@@ -264,9 +295,10 @@ def _json_arg(type_: str, v: Any) -> Any:
         return [_json_arg(elem, x) for x in v]
     if type_.startswith("("):
         from indexer.codec import _split_tuple
+
         return [_json_arg(t, x) for t, x in zip(_split_tuple(type_), v)]
     if _uint_bits(type_) is not None:
-        return str(v)  # INTERFACES §2: uints as decimal strings
+        return str(v)  # uints as exact decimal strings: DuckDB BIGINT and JSON numbers would round wei
     if type_ == "bytes":
         return "0x" + v.hex()
     return v
@@ -308,14 +340,28 @@ def intent_summary(intent: tuple) -> list:
         asset, counterparty, amount = to, args[0], int(args[1])
     elif args is not None and name == "transferFrom" and len(args) == 3:
         asset, counterparty, amount = to, args[1], int(args[2])
-    return [ftext, name, None if args is None else _dumps(args), err, asset, str(amount), amount / 10 ** _TOKEN_DECIMALS,
-            counterparty]
+    return [
+        ftext,
+        name,
+        None if args is None else _dumps(args),
+        err,
+        asset,
+        str(amount),
+        amount / 10**_TOKEN_DECIMALS,
+        counterparty,
+    ]
 
 
-_INTENT_COLUMNS = [Column("intent_function_text", "VARCHAR"), Column("intent_function_name", "VARCHAR"),
-                   Column("intent_function_args_json", "VARCHAR"), Column("intent_calldata_error", "VARCHAR"),
-                   Column("intent_asset", "VARCHAR"), Column("intent_amount_wei", "VARCHAR"),
-                   Column("intent_amount_num", "DOUBLE"), Column("intent_counterparty", "VARCHAR")]
+_INTENT_COLUMNS = [
+    Column("intent_function_text", "VARCHAR"),
+    Column("intent_function_name", "VARCHAR"),
+    Column("intent_function_args_json", "VARCHAR"),
+    Column("intent_calldata_error", "VARCHAR"),
+    Column("intent_asset", "VARCHAR"),
+    Column("intent_amount_wei", "VARCHAR"),
+    Column("intent_amount_num", "DOUBLE"),
+    Column("intent_counterparty", "VARCHAR"),
+]
 
 
 def _extras_new_task(lay: EventLayout) -> tuple[list[Column], Callable]:
@@ -325,6 +371,7 @@ def _extras_new_task(lay: EventLayout) -> tuple[list[Column], Callable]:
 
     def extra(values: tuple, chain_id: int, out: list) -> None:
         out += intent_summary(values[p_task][i_intent])
+
     return list(_INTENT_COLUMNS), extra
 
 
@@ -367,13 +414,19 @@ def _response_extras(tr_type: str) -> Callable[[tuple], list]:
         ptd = tr[i_ptd]
         h = _code_hash(ptd[2])
         text = _text(ptd[2])
-        return [is_canonical_allow(tr[i_eval]), params, _policy_data_json(ptd[3], i_data), h], \
-            (None if text is None else (h, text))
+        return [is_canonical_allow(tr[i_eval]), params, _policy_data_json(ptd[3], i_data), h], (
+            None if text is None else (h, text)
+        )
+
     return extra
 
 
-_RESPONSE_COLUMNS = [Column("allow", "BOOLEAN"), Column("params_json", "VARCHAR"), Column("policy_data_json", "VARCHAR"),
-                     Column("policy_code_hash", "VARCHAR")]
+_RESPONSE_COLUMNS = [
+    Column("allow", "BOOLEAN"),
+    Column("params_json", "VARCHAR"),
+    Column("policy_data_json", "VARCHAR"),
+    Column("policy_code_hash", "VARCHAR"),
+]
 
 
 def _extras_task_responded(lay: EventLayout) -> tuple[list[Column], Callable]:
@@ -398,8 +451,13 @@ def _extras_task_responded(lay: EventLayout) -> tuple[list[Column], Callable]:
         ids = [operator_id(x, y) for x, y in pubkeys]
         out += [encoding, _dumps(ids), len(ids), None]
         return blob
-    return _RESPONSE_COLUMNS + [Column("sig_encoding", "VARCHAR"), Column("non_signer_ids_json", "VARCHAR"),
-                                Column("non_signer_count", "BIGINT"), Column("sig_error", "VARCHAR")], extra
+
+    return _RESPONSE_COLUMNS + [
+        Column("sig_encoding", "VARCHAR"),
+        Column("non_signer_ids_json", "VARCHAR"),
+        Column("non_signer_count", "BIGINT"),
+        Column("sig_error", "VARCHAR"),
+    ], extra
 
 
 def _extras_direct(lay: EventLayout) -> tuple[list[Column], Callable]:
@@ -415,6 +473,7 @@ def _extras_direct(lay: EventLayout) -> tuple[list[Column], Callable]:
         out += cols
         out += intent_summary(values[p_task][i_intent])
         return blob
+
     return _RESPONSE_COLUMNS + _INTENT_COLUMNS, extra
 
 
@@ -423,37 +482,45 @@ def _extras_policy_set(lay: EventLayout) -> tuple[list[Column], Callable]:
 
     def extra(values: tuple, chain_id: int, out: list) -> None:
         out.append(_text(values[0][i_cfg][0]))
+
     return [Column("params_json", "VARCHAR")], extra
 
 
 def _extras_pubkey(lay: EventLayout) -> tuple[list[Column], Callable]:
     def extra(values: tuple, chain_id: int, out: list) -> None:
         out.append(operator_id(*values[0]))
+
     return [Column("operator_id", "VARCHAR")], extra
 
 
-_EXTRAS = {"NewPubkeyRegistration": _extras_pubkey, "NewTaskCreated": _extras_new_task, "TaskResponded": _extras_task_responded, "DirectTaskResponded": _extras_direct,
-           "PolicySet": _extras_policy_set}
+_EXTRAS = {
+    "NewPubkeyRegistration": _extras_pubkey,
+    "NewTaskCreated": _extras_new_task,
+    "TaskResponded": _extras_task_responded,
+    "DirectTaskResponded": _extras_direct,
+    "PolicySet": _extras_policy_set,
+}
 
 
 # ------------------------------------------------------------------------------------------------
 # Per-layout plans and per-table column unions
 # ------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LayoutPlan:
     """Everything needed to turn one log of one layout into a row of its table."""
 
     layout: EventLayout
-    columns: tuple[Column, ...]          # layout columns (indexed params first, then data params, then extras)
-    positions: tuple[int, ...]           # where each layout column goes in the table row (after COMMON)
+    columns: tuple[Column, ...]  # layout columns (indexed params first, then data params, then extras)
+    positions: tuple[int, ...]  # where each layout column goes in the table row (after COMMON)
     topic_decoders: tuple[Callable, ...]
     data_decoder: Callable[[bytes], tuple]
-    flatteners: tuple[Flat, ...]         # one per data param
+    flatteners: tuple[Flat, ...]  # one per data param
     topic_flatteners: tuple[Flat, ...]
     extra: Callable | None
     policy_pos: int | None = None  # the Rego source column: stored once in `blobs` (by keccak) instead of per row
-    fill: Callable | None = None         # generated: data params → row columns
+    fill: Callable | None = None  # generated: data params → row columns
     width: int = 0
     topic_positions: tuple[int, ...] = ()
     extra_positions: tuple[int, ...] = ()
@@ -500,14 +567,20 @@ def _build() -> tuple[dict[str, LayoutPlan], dict[str, tuple[Column, ...]]]:
         index = {c.name: i for i, c in enumerate(tables[lay.table])}
         positions = tuple(index[c.name] for c in cols)
         plans[lay.topic0] = LayoutPlan(
-            layout=lay, columns=tuple(cols), positions=positions,
+            layout=lay,
+            columns=tuple(cols),
+            positions=positions,
             topic_decoders=tuple(_topic_decoder(p.type) for p in lay.indexed),
             data_decoder=generated_decoder(tuple(p.type for p in lay.data_params)),
-            flatteners=tuple(dflat), topic_flatteners=tuple(tflat), extra=extra,
+            flatteners=tuple(dflat),
+            topic_flatteners=tuple(tflat),
+            extra=extra,
             policy_pos=index.get("task_response_policy_task_data_policy"),
             fill=_gen_fill([(p.name, p.type) for p in lay.data_params], index),
-            topic_positions=positions[:n_topic_cols], extra_positions=positions[n_param_cols:],
-            width=len(tables[lay.table]))
+            topic_positions=positions[:n_topic_cols],
+            extra_positions=positions[n_param_cols:],
+            width=len(tables[lay.table]),
+        )
     return plans, {t: tuple(c) for t, c in tables.items()}
 
 
@@ -517,6 +590,7 @@ PLANS, TABLES = _build()
 # ------------------------------------------------------------------------------------------------
 # Decoding a batch
 # ------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class DecodedBatch:
@@ -534,8 +608,9 @@ class DecodedBatch:
         return sum(len(r) for r in self.rows.values()) + len(self.undecodable)
 
 
-def decode_log(plan: LayoutPlan, log: dict, chain_id: int, block_time: int | None,
-               block_number: int | None = None) -> tuple[list, tuple[str, str] | None]:
+def decode_log(
+    plan: LayoutPlan, log: dict, chain_id: int, block_time: int | None, block_number: int | None = None
+) -> tuple[list, tuple[str, str] | None]:
     """One raw log → (table row in the table's column order, (code hash, Rego source) or None); DecodeError on bad data.
 
     A UTF-8 Rego source is not repeated in every row: its column is NULL and the text lives in `blobs` under
@@ -601,8 +676,18 @@ def decode_logs(logs: list[dict], chain_id: int, block_times: dict[int, int] | N
         try:
             row, blob = decode_log(plan, log, chain_id, bt, bn)
         except (DecodeError, ValueError, IndexError, TypeError, KeyError, OverflowError) as e:
-            out.undecodable.append((chain_id, bn, int(log["logIndex"], 16), log["transactionHash"].lower(),
-                                    log["address"].lower(), topics[0].lower(), log["data"], f"{type(e).__name__}: {e}"))
+            out.undecodable.append(
+                (
+                    chain_id,
+                    bn,
+                    int(log["logIndex"], 16),
+                    log["transactionHash"].lower(),
+                    log["address"].lower(),
+                    topics[0].lower(),
+                    log["data"],
+                    f"{type(e).__name__}: {e}",
+                )
+            )
             continue
         out.rows.setdefault(plan.layout.table, []).append(row)
         if blob is not None:

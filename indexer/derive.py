@@ -1,4 +1,5 @@
 """Derived tables (tasks, task_signers, operators, stakes, policies, policy_versions, challenges) from raw events, in SQL."""
+
 from __future__ import annotations
 
 import duckdb
@@ -14,9 +15,17 @@ TASK_KEYS = {
     "ev_task_challenged_unsuccessfully": "task_id",
     "ev_policy_denied": "task_id",
 }
-OPERATOR_TABLES = ("ev_operator_registered", "ev_operator_deregistered", "ev_operator_socket_update",
-                   "ev_operator_metadata_uri_updated", "ev_new_pubkey_registration", "ev_operator_stake_update",
-                   "ev_operator_added_to_quorums", "ev_operator_removed_from_quorums", "ev_operator_slashed")
+OPERATOR_TABLES = (
+    "ev_operator_registered",
+    "ev_operator_deregistered",
+    "ev_operator_socket_update",
+    "ev_operator_metadata_uri_updated",
+    "ev_new_pubkey_registration",
+    "ev_operator_stake_update",
+    "ev_operator_added_to_quorums",
+    "ev_operator_removed_from_quorums",
+    "ev_operator_slashed",
+)
 POLICY_TABLES = ("ev_policy_set", "ev_policy_deployed")
 CHALLENGE_TABLES = ("ev_task_challenged_successfully", "ev_task_challenged_unsuccessfully")
 
@@ -230,8 +239,15 @@ WHERE chain_id = $chain AND status IN ('allowed', 'expired') AND response_expire
 """
 
 
-def task_status(*, responded: bool, allow: bool | None, spent: bool, challenge_success: bool | None,
-                response_expire_block: int | None, head: int) -> str:
+def task_status(
+    *,
+    responded: bool,
+    allow: bool | None,
+    spent: bool,
+    challenge_success: bool | None,
+    response_expire_block: int | None,
+    head: int,
+) -> str:
     """EVENTS.md §3.6 status rule (the SQL above implements the same): challenged > spent > denied/expired/allowed > created."""
     if challenge_success:
         return "challenged"
@@ -246,18 +262,30 @@ def task_status(*, responded: bool, allow: bool | None, spent: bool, challenge_s
     return "created"
 
 
-def refresh(con: duckdb.DuckDBPyConnection, chain_id: int, head: int, task_ids: set[str], tables_touched: set[str],
-            dep_policies: list[dict], force_all: bool = False, since: int = 0) -> None:
+def refresh(
+    con: duckdb.DuckDBPyConnection,
+    chain_id: int,
+    head: int,
+    task_ids: set[str],
+    tables_touched: set[str],
+    dep_policies: list[dict],
+    force_all: bool = False,
+    since: int = 0,
+) -> None:
     """Rebuild derived rows for the touched tasks and the small tables whose inputs changed (caller's transaction).
 
     `since`: the first block of the new raw rows. Every event of a task is at or after its first event, so the raw
     scans start at min(since, first block of the touched tasks already known) — zone maps skip older row groups.
     """
     p = {"chain": chain_id}
-    dep = pa.table({"address": pa.array([d["address"] for d in dep_policies], pa.string()),
-                    "name": pa.array([d.get("name") for d in dep_policies], pa.string()),
-                    "entrypoint": pa.array([d.get("entrypoint") for d in dep_policies], pa.string()),
-                    "policy_code_hash": pa.array([d.get("policy_code_hash") for d in dep_policies], pa.string())})
+    dep = pa.table(
+        {
+            "address": pa.array([d["address"] for d in dep_policies], pa.string()),
+            "name": pa.array([d.get("name") for d in dep_policies], pa.string()),
+            "entrypoint": pa.array([d.get("entrypoint") for d in dep_policies], pa.string()),
+            "policy_code_hash": pa.array([d.get("policy_code_hash") for d in dep_policies], pa.string()),
+        }
+    )
     con.register("_dep_arrow", dep)
     con.execute("CREATE OR REPLACE TEMP TABLE _dep_policies AS SELECT * FROM _dep_arrow")
     con.unregister("_dep_arrow")
@@ -272,15 +300,20 @@ def refresh(con: duckdb.DuckDBPyConnection, chain_id: int, head: int, task_ids: 
     if force_all:
         task_ids = {r[0] for r in con.execute("SELECT task_id FROM tasks WHERE chain_id = $chain", p).fetchall()}
         for table, key in TASK_KEYS.items():
-            task_ids |= {r[0] for r in con.execute(f"SELECT DISTINCT {key} FROM {table} WHERE chain_id = $chain", p).fetchall()}
+            task_ids |= {
+                r[0] for r in con.execute(f"SELECT DISTINCT {key} FROM {table} WHERE chain_id = $chain", p).fetchall()
+            }
     if task_ids:
         con.register("_touched_arrow", pa.table({"task_id": pa.array(sorted(task_ids), pa.string())}))
         con.execute("CREATE OR REPLACE TEMP TABLE _touched AS SELECT * FROM _touched_arrow")
         con.unregister("_touched_arrow")
         if since > 0 and not force_all:
-            known = con.execute("SELECT min(LEAST(COALESCE(created_block, responded_block, spent_block), "
-                                "COALESCE(responded_block, created_block, spent_block))) FROM tasks "
-                                "WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)", p).fetchone()[0]
+            known = con.execute(
+                "SELECT min(LEAST(COALESCE(created_block, responded_block, spent_block), "
+                "COALESCE(responded_block, created_block, spent_block))) FROM tasks "
+                "WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)",
+                p,
+            ).fetchone()[0]
             since = since if known is None else min(since, known)
         else:
             since = 0

@@ -1,4 +1,5 @@
 """Raw JSON-RPC over HTTP: eth_getLogs with retries/backoff, range halving on oversized answers, regrowth."""
+
 from __future__ import annotations
 
 import json
@@ -6,18 +7,21 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import requests
 import urllib3
 
-from app.errors import LensError
+from indexer.errors import LensError
 
 # Provider messages that mean "ask for fewer blocks" (geth/anvil, Infura, Alchemy, QuickNode, Ankr, …).
 _TOO_LARGE = re.compile(
     r"too many|more than \d+|response size|size exceed|limit exceeded|exceeds? (the )?(max|limit)|block range|"
-    r"range (is )?too (large|wide|big)|query timeout|returned more|too large|10000 results|payload", re.I)
+    r"range (is )?too (large|wide|big)|query timeout|returned more|too large|10000 results|payload",
+    re.I,
+)
 _RETRY_HTTP = {408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
 
 
@@ -68,8 +72,14 @@ class RpcStats:
 class Rpc:
     """Minimal JSON-RPC client over a keep-alive HTTP session, with retries and backoff on transient faults."""
 
-    def __init__(self, url: str, retries: int = 6, timeout: float = 30.0, backoff: float = 0.2,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        url: str,
+        retries: int = 6,
+        timeout: float = 30.0,
+        backoff: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.url = url
         self.retries = retries
         self.timeout = timeout
@@ -95,8 +105,9 @@ class Rpc:
             t0 = time.perf_counter()
             self.stats.requests += 1
             try:
-                resp = self._session().post(self.url, data=body, headers={"Content-Type": "application/json"},
-                                            timeout=self.timeout, stream=True)
+                resp = self._session().post(
+                    self.url, data=body, headers={"Content-Type": "application/json"}, timeout=self.timeout, stream=True
+                )
                 if resp.status_code in _RETRY_HTTP:
                     resp.close()
                     raise _Transient(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
@@ -114,13 +125,20 @@ class Rpc:
                 except ValueError:
                     raise _Transient("malformed JSON answer", None) from None
                 return out
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    urllib3.exceptions.HTTPError, _Transient) as e:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.HTTPError,
+                _Transient,
+            ) as e:
                 self.stats.last_error = str(e)
                 attempt += 1
                 if attempt > self.retries:
-                    raise LensError(f"RPC {self.url} failed after {self.retries} retries: {e}",
-                                    "check the node is reachable (--rpc URL), or raise LENS_RPC_RETRIES") from None
+                    raise LensError(
+                        f"RPC {self.url} failed after {self.retries} retries: {e}",
+                        "check the node is reachable (--rpc URL), or raise LENS_RPC_RETRIES",
+                    ) from None
                 self.stats.retries += 1
                 delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
                 retry_after = getattr(e, "retry_after", None)
@@ -258,8 +276,9 @@ def plan_ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
-def fetch_range_parts(rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: RangeSizer | None = None,
-                      raw_ok: bool = False) -> list:
+def fetch_range_parts(
+    rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: RangeSizer | None = None, raw_ok: bool = False
+) -> list:
     """The answers (log lists or unparsed RawResults) covering lo..hi for the filters, splitting the range while the
     node says it is too large."""
     parts: list = []
@@ -271,8 +290,10 @@ def fetch_range_parts(rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], size
                 parts.append(rpc.get_logs(a, b, list(f.addresses) if f.addresses else None, list(f.topics), raw_ok))
             except RangeTooLarge:
                 if a == b:
-                    raise LensError(f"the node refuses eth_getLogs even for the single block {a}",
-                                    "use an RPC endpoint without a tight log-size limit (--rpc)") from None
+                    raise LensError(
+                        f"the node refuses eth_getLogs even for the single block {a}",
+                        "use an RPC endpoint without a tight log-size limit (--rpc)",
+                    ) from None
                 rpc.stats.splits += 1
                 if sizer is not None:
                     sizer.too_large(b - a + 1)
@@ -289,7 +310,7 @@ def materialize(parts: list) -> list[dict]:
     """Parse the parts and return their logs sorted by (block, log index), each once."""
     out: dict[tuple[int, int], dict] = {}
     for p in parts:
-        for log in (p.parse() if isinstance(p, RawResult) else p):
+        for log in p.parse() if isinstance(p, RawResult) else p:
             out[(int(log["blockNumber"], 16), int(log["logIndex"], 16))] = log
     return [out[k] for k in sorted(out)]
 

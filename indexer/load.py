@@ -1,20 +1,26 @@
 """DuckDB side: schema, short-lived connections with lock retry, Arrow inserts, checkpoints, meta."""
+
 from __future__ import annotations
 
 import contextlib
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import pyarrow as pa
 
-from app import settings
-from app.errors import LensError
 from indexer.decode import TABLES, UNDECODABLE_COLUMNS, Column
+from indexer.errors import LensError
 
-_ARROW = {"BIGINT": pa.int64(), "VARCHAR": pa.string(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(),
-          "TIMESTAMP": pa.timestamp("s")}
+_ARROW = {
+    "BIGINT": pa.int64(),
+    "VARCHAR": pa.string(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "TIMESTAMP": pa.timestamp("s"),
+}
 
 DERIVED_DDL = {
     "tasks": """
@@ -48,7 +54,8 @@ DERIVED_DDL = {
 }
 
 BASE_DDL = {
-    "undecodable_logs": ", ".join(f"{c.name} {c.sql}" for c in UNDECODABLE_COLUMNS) + ", PRIMARY KEY (chain_id, block_number, log_index)",
+    "undecodable_logs": ", ".join(f"{c.name} {c.sql}" for c in UNDECODABLE_COLUMNS)
+    + ", PRIMARY KEY (chain_id, block_number, log_index)",
     "blocks": "chain_id BIGINT, block_number BIGINT, block_hash VARCHAR, parent_hash VARCHAR, block_time TIMESTAMP, PRIMARY KEY (chain_id, block_number)",
     "checkpoints": "chain_id BIGINT, address VARCHAR, last_block BIGINT, updated_at TIMESTAMP, last_error VARCHAR, PRIMARY KEY (chain_id, address)",
     "meta": "key VARCHAR PRIMARY KEY, value VARCHAR",
@@ -56,11 +63,6 @@ BASE_DDL = {
     "operator_metadata": "uri VARCHAR PRIMARY KEY, fetched_at TIMESTAMP, ok BOOLEAN, content VARCHAR, error VARCHAR",
 }
 
-# Writer tuning (settings duckdb_threads / duckdb_checkpoint): DuckDB threads and WAL size before an automatic checkpoint.
-WRITE_SETTINGS = (
-    f"SET threads = {int(settings.get('duckdb_threads'))}",  # the writer is never the bottleneck: spare the cores
-    f"SET checkpoint_threshold = '{settings.get('duckdb_checkpoint')}'",
-)
 
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "lock on file")
 
@@ -80,8 +82,10 @@ def _connect_retry(path: str, read_only: bool, timeout_s: float) -> duckdb.DuckD
                 raise LensError(f"cannot open the database {path}: {e}", "check the --db path") from None
             if time.monotonic() >= deadline:
                 who = "a reader (the dashboard?)" if not read_only else "the indexer"
-                raise LensError(f"the database {path} stayed locked for {timeout_s:.0f} s by {who}",
-                                "DuckDB allows one writer or many readers; retry in a moment") from None
+                raise LensError(
+                    f"the database {path} stayed locked for {timeout_s:.0f} s by {who}",
+                    "DuckDB allows one writer or many readers; retry in a moment",
+                ) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.05)  # the writer's gaps can be short: keep trying often
 
@@ -99,12 +103,18 @@ def connect_read(path: str, timeout_s: float = 15.0) -> Iterator[duckdb.DuckDBPy
 
 
 @contextlib.contextmanager
-def connect_write(path: str, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The read-write connection, retried while readers hold the file; closed (lock released) on exit."""
+def connect_write(
+    path: str, timeout_s: float = 60.0, threads: int = 1, checkpoint: str = "64MB"
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The read-write connection, retried while readers hold the file; closed (lock released) on exit.
+
+    `threads` and `checkpoint` tune the writer: DuckDB threads, and the WAL size before an automatic checkpoint."""
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]?i?B", checkpoint.strip(), re.I):
+        raise LensError(f"duckdb checkpoint threshold {checkpoint!r} is not a size", "give a size such as 64MB or 1GiB")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = _connect_retry(path, False, timeout_s)
-    for setting in WRITE_SETTINGS:
-        con.execute(setting)
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET checkpoint_threshold = '{checkpoint.strip()}'")
     try:
         yield con
     finally:
@@ -126,19 +136,31 @@ def _ddl_columns(cols: tuple[Column, ...]) -> str:
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table (raw, bookkeeping, derived) if missing; add columns new layouts need."""
-    existing = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    existing = {
+        r[0]
+        for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()
+    }
     for name, cols in TABLES.items():
         if name not in existing:
             con.execute(f"CREATE TABLE {name} ({_ddl_columns(cols)}, PRIMARY KEY (chain_id, block_number, log_index))")
         else:
-            have = {r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [name]).fetchall()}
+            have = {
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [name]
+                ).fetchall()
+            }
             for c in cols:
                 if c.name not in have:
                     con.execute(f'ALTER TABLE {name} ADD COLUMN "{c.name}" {c.sql}')
     for name, ddl in {**BASE_DDL, **DERIVED_DDL}.items():
         if name not in existing:
             con.execute(f"CREATE TABLE {name} ({ddl})")
+
+
+def ddl(table: str) -> str:
+    """CREATE TABLE IF NOT EXISTS statement of one derived or bookkeeping table."""
+    return f"CREATE TABLE IF NOT EXISTS {table} ({({**BASE_DDL, **DERIVED_DDL})[table]})"
 
 
 def arrow_table(cols: tuple[Column, ...], rows: list[list]) -> pa.Table:
@@ -164,8 +186,9 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, arrow: pa.Table, fr
     return arrow.num_rows
 
 
-def insert_rows(con: duckdb.DuckDBPyConnection, table: str, cols: tuple[Column, ...], rows: list[list],
-                fresh: bool = False) -> int:
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, table: str, cols: tuple[Column, ...], rows: list[list], fresh: bool = False
+) -> int:
     """Insert rows from Arrow; rows whose primary key exists are left as they are (re-indexing is a no-op).
 
     fresh=True: the caller knows no row can exist yet (blocks beyond anything indexed) — skip the conflict check.
@@ -196,9 +219,16 @@ def read_checkpoint(con: duckdb.DuckDBPyConnection, chain_id: int, addresses: tu
     return min(have[a] for a in needed)
 
 
-def write_checkpoint(con: duckdb.DuckDBPyConnection, chain_id: int, addresses: tuple[str, ...], last_block: int,
-                     last_error: str | None = None) -> None:
+def write_checkpoint(
+    con: duckdb.DuckDBPyConnection,
+    chain_id: int,
+    addresses: tuple[str, ...],
+    last_block: int,
+    last_error: str | None = None,
+) -> None:
     """Set the checkpoint of every indexed address ('*' = the open, any-address topics) — inside the caller's transaction."""
     for a in list(addresses) + ["*"]:
-        con.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, now()::TIMESTAMP, ?)",
-                    [chain_id, a, last_block, last_error])
+        con.execute(
+            "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, now()::TIMESTAMP, ?)",
+            [chain_id, a, last_block, last_error],
+        )

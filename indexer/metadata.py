@@ -1,4 +1,5 @@
 """Operator metadata documents from data:, https: and ipfs: URIs — fetched in the background, cached, errors recorded."""
+
 from __future__ import annotations
 
 import base64
@@ -7,7 +8,7 @@ import threading
 import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 
@@ -38,7 +39,7 @@ def parse_data_uri(uri: str) -> bytes:
 def http_url(uri: str, ipfs_gateway: str) -> str:
     """The HTTP(S) URL to GET for an https:, http: or ipfs: URI."""
     if uri.startswith("ipfs://"):
-        path = uri[len("ipfs://"):]
+        path = uri[len("ipfs://") :]
         if path.startswith("ipfs/"):
             path = path[5:]
         return ipfs_gateway.rstrip("/") + "/" + path
@@ -58,7 +59,7 @@ def validate(raw: bytes) -> str:
 
 def fetch(uri: str, timeout_s: float = 5.0, ipfs_gateway: str = "https://ipfs.io/ipfs/") -> Fetched:
     """Fetch and validate one metadata document; never raises (errors are recorded in the result)."""
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     try:
         if uri.startswith("data:"):
             raw = parse_data_uri(uri)
@@ -69,7 +70,7 @@ def fetch(uri: str, timeout_s: float = 5.0, ipfs_gateway: str = "https://ipfs.io
             if len(raw) > MAX_BYTES:
                 raise ValueError(f"metadata larger than {MAX_BYTES} bytes")
         return Fetched(uri, now, True, validate(raw), None)
-    except Exception as e:  # noqa: BLE001 — any failure is data about the operator, not a crash
+    except Exception as e:
         return Fetched(uri, now, False, None, f"{type(e).__name__}: {e}"[:500])
 
 

@@ -1,4 +1,5 @@
 """Reorg safety: remember recent block hashes, find the fork point, roll raw and derived rows back to it."""
+
 from __future__ import annotations
 
 import duckdb
@@ -22,14 +23,19 @@ def fork_point(stored: list[tuple[int, str]], chain: dict[int, str | None]) -> i
 
 def recent_blocks(con: duckdb.DuckDBPyConnection, chain_id: int, depth: int = CHECK_DEPTH) -> list[tuple[int, str]]:
     """(number, hash) of the newest stored blocks, newest first."""
-    return con.execute("SELECT block_number, block_hash FROM blocks WHERE chain_id = ? ORDER BY block_number DESC LIMIT ?",
-                       [chain_id, depth]).fetchall()
+    return con.execute(
+        "SELECT block_number, block_hash FROM blocks WHERE chain_id = ? ORDER BY block_number DESC LIMIT ?",
+        [chain_id, depth],
+    ).fetchall()
 
 
 def older_blocks(con: duckdb.DuckDBPyConnection, chain_id: int, below: int, depth: int) -> list[tuple[int, str]]:
     """(number, hash) of stored blocks below `below`, newest first."""
-    return con.execute("SELECT block_number, block_hash FROM blocks WHERE chain_id = ? AND block_number < ? "
-                       "ORDER BY block_number DESC LIMIT ?", [chain_id, below, depth]).fetchall()
+    return con.execute(
+        "SELECT block_number, block_hash FROM blocks WHERE chain_id = ? AND block_number < ? "
+        "ORDER BY block_number DESC LIMIT ?",
+        [chain_id, below, depth],
+    ).fetchall()
 
 
 def _node_hashes(rpc, blocks: list[tuple[int, str]]) -> dict[int, str | None]:
@@ -61,8 +67,12 @@ def rollback(con: duckdb.DuckDBPyConnection, chain_id: int, fork: int) -> set[st
     """Delete every raw row and block above the fork point (caller's transaction); returns the task ids touched."""
     touched: set[str] = set()
     for table, key in TASK_KEYS.items():
-        touched |= {r[0] for r in con.execute(
-            f"SELECT DISTINCT {key} FROM {table} WHERE chain_id = ? AND block_number > ?", [chain_id, fork]).fetchall()}
+        touched |= {
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT {key} FROM {table} WHERE chain_id = ? AND block_number > ?", [chain_id, fork]
+            ).fetchall()
+        }
     for table in TABLES:
         con.execute(f"DELETE FROM {table} WHERE chain_id = ? AND block_number > ?", [chain_id, fork])
     con.execute("DELETE FROM undecodable_logs WHERE chain_id = ? AND block_number > ?", [chain_id, fork])

@@ -1,5 +1,6 @@
 """The indexing loop: fetch + decode ahead (worker processes for long ranges, a thread near the head), then one
 DuckDB transaction per batch with raw rows, derived rows and the checkpoint; follow the head; roll back reorgs."""
+
 from __future__ import annotations
 
 import gc
@@ -11,53 +12,35 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from app import settings
-from app.errors import LensError
 from indexer import derive, load, reorg
 from indexer.abi import BOUND_TOPICS, OPEN_TOPICS
 from indexer.decode import TABLES, UNDECODABLE_COLUMNS, Column, DecodedBatch, decode_logs
 from indexer.deployment import Deployment, check_against_chain, find_creation_block
+from indexer.errors import LensError
 from indexer.extract import LogFilter, RangeSizer, RawResult, Rpc, RpcError, count_logs, fetch_range_parts, materialize
 from indexer.metadata import MetadataFetcher
+from indexer.options import IndexOptions
 
 # Tuning knobs without a shared setting yet (tests use them to force many small transactions).
-COMMIT_LOGS = settings.get("index_commit_logs")
-COMMIT_S = settings.get("index_commit_s")
-WORKER_MIN_BLOCKS = settings.get("index_worker_min_blocks")  # long ranges: worker processes
-WORKERS = settings.get("index_workers")  # worker processes running at once
 
-BLOCK_COLUMNS = (Column("chain_id", "BIGINT"), Column("block_number", "BIGINT"), Column("block_hash", "VARCHAR"),
-                 Column("parent_hash", "VARCHAR"), Column("block_time", "TIMESTAMP"))
+BLOCK_COLUMNS = (
+    Column("chain_id", "BIGINT"),
+    Column("block_number", "BIGINT"),
+    Column("block_hash", "VARCHAR"),
+    Column("parent_hash", "VARCHAR"),
+    Column("block_time", "TIMESTAMP"),
+)
 BLOB_COLUMNS = (Column("hash", "VARCHAR"), Column("content", "VARCHAR"))
-META_COLUMNS = (Column("uri", "VARCHAR"), Column("fetched_at", "TIMESTAMP"), Column("ok", "BOOLEAN"),
-                Column("content", "VARCHAR"), Column("error", "VARCHAR"))
-
-
-@dataclass(frozen=True)
-class IndexOptions:
-    """How to run: where to write, which range, follow or not, batching and lock-holding limits."""
-
-    db: str
-    rpc_url: str = ""
-    start: int | None = None
-    end: int | None = None
-    follow: bool = False
-    confirmations: int | None = None
-    batch_blocks: int = 2000
-    retries: int = 6
-    rpc_timeout_s: float = 30.0
-    backoff_s: float = 0.2
-    poll_s: float = 1.0
-    commit_logs: int = COMMIT_LOGS  # commit at least every this many logs …
-    commit_s: float = COMMIT_S      # … or this often
-    max_hold_s: float = 2.0        # release the write lock after holding it this long (readers get a turn)
-    metadata_timeout_s: float = 5.0
-    ipfs_gateway: str = "https://ipfs.io/ipfs/"
-    prefetch: int = 4
-    worker: bool = True            # fetch+decode in a worker process for long ranges
+META_COLUMNS = (
+    Column("uri", "VARCHAR"),
+    Column("fetched_at", "TIMESTAMP"),
+    Column("ok", "BOOLEAN"),
+    Column("content", "VARCHAR"),
+    Column("error", "VARCHAR"),
+)
 
 
 @dataclass
@@ -72,7 +55,9 @@ class Stats:
     undecodable: int = 0
     commits: int = 0
     reorgs: int = 0
-    seconds: dict = field(default_factory=lambda: {"fetch": 0.0, "decode": 0.0, "load": 0.0, "derive": 0.0, "wait_lock": 0.0})
+    seconds: dict = field(
+        default_factory=lambda: {"fetch": 0.0, "decode": 0.0, "load": 0.0, "derive": 0.0, "wait_lock": 0.0}
+    )
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -86,7 +71,7 @@ class _Fetched:
     header: dict
     logs: list | None = None
     block_times: dict = field(default_factory=dict)
-    batch: "Packed | None" = None
+    batch: Packed | None = None
     fetch_s: float = 0.0
     decode_s: float = 0.0
     retries: int = 0
@@ -97,7 +82,7 @@ class _Fetched:
 class Packed:
     """A decoded range ready for the writer: Arrow tables (cheap to ship between processes) and small side data."""
 
-    arrow: dict = field(default_factory=dict)        # table → pa.Table
+    arrow: dict = field(default_factory=dict)  # table → pa.Table
     undecodable: list = field(default_factory=list)
     blocks: dict = field(default_factory=dict)
     blobs: dict = field(default_factory=dict)
@@ -111,7 +96,10 @@ def _meta_rows(done: list) -> list[list]:
     return [[m.uri, m.fetched_at, m.ok, m.content, m.error] for m in done]
 
 
-_POLICY_COLUMNS = (("ev_new_task_created", "state_policy_address"), ("ev_task_responded", "task_response_policy_address"))
+_POLICY_COLUMNS = (
+    ("ev_new_task_created", "state_policy_address"),
+    ("ev_task_responded", "task_response_policy_address"),
+)
 
 
 def pack(batch: DecodedBatch) -> Packed:
@@ -152,8 +140,16 @@ def merge(parts: list[Packed]) -> Packed:
     return out
 
 
-def fetch_ranges(rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: RangeSizer,
-                 lazy: bool, emit: Callable[[_Fetched], None], stopped: Callable[[], bool]) -> None:
+def fetch_ranges(
+    rpc: Rpc,
+    lo: int,
+    hi: int,
+    filters: list[LogFilter],
+    sizer: RangeSizer,
+    lazy: bool,
+    emit: Callable[[_Fetched], None],
+    stopped: Callable[[], bool],
+) -> None:
     """Fetch lo..hi range by range (adaptive size) and emit each in order.
 
     lazy=True leaves big answers unparsed (`parts`) for the decoding thread: JSON parsing holds the GIL for the whole
@@ -170,26 +166,39 @@ def fetch_ranges(rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: Ra
             raise LensError(f"the node has no block {e}", "is the RPC synced?")
         n = count_logs(parts)
         times: dict = {}
-        if n and not all(b'"blockTimestamp"' in p.body if isinstance(p, RawResult) else all("blockTimestamp" in x for x in p)
-                         for p in parts):
+        if n and not all(
+            b'"blockTimestamp"' in p.body if isinstance(p, RawResult) else all("blockTimestamp" in x for x in p)
+            for p in parts
+        ):
             parts = [materialize(parts)]  # a node without blockTimestamp in logs: fetch the headers now
             missing = sorted({int(x["blockNumber"], 16) for x in parts[0]})
             times = {k: int(h["timestamp"], 16) for k, h in rpc.headers(missing).items()}
         t1 = time.perf_counter()
         if rpc.stats.splits == s0:
             sizer.success(n, e - b + 1)
-        emit(_Fetched(b, e, n, header, logs=parts, block_times=times, fetch_s=t1 - t0,
-                      retries=rpc.stats.retries - r0, splits=rpc.stats.splits - s0))
+        emit(
+            _Fetched(
+                b,
+                e,
+                n,
+                header,
+                logs=parts,
+                block_times=times,
+                fetch_s=t1 - t0,
+                retries=rpc.stats.retries - r0,
+                splits=rpc.stats.splits - s0,
+            )
+        )
         b = e + 1
 
 
-def torn(logs: list[dict], item: "_Fetched") -> bool:
+def torn(logs: list[dict], item: _Fetched) -> bool:
     """A reorg while we fetched: logs of the range's last block disagree with its header."""
     h = item.header["hash"].lower()
     return any(int(x["blockNumber"], 16) == item.hi and x["blockHash"].lower() != h for x in logs)
 
 
-def decode_item(item: "_Fetched", chain_id: int) -> None:
+def decode_item(item: _Fetched, chain_id: int) -> None:
     """Parse and decode a fetched range in place (item.batch); raises _Torn if the range was torn by a reorg."""
     t0 = time.perf_counter()
     logs = materialize(item.logs)
@@ -207,8 +216,20 @@ class _Torn(Exception):
         self.lo = lo
 
 
-def _worker(url: str, retries: int, timeout: float, backoff: float, lo: int, hi: int, filters: list[LogFilter],
-            size: int, maximum: int, chain_id: int, out, stop) -> None:
+def _worker(
+    url: str,
+    retries: int,
+    timeout: float,
+    backoff: float,
+    lo: int,
+    hi: int,
+    filters: list[LogFilter],
+    size: int,
+    maximum: int,
+    chain_id: int,
+    out,
+    stop,
+) -> None:
     """Worker process: a thread fetches (waiting on the node) while the main thread decodes; rows go to the writer.
 
     A separate process because the GIL would serialize JSON parsing and decoding with the DuckDB writer. It stops
@@ -251,7 +272,7 @@ def _worker(url: str, retries: int, timeout: float, backoff: float, lo: int, hi:
             put(local, ("done", sizer.size))
         except LensError as e:
             put(local, ("error", str(e), e.hint))
-        except BaseException as e:  # noqa: BLE001 — reported to the parent, which raises it
+        except BaseException as e:
             put(local, ("error", f"{type(e).__name__}: {e}", ""))
 
     th = threading.Thread(target=fetch, daemon=True)
@@ -279,7 +300,7 @@ def _decode_loop(local: queue.Queue, out, chain_id: int, gone: Callable, put: Ca
             stop.set()
             out.put(("torn", t.lo))
             return
-        except Exception as e:  # noqa: BLE001 — reported to the parent, which raises it
+        except Exception as e:
             stop.set()
             out.put(("error", f"{type(e).__name__}: {e}", ""))
             return
@@ -295,15 +316,24 @@ def _filters(dep: Deployment) -> list[LogFilter]:
 class Indexer:
     """One indexing run over one deployment into one DuckDB file."""
 
-    def __init__(self, dep: Deployment, opts: IndexOptions, on_progress: Callable[[Stats], None] | None = None,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        dep: Deployment,
+        opts: IndexOptions,
+        on_progress: Callable[[Stats], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.dep = dep
         self.opts = opts
-        self.rpc = Rpc(opts.rpc_url or dep.rpc_url, retries=opts.retries, timeout=opts.rpc_timeout_s, backoff=opts.backoff_s)
+        self.rpc = Rpc(
+            opts.rpc_url or dep.rpc_url, retries=opts.retries, timeout=opts.rpc_timeout_s, backoff=opts.backoff_s
+        )
         self.stats = Stats()
         self.on_progress = on_progress or (lambda s: None)
         self.stop = stop or threading.Event()
-        self.confirmations = dep.confirmations if opts.confirmations is None or opts.confirmations < 0 else opts.confirmations
+        self.confirmations = (
+            dep.confirmations if opts.confirmations is None or opts.confirmations < 0 else opts.confirmations
+        )
         # start small: the first request over an unknown range should not be the whole range
         self.sizer = RangeSizer(size=max(1, min(opts.batch_blocks, 100)), maximum=max(1, opts.batch_blocks) * 50)
         self._known_policies: set[str] = set()
@@ -320,7 +350,9 @@ class Indexer:
     def _acquire(self):
         if self._con is None:
             t0 = time.perf_counter()
-            self._cm = load.connect_write(self.opts.db)
+            self._cm = load.connect_write(
+                self.opts.db, threads=self.opts.duckdb_threads, checkpoint=self.opts.duckdb_checkpoint
+            )
             self._con = self._cm.__enter__()
             self.stats.seconds["wait_lock"] += time.perf_counter() - t0
             self._held_since = time.monotonic()
@@ -346,14 +378,29 @@ class Indexer:
         con = self._acquire()
         con.execute("BEGIN")
         load.ensure_schema(con)
-        load.set_meta(con, {"deployment": self.dep.name, "chain_id": self.dep.chain_id, "deployment_file": self.dep.source,
-                            "rpc_url": self.rpc.url, "confirmations": self.confirmations,
-                            "roles": json.dumps(self._roles()),
-                            # the whole document, so the dashboard describes what this DB holds even without the file
-                            "deployment_json": json.dumps({
-                                "name": self.dep.name, "chain_id": self.dep.chain_id, "rpc_url": self.rpc.url,
-                                "start_block": self.dep.start_block, "contracts": self.dep.contracts,
-                                "policies": self.dep.policies, "clients": self.dep.clients})})
+        load.set_meta(
+            con,
+            {
+                "deployment": self.dep.name,
+                "chain_id": self.dep.chain_id,
+                "deployment_file": self.dep.source,
+                "rpc_url": self.rpc.url,
+                "confirmations": self.confirmations,
+                "roles": json.dumps(self._roles()),
+                # the whole document, so the dashboard describes what this DB holds even without the file
+                "deployment_json": json.dumps(
+                    {
+                        "name": self.dep.name,
+                        "chain_id": self.dep.chain_id,
+                        "rpc_url": self.rpc.url,
+                        "start_block": self.dep.start_block,
+                        "contracts": self.dep.contracts,
+                        "policies": self.dep.policies,
+                        "clients": self.dep.clients,
+                    }
+                ),
+            },
+        )
         con.execute("COMMIT")
         self.checkpoint = load.read_checkpoint(con, self.dep.chain_id, self.dep.addresses)
         self.max_block = self._max_indexed_block(con)
@@ -393,13 +440,21 @@ class Indexer:
         con.execute("BEGIN")
         try:
             touched = reorg.rollback(con, self.dep.chain_id, fork)
-            derive.refresh(con, self.dep.chain_id, fork, touched, set(derive.OPERATOR_TABLES + derive.POLICY_TABLES +
-                                                                       derive.CHALLENGE_TABLES), self.dep_policies)
+            derive.refresh(
+                con,
+                self.dep.chain_id,
+                fork,
+                touched,
+                set(derive.OPERATOR_TABLES + derive.POLICY_TABLES + derive.CHALLENGE_TABLES),
+                self.dep_policies,
+            )
             if self.checkpoint is not None and self.checkpoint > fork:
                 load.write_checkpoint(con, self.dep.chain_id, self.dep.addresses, fork)
                 self.checkpoint = fork
-            load.set_meta(con, {"data_version": uuid.uuid4().hex, "indexed_head": fork,
-                                "last_reorg": f"rolled back to block {fork}"})
+            load.set_meta(
+                con,
+                {"data_version": uuid.uuid4().hex, "indexed_head": fork, "last_reorg": f"rolled back to block {fork}"},
+            )
             con.execute("COMMIT")
             self.max_block = self._max_indexed_block(con)
         except BaseException:
@@ -428,9 +483,11 @@ class Indexer:
                     return
                 except queue.Full:
                     continue
+
         try:
-            fetch_ranges(self.rpc, lo, hi, self.filters, self.sizer, False, put,
-                         lambda: self.stop.is_set() or halt.is_set())
+            fetch_ranges(
+                self.rpc, lo, hi, self.filters, self.sizer, False, put, lambda: self.stop.is_set() or halt.is_set()
+            )
             put(None)
         except BaseException as err:  # handed to the consumer, which re-raises it
             put(err)
@@ -441,14 +498,14 @@ class Indexer:
         Long ranges are fetched and decoded by a worker process (true parallelism with the DuckDB writer); short
         ones (follow mode) by a thread.
         """
-        if hi - lo + 1 >= WORKER_MIN_BLOCKS and self.opts.worker:
+        if hi - lo + 1 >= self.opts.worker_min_blocks and self.opts.worker:
             return self._index_range_worker(lo, hi)
         q: queue.Queue = queue.Queue(maxsize=self.opts.prefetch)
         halt = threading.Event()
         th = threading.Thread(target=self._producer, args=(lo, hi, q, halt), daemon=True, name="lens-fetch")
         th.start()
         try:
-            self._consume(lambda: q.get(), lambda: q.empty())
+            self._consume(q.get, q.empty)
         finally:
             halt.set()
             th.join(timeout=10)
@@ -461,7 +518,7 @@ class Indexer:
         """
         ctx = mp.get_context("fork")
         span = hi - lo + 1
-        chunk = max(WORKER_MIN_BLOCKS // 2, -(-span // 8))
+        chunk = max(self.opts.worker_min_blocks // 2, -(-span // 8))
         chunks = [(a, min(hi, a + chunk - 1)) for a in range(lo, hi + 1, chunk)]
         stop = ctx.Event()
         running: list[tuple] = []  # (proc, queue) in chunk order
@@ -473,14 +530,30 @@ class Indexer:
             a, b = chunks[next_chunk]
             next_chunk += 1
             q = ctx.Queue(maxsize=self.opts.prefetch * 4)
-            proc = ctx.Process(target=_worker, name="lens-fetch", daemon=True,
-                               args=(self.rpc.url, self.opts.retries, self.opts.rpc_timeout_s, self.opts.backoff_s, a, b,
-                                     self.filters, self.sizer.size, self.sizer.maximum, self.dep.chain_id, q, stop))
+            proc = ctx.Process(
+                target=_worker,
+                name="lens-fetch",
+                daemon=True,
+                args=(
+                    self.rpc.url,
+                    self.opts.retries,
+                    self.opts.rpc_timeout_s,
+                    self.opts.backoff_s,
+                    a,
+                    b,
+                    self.filters,
+                    self.sizer.size,
+                    self.sizer.maximum,
+                    self.dep.chain_id,
+                    q,
+                    stop,
+                ),
+            )
             proc.start()
             running.append((proc, q))
 
         def fill() -> None:
-            while next_chunk < len(chunks) and len(running) < WORKERS:
+            while next_chunk < len(chunks) and len(running) < self.opts.workers:
                 self._release()
                 spawn()
 
@@ -540,8 +613,9 @@ class Indexer:
                 self.rpc.stats.retries += item.retries if item.batch is not None else 0
                 self.rpc.stats.splits += item.splits if item.batch is not None else 0
             done = item is None or self.stop.is_set()
-            if pending and (done or n_pending >= self.opts.commit_logs
-                            or time.monotonic() - last_commit >= self.opts.commit_s):
+            if pending and (
+                done or n_pending >= self.opts.commit_logs or time.monotonic() - last_commit >= self.opts.commit_s
+            ):
                 self._commit(pending)
                 pending, n_pending = [], 0
                 last_commit = time.monotonic()
@@ -565,8 +639,9 @@ class Indexer:
         blocks = [[chain, n, h, None, t] for n, (h, t) in sorted(batch.blocks.items()) if n != hi]
         blocks.append([chain, hi, header["hash"].lower(), header["parentHash"].lower(), int(header["timestamp"], 16)])
         task_ids = batch.task_ids
-        contiguous = self.checkpoint is None and lo <= self.origin or \
-            self.checkpoint is not None and lo <= self.checkpoint + 1
+        contiguous = (
+            self.checkpoint is None and lo <= self.origin or self.checkpoint is not None and lo <= self.checkpoint + 1
+        )
         new_checkpoint = max(hi, self.checkpoint or -1) if contiguous else self.checkpoint
         head_for_status = max(hi, self.checkpoint or -1)
         meta_rows = _meta_rows(self.metadata.drain())
@@ -610,8 +685,11 @@ class Indexer:
         self.stats.rows += batch.rows
         self.stats.undecodable += len(batch.undecodable)
         if "ev_operator_metadata_uri_updated" in batch.arrow:
-            uris = con.execute("SELECT DISTINCT metadata_uri FROM operators WHERE chain_id = ? AND metadata_uri IS NOT NULL "
-                               "AND metadata_uri NOT IN (SELECT uri FROM operator_metadata)", [chain]).fetchall()
+            uris = con.execute(
+                "SELECT DISTINCT metadata_uri FROM operators WHERE chain_id = ? AND metadata_uri IS NOT NULL "
+                "AND metadata_uri NOT IN (SELECT uri FROM operator_metadata)",
+                [chain],
+            ).fetchall()
             self.metadata.submit([u for (u,) in uris])
         self.on_progress(self.stats)
 
@@ -624,8 +702,14 @@ class Indexer:
         con.execute("BEGIN")
         try:
             load.insert_rows(con, "operator_metadata", META_COLUMNS, _meta_rows(done))
-            derive.refresh(con, self.dep.chain_id, self.checkpoint or 0, set(), {"ev_operator_metadata_uri_updated"},
-                           self.dep_policies)
+            derive.refresh(
+                con,
+                self.dep.chain_id,
+                self.checkpoint or 0,
+                set(),
+                {"ev_operator_metadata_uri_updated"},
+                self.dep_policies,
+            )
             load.set_meta(con, {"data_version": uuid.uuid4().hex})
             con.execute("COMMIT")
         except BaseException:
@@ -637,7 +721,7 @@ class Indexer:
         try:
             con = self._acquire()
             con.execute("UPDATE checkpoints SET last_error = ? WHERE chain_id = ?", [message[:500], self.dep.chain_id])
-        except Exception:  # noqa: BLE001 — reporting must not hide the original error
+        except Exception:
             pass
 
     # --- the whole run ------------------------------------------------------------------------------------
@@ -689,7 +773,11 @@ class Indexer:
             self.metadata.close()
 
 
-def index(dep: Deployment, opts: IndexOptions, on_progress: Callable[[Stats], None] | None = None,
-          stop: threading.Event | None = None) -> Stats:
+def index(
+    dep: Deployment,
+    opts: IndexOptions,
+    on_progress: Callable[[Stats], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Stats:
     """Run the indexer once (or forever with opts.follow) and return its stats."""
     return Indexer(dep, opts, on_progress, stop).run()

@@ -1,4 +1,5 @@
 """Decisions page: the auditor's browser — filters in the URL, sorting and paging in the DB, full exports."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,16 +31,28 @@ def _date(text: str) -> dt.date | None:
 
 with st.form("filters"):
     c1, c2, c3 = st.columns(3)
-    clients = c1.multiselect("Policy client", list(client_label), default=[c for c in current.client if c in client_label],
-                             format_func=lambda a: f"{client_label.get(a, a)}")
-    policies = c2.multiselect("Policy", list(policy_label), default=[p for p in current.policy if p in policy_label],
-                              format_func=lambda a: f"{policy_label.get(a, a)}")
+    clients = c1.multiselect(
+        "Policy client",
+        list(client_label),
+        default=[c for c in current.client if c in client_label],
+        format_func=lambda a: f"{client_label.get(a, a)}",
+    )
+    policies = c2.multiselect(
+        "Policy",
+        list(policy_label),
+        default=[p for p in current.policy if p in policy_label],
+        format_func=lambda a: f"{policy_label.get(a, a)}",
+    )
     sender = c3.text_input("Agent / sender address", value=current.sender, placeholder="0x…")
     c4, c5, c6 = st.columns(3)
     verdicts = c4.multiselect("Verdict", list(decisions.VERDICTS), default=list(current.verdict))
     statuses = c5.multiselect("Lifecycle status", list(decisions.STATUSES), default=list(current.status))
-    replays = c6.multiselect("Replay result", list(decisions.REPLAY_RESULTS), default=list(current.replay),
-                             format_func=lambda r: r.replace("_", " "))
+    replays = c6.multiselect(
+        "Replay result",
+        list(decisions.REPLAY_RESULTS),
+        default=list(current.replay),
+        format_func=lambda r: r.replace("_", " "),
+    )
     c7, c8, c9, c10 = st.columns(4)
     date_from = c7.date_input("From (UTC day)", value=_date(current.time_from))
     date_to = c8.date_input("To (UTC day)", value=_date(current.time_to))
@@ -55,13 +68,24 @@ with st.form("filters"):
 if applied:
     if sender.strip() and base.classify_lookup(sender)[0] != "address":
         st.warning("The sender must be an address (0x + 40 hex digits); that filter was left out.")
-    wanted = decisions.filter_from_params({
-        "client": ",".join(clients), "policy": ",".join(policies), "sender": sender, "verdict": ",".join(verdicts),
-        "status": ",".join(statuses), "replay": ",".join(replays), "from": date_from.isoformat() if date_from else "",
-        "to": date_to.isoformat() if date_to else "", "block_from": "" if block_from is None else int(block_from),
-        "block_to": "" if block_to is None else int(block_to), "amount_min": "" if amount_min is None else amount_min,
-        "amount_max": "" if amount_max is None else amount_max, "sort": sort, "dir": "desc" if desc.startswith("newest") else "asc",
-    })
+    wanted = decisions.filter_from_params(
+        {
+            "client": ",".join(clients),
+            "policy": ",".join(policies),
+            "sender": sender,
+            "verdict": ",".join(verdicts),
+            "status": ",".join(statuses),
+            "replay": ",".join(replays),
+            "from": date_from.isoformat() if date_from else "",
+            "to": date_to.isoformat() if date_to else "",
+            "block_from": "" if block_from is None else int(block_from),
+            "block_to": "" if block_to is None else int(block_to),
+            "amount_min": "" if amount_min is None else amount_min,
+            "amount_max": "" if amount_max is None else amount_max,
+            "sort": sort,
+            "dir": "desc" if desc.startswith("newest") else "asc",
+        }
+    )
     params.clear()
     params.update(decisions.filter_to_params(wanted))
     current = wanted
@@ -82,19 +106,38 @@ if page != 1:
 elif "page" in params:
     del params["page"]
 share = decisions.filter_to_params(current) | ({"page": str(page)} if page != 1 else {})
-top[2].download_button("Export CSV", data=lambda: decisions.export_decisions(share, "csv"), file_name="decisions.csv",
-                       mime="text/csv", disabled=total == 0, on_click="ignore")
-top[3].download_button("Export Parquet", data=lambda: decisions.export_decisions(share, "parquet"), file_name="decisions.parquet",
-                       mime="application/octet-stream", disabled=total == 0, on_click="ignore")
+top[2].download_button(
+    "Export CSV",
+    data=lambda: decisions.export_decisions(share, "csv"),
+    file_name="decisions.csv",
+    mime="text/csv",
+    disabled=total == 0,
+    on_click="ignore",
+)
+top[3].download_button(
+    "Export Parquet",
+    data=lambda: decisions.export_decisions(share, "parquet"),
+    file_name="decisions.parquet",
+    mime="application/octet-stream",
+    disabled=total == 0,
+    on_click="ignore",
+)
 
 if total == 0:
     st.info("No decision matches these filters.")
     st.stop()
 
 rows = db.cached(decisions.decisions_page, current, page - 1, page_size)
-widgets.decision_list(rows, extra_columns=("replay", "counterparty", "latency_respond_s"), extra_config={
-    "policy_address": None, "amount_wei": None,
-    "latency_respond_s": st.column_config.NumberColumn("response (s)", format="%.0f"),
-})
-st.caption(f"Rows {(page - 1) * page_size + 1:,}–{min(page * page_size, total):,} of {total:,}. "
-           "Exports include every matching row with its replay result and explanation sentence.")
+widgets.decision_list(
+    rows,
+    extra_columns=("replay", "counterparty", "latency_respond_s"),
+    extra_config={
+        "policy_address": None,
+        "amount_wei": None,
+        "latency_respond_s": st.column_config.NumberColumn("response (s)", format="%.0f"),
+    },
+)
+st.caption(
+    f"Rows {(page - 1) * page_size + 1:,}–{min(page * page_size, total):,} of {total:,}. "
+    "Exports include every matching row with its replay result and explanation sentence."
+)

@@ -1,4 +1,5 @@
 """Overview page: the deployment, the chain head, and (with an indexed DB) KPIs, decisions over time, latency, latest."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -48,9 +49,15 @@ else:
         row[1].metric("Allowed", f"{k['allow_rate']:.1%}" if k["allow_rate"] is not None else "—")
         row[2].metric("Denied", f"{k['deny_rate']:.1%}" if k["deny_rate"] is not None else "—")
         row[3].metric("Attestations spent", f"{k['spent']:,}")
-        row[4].metric("Open challenge window", f"{k['open_challenge']:,}", help="allowed responses still inside the challenge window")
+        row[4].metric(
+            "Open challenge window",
+            f"{k['open_challenge']:,}",
+            help="allowed responses still inside the challenge window",
+        )
         row[5].metric("Live operators", f"{k['live_operators']:,}")
-        st.caption(f"{k['challenged']:,} challenged · {k['awaiting']:,} awaiting a response · {k['expired']:,} expired unspent")
+        st.caption(
+            f"{k['challenged']:,} challenged · {k['awaiting']:,} awaiting a response · {k['expired']:,} expired unspent"
+        )
 
         left, right = st.columns([3, 2])
         with left:
@@ -64,7 +71,7 @@ else:
         latest = db.cached(overview.latest_decisions, 25)
         widgets.decision_list(latest)
 
-for name, table in (overview.deployment_tables(deployment).items() if deployment else []):
+for name, table in overview.deployment_tables(deployment).items() if deployment else []:
     if len(table):
         with st.expander(f"Deployment {name} ({len(table)})", expanded=(name == "contracts")):
             st.dataframe(table, hide_index=True)

@@ -1,4 +1,5 @@
 """Policies page: the catalog, highlighted source, params schema with current values, rules, params history."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -10,7 +11,9 @@ from app.text import md_escape, short
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
 st.title("Policies")
-st.caption("The rules behind every decision, and every change to their params — the biggest decisions hide in configuration.")
+st.caption(
+    "The rules behind every decision, and every change to their params — the biggest decisions hide in configuration."
+)
 
 state = base.db_state()
 widgets.stop_unless_data(state, "policies")
@@ -21,11 +24,28 @@ if catalog.empty:
     st.stop()
 
 st.dataframe(
-    catalog, hide_index=True,
-    column_order=["name", "clients", "tasks", "deny_rate", "entrypoint", "version", "policy_address", "policy_code_hash",
-                  "policy_cid", "schema_cid"],
-    column_config={"name": "policy", "policy_address": "address", "policy_cid": "policy CID", "schema_cid": "schema CID",
-                   "policy_code_hash": "code hash", "deny_rate": st.column_config.NumberColumn("deny rate", format="percent")},
+    catalog,
+    hide_index=True,
+    column_order=[
+        "name",
+        "clients",
+        "tasks",
+        "deny_rate",
+        "entrypoint",
+        "version",
+        "policy_address",
+        "policy_code_hash",
+        "policy_cid",
+        "schema_cid",
+    ],
+    column_config={
+        "name": "policy",
+        "policy_address": "address",
+        "policy_cid": "policy CID",
+        "schema_cid": "schema CID",
+        "policy_code_hash": "code hash",
+        "deny_rate": st.column_config.NumberColumn("deny rate", format="percent"),
+    },
 )
 
 addresses = catalog["policy_address"].tolist()
@@ -64,15 +84,24 @@ history = policies.version_history(versions)
 if history.empty:
     st.caption("No PolicySet indexed for this policy.")
 else:
-    st.dataframe(history, hide_index=True,
-                 column_config={"client_name": "client", "block_number": st.column_config.NumberColumn("block", format="%d"),
-                                "block_time": st.column_config.DatetimeColumn("time (UTC)"), "tx_hash": "tx",
-                                "expire_after": st.column_config.NumberColumn("expire after (blocks)", format="%d")})
+    st.dataframe(
+        history,
+        hide_index=True,
+        column_config={
+            "client_name": "client",
+            "block_number": st.column_config.NumberColumn("block", format="%d"),
+            "block_time": st.column_config.DatetimeColumn("time (UTC)"),
+            "tx_hash": "tx",
+            "expire_after": st.column_config.NumberColumn("expire after (blocks)", format="%d"),
+        },
+    )
 
 st.subheader("Source")
 if detail["source"] is None:
-    st.warning(f"The Rego source of this policy is not in the DB (code hash {md_escape(detail['code_hash'] or 'unknown')}). "
-               "It is recorded with the first response that uses it.")
+    st.warning(
+        f"The Rego source of this policy is not in the DB (code hash {md_escape(detail['code_hash'] or 'unknown')}). "
+        "It is recorded with the first response that uses it."
+    )
 else:
     st.code(detail["source"], language="rego", line_numbers=True)
     st.caption(f"keccak256 = {md_escape(detail['code_hash'])}")

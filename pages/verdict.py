@@ -1,4 +1,5 @@
 """Verdict page: one decision (deep link ?task=), looked up by task id, tx hash or address; replay and explanation."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -24,15 +25,20 @@ if text:
     found = db.cached(verdict.find, text)
     kind = found["kind"]
     if kind == "invalid":
-        st.warning("That is not a task id or transaction hash (0x + 64 hex digits) nor an address (0x + 40 hex digits).")
+        st.warning(
+            "That is not a task id or transaction hash (0x + 64 hex digits) nor an address (0x + 40 hex digits)."
+        )
     elif kind == "none":
         st.info("Nothing indexed matches that task id, transaction hash or address.")
     elif kind in ("task", "tx") and len(found["task_ids"]) == 1:
         task_id = found["task_ids"][0]
     elif kind == "tx":
         st.write(f"That transaction created or answered {len(found['task_ids'])} tasks:")
-        st.dataframe({"task": [f"/verdict?task={t}" for t in found["task_ids"]]}, hide_index=True,
-                     column_config={"task": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{16})")})
+        st.dataframe(
+            {"task": [f"/verdict?task={t}" for t in found["task_ids"]]},
+            hide_index=True,
+            column_config={"task": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{16})")},
+        )
     elif kind == "address":
         if params.get("q") != found["query"]:
             params.clear()
@@ -45,7 +51,9 @@ if text:
 
 if task_id is None:
     if not text:
-        st.info("Enter a task id, a transaction hash or an address above, or open a decision from the Overview or Decisions page.")
+        st.info(
+            "Enter a task id, a transaction hash or an address above, or open a decision from the Overview or Decisions page."
+        )
     st.stop()
 
 if params.get("task") != task_id:
@@ -61,11 +69,19 @@ replay = db.cached(verdict.explain_task, task_id)
 cols = st.columns(4)
 cols[0].metric("Attested verdict", verdict_word)
 cols[1].metric("Lifecycle", t.get("status") or "—")
-cols[2].metric("Amount", fmt_amount(t.get("amount_num"), t.get("asset"), data.get("token", "")),
-               help=f"exactly {t.get('amount_wei') or '0'} wei")
-replay_word = {"match": "match", "mismatch": "MISMATCH", "cannot_replay": "cannot replay"}.get(replay.get("replay"), "—")
-cols[3].metric("Independent replay", replay_word,
-               help="Lens re-evaluated the policy from the chain's own record (source, params, oracle data) and compared.")
+cols[2].metric(
+    "Amount",
+    fmt_amount(t.get("amount_num"), t.get("asset"), data.get("token", "")),
+    help=f"exactly {t.get('amount_wei') or '0'} wei",
+)
+replay_word = {"match": "match", "mismatch": "MISMATCH", "cannot_replay": "cannot replay"}.get(
+    replay.get("replay"), "—"
+)
+cols[3].metric(
+    "Independent replay",
+    replay_word,
+    help="Lens re-evaluated the policy from the chain's own record (source, params, oracle data) and compared.",
+)
 badges = st.container(horizontal=True)
 with badges:
     st.badge(verdict_word, color={"allowed": "green", "denied": "red"}.get(verdict_word, "gray"))
@@ -84,15 +100,19 @@ st.caption(f"task {task_id}")
 st.subheader("Why")
 exp = replay.get("explanation")
 if replay["state"] == "no_response":
-    st.info("This task has no response yet: the operators have not answered (or the answer is not indexed yet), "
-            "so there is nothing to explain or replay.")
+    st.info(
+        "This task has no response yet: the operators have not answered (or the answer is not indexed yet), "
+        "so there is nothing to explain or replay."
+    )
 elif replay["state"] == "cannot_replay":
     st.warning(f"Cannot replay this decision: {md_escape(replay['reason'])}.")
 if exp is not None:
     st.text(exp.sentence)
     if replay.get("replay") == "mismatch":
-        st.error(f"The attested verdict ({verdict_word}) differs from Lens's replay "
-                 f"({'allowed' if replay.get('replayed_allow') else 'denied'}): the signing quorum attested a wrong result.")
+        st.error(
+            f"The attested verdict ({verdict_word}) differs from Lens's replay "
+            f"({'allowed' if replay.get('replayed_allow') else 'denied'}): the signing quorum attested a wrong result."
+        )
     if exp.deny:
         st.dataframe({"deny reason": list(exp.deny)}, hide_index=True)
     decided = verdict.failing_conditions(exp, decisive=True)
@@ -101,7 +121,9 @@ if exp is not None:
         st.dataframe(decided, hide_index=True)
     passed = verdict.failing_conditions(exp, decisive=False)
     if len(passed):
-        with st.expander(f"Checks that passed ({len(passed)}): rules that did not fire, and the condition that kept each off"):
+        with st.expander(
+            f"Checks that passed ({len(passed)}): rules that did not fire, and the condition that kept each off"
+        ):
             st.dataframe(passed, hide_index=True)
     cfs = verdict.counterfactuals(exp)
     st.markdown("**Counterfactual**")
@@ -115,8 +137,10 @@ if exp is not None:
         with st.expander("Policy source — ✗ failing condition, • line reached", expanded=not t.get("allow")):
             st.code(annotated_source(data["source"], exp.lines_reached, exp.lines_failed), language=None)
 if data.get("source") is None:
-    st.warning(f"The policy source is missing from the DB (code hash {md_escape(data.get('code_hash') or 'unknown')}): "
-               "Lens cannot show or replay it.")
+    st.warning(
+        f"The policy source is missing from the DB (code hash {md_escape(data.get('code_hash') or 'unknown')}): "
+        "Lens cannot show or replay it."
+    )
 
 # --- the facts ------------------------------------------------------------------------------------------
 left, right = st.columns(2)
@@ -124,9 +148,14 @@ with left:
     st.subheader("Intent")
     st.dataframe(verdict.intent_facts(data), hide_index=True)
     st.subheader("Lifecycle")
-    st.dataframe(verdict.timeline(data), hide_index=True,
-                 column_config={"block": st.column_config.NumberColumn("block", format="%d"),
-                                "time": st.column_config.DatetimeColumn("time (UTC)")})
+    st.dataframe(
+        verdict.timeline(data),
+        hide_index=True,
+        column_config={
+            "block": st.column_config.NumberColumn("block", format="%d"),
+            "time": st.column_config.DatetimeColumn("time (UTC)"),
+        },
+    )
 with right:
     st.subheader("Policy")
     st.dataframe(verdict.policy_facts(data), hide_index=True)
@@ -149,6 +178,7 @@ else:
     q[3].metric("Non-signers", f"{int(t.get('non_signer_count') or 0)}")
     signers = data.get("signers")
     if signers is not None and len(signers):
-        st.dataframe(signers, hide_index=True,
-                     column_config={"stake_num": st.column_config.NumberColumn("stake", format="%.2f")})
+        st.dataframe(
+            signers, hide_index=True, column_config={"stake_num": st.column_config.NumberColumn("stake", format="%.2f")}
+        )
     st.caption(f"hash of non-signers {md_escape(t.get('hash_of_non_signers'))}")

@@ -1,4 +1,5 @@
 """Shared pytest fixtures: one real anvil node per test worker, and a web3 client on it."""
+
 from __future__ import annotations
 
 import pytest

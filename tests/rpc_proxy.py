@@ -1,4 +1,5 @@
 """A faulty JSON-RPC proxy for tests: forwards to a real node and injects 429s, 5xx, timeouts, drops and oversized-range errors."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,15 @@ class FaultyProxy:
     """Every `every`-th request gets the next fault of `faults` (cycled); eth_getLogs wider than `max_range` blocks
     (or returning more than `max_logs` logs) gets a provider-style "too many results" error."""
 
-    def __init__(self, upstream: str, faults: tuple[str, ...] = ("429", "503", "timeout", "drop", "garbage"),
-                 every: int = 3, max_range: int | None = None, max_logs: int | None = None, delay_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        faults: tuple[str, ...] = ("429", "503", "timeout", "drop", "garbage"),
+        every: int = 3,
+        max_range: int | None = None,
+        max_logs: int | None = None,
+        delay_s: float = 2.0,
+    ) -> None:
         self.upstream = upstream
         self.faults = faults
         self.every = every
@@ -32,7 +40,7 @@ class FaultyProxy:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 proxy.handle(self, body)
 
@@ -85,8 +93,11 @@ class FaultyProxy:
             span = int(flt["toBlock"], 16) - int(flt["fromBlock"], 16) + 1
             if span > self.max_range:
                 self.injected["too_many"] += 1
-                err = {"jsonrpc": "2.0", "id": req.get("id"),
-                       "error": {"code": -32005, "message": "query returned more than 10000 results"}}
+                err = {
+                    "jsonrpc": "2.0",
+                    "id": req.get("id"),
+                    "error": {"code": -32005, "message": "query returned more than 10000 results"},
+                }
                 return self._reply(h, 200, json.dumps(err).encode())
         resp = requests.post(self.upstream, data=body, headers={"Content-Type": "application/json"}, timeout=60)
         payload = resp.content
@@ -94,7 +105,11 @@ class FaultyProxy:
             n = len(json.loads(payload).get("result") or [])
             if n > self.max_logs:
                 self.injected["too_many"] += 1
-                err = {"jsonrpc": "2.0", "id": req.get("id"), "error": {"code": -32602, "message": "Log response size exceeded."}}
+                err = {
+                    "jsonrpc": "2.0",
+                    "id": req.get("id"),
+                    "error": {"code": -32602, "message": "Log response size exceeded."},
+                }
                 payload = json.dumps(err).encode()
         return self._reply(h, resp.status_code, payload)
 

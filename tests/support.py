@@ -1,9 +1,10 @@
 """Helpers several test modules share: a deployed and simulated devnet, DB reads, AppTest page runs."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 from streamlit.testing.v1 import AppTest
@@ -22,9 +23,16 @@ def simulated_devnet(tasks: int, operators: int = 5, fault_rate: float = 0.1) ->
     node = start_anvil(port=None, accounts=20)
     try:
         w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
-        doc = deploy.deploy_devnet(w3, deployer=w3.eth.accounts[0], operators=scenario.operator_specs(operators, 7),
-                                   policies=scenario.policy_specs(), clients=scenario.client_specs(),
-                                   challenge_window_blocks=200, response_window_blocks=50, slash_bps=1000)
+        doc = deploy.deploy_devnet(
+            w3,
+            deployer=w3.eth.accounts[0],
+            operators=scenario.operator_specs(operators, 7),
+            policies=scenario.policy_specs(),
+            clients=scenario.client_specs(),
+            challenge_window_blocks=200,
+            response_window_blocks=50,
+            slash_bps=1000,
+        )
         doc = dict(doc, rpc_url=node.url, confirmations=0)
         result = simulate(node.url, doc, SimConfig(tasks=tasks, operators=operators, fault_rate=fault_rate))
         yield node, w3, doc, result

@@ -1,4 +1,5 @@
 """Dashboard with no DB yet: the Overview shows the deployment it reads, the chain head, and clear states."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,22 @@ APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 def _deployment(rpc_url: str) -> dict:
     return {
-        "name": "devnet", "chain_id": 31337, "rpc_url": rpc_url, "start_block": 0, "confirmations": 0,
+        "name": "devnet",
+        "chain_id": 31337,
+        "rpc_url": rpc_url,
+        "start_block": 0,
+        "confirmations": 0,
         "contracts": {"taskManager": "0x" + "11" * 20, "operatorRegistry": "0x" + "22" * 20, "token": "0x" + "33" * 20},
-        "policies": {"spending_limits": {"address": "0x" + "44" * 20, "entrypoint": "spending_limits.allow",
-                                         "policy_code_hash": "0x" + "ab" * 32}},
+        "policies": {
+            "spending_limits": {
+                "address": "0x" + "44" * 20,
+                "entrypoint": "spending_limits.allow",
+                "policy_code_hash": "0x" + "ab" * 32,
+            }
+        },
         "clients": {"<script>alert(1)</script>": {"address": "0x" + "55" * 20, "policy": "spending_limits"}},
-        "roles": {"deployer": "0x" + "66" * 20}, "deployment_block": 1,
+        "roles": {"deployer": "0x" + "66" * 20},
+        "deployment_block": 1,
     }
 
 

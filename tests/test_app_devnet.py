@@ -1,4 +1,5 @@
 """Every dashboard page on a DB the real indexer wrote from the real devnet contracts driven by the simulation."""
+
 from __future__ import annotations
 
 import io
@@ -7,11 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from support import page, simulated_devnet, sql
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("app_devnet")]
-
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,6 @@ def env(indexed, monkeypatch):
     return indexed
 
 
-
 def test_overview_on_indexed_devnet(env):
     db, dep, doc, w3 = env
     at = page("pages/overview.py")
@@ -50,8 +48,11 @@ def test_overview_on_indexed_devnet(env):
 
 def test_verdict_of_each_kind_of_indexed_task(env):
     db, *_ = env
-    for (task_id, allow, challenged) in sql(db, "SELECT task_id, allow, challenge_success FROM tasks WHERE allow IS NOT NULL "
-                                                "ORDER BY allow, challenge_success NULLS FIRST LIMIT 6"):
+    for task_id, allow, challenged in sql(
+        db,
+        "SELECT task_id, allow, challenge_success FROM tasks WHERE allow IS NOT NULL "
+        "ORDER BY allow, challenge_success NULLS FIRST LIMIT 6",
+    ):
         at = page("pages/verdict.py", task=task_id)
         m = {x.label: x.value for x in at.metric}
         assert m["Attested verdict"] == ("allowed" if allow else "denied")
@@ -76,8 +77,14 @@ def test_policies_on_indexed_devnet(env):
     db, *_ = env
     at = page("pages/policies.py")
     catalog = at.dataframe[0].value
-    assert len(catalog) == sql(db, "SELECT count(DISTINCT policy_address) FROM (SELECT policy_address FROM policies "
-                                   "UNION SELECT policy_address FROM tasks)")[0][0]
+    assert (
+        len(catalog)
+        == sql(
+            db,
+            "SELECT count(DISTINCT policy_address) FROM (SELECT policy_address FROM policies "
+            "UNION SELECT policy_address FROM tasks)",
+        )[0][0]
+    )
     assert not at.warning or all("source" not in w.value for w in at.warning)
     history = next(d.value for d in at.dataframe if "change" in d.value.columns)
     assert len(history) >= 1
@@ -95,8 +102,12 @@ def test_dashboard_reads_while_the_indexer_follows(indexed, tmp_path, monkeypatc
     _, dep, doc, w3 = indexed
     db = tmp_path / "follow.duckdb"
     lens = str(Path(sys.executable).parent / "lens")
-    follower = subprocess.Popen([lens, "index", "--follow", "--deployment", str(dep), "--db", str(db)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        [lens, "index", "--follow", "--deployment", str(dep), "--db", str(db)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     monkeypatch.setenv("LENS_DB", str(db))
     monkeypatch.setenv("LENS_DEPLOYMENT_FILE", str(dep))
     try:

@@ -1,4 +1,5 @@
 """Every dashboard page through AppTest on a DB built by code (lens synth, fixed seed): content, filters, exports, states."""
+
 from __future__ import annotations
 
 import io
@@ -11,12 +12,15 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as hs
 from streamlit.testing.v1 import AppTest
+from support import page, sql
 
 from app import synth
 from app.queries import decisions, verdict
 from app.text import fmt_amount, params_diff
-from support import page, sql
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 11
@@ -42,11 +46,22 @@ def env(monkeypatch, tmp_path):
     return use
 
 
-
 def all_text(at: AppTest) -> str:
     """Every string the page shows: texts, markdown, metrics, alerts, JSON and table cells."""
     parts: list[str] = []
-    for kind in ("text", "markdown", "caption", "info", "warning", "error", "success", "title", "subheader", "code", "json"):
+    for kind in (
+        "text",
+        "markdown",
+        "caption",
+        "info",
+        "warning",
+        "error",
+        "success",
+        "title",
+        "subheader",
+        "code",
+        "json",
+    ):
         parts += [str(e.value) for e in getattr(at, kind)]
     parts += [f"{m.label} {m.value}" for m in at.metric]
     for d in at.dataframe:
@@ -65,8 +80,9 @@ def test_overview_kpis_and_latest(synth_db, env):
     env(synth_db)
     at = page("pages/overview.py")
     m = metrics(at)
-    total, allowed, answered, spent = sql(synth_db, "SELECT count(*), count(*) FILTER (WHERE allow), count(allow), "
-                                                    "count(spent_block) FROM tasks")[0]
+    total, allowed, answered, spent = sql(
+        synth_db, "SELECT count(*), count(*) FILTER (WHERE allow), count(allow), count(spent_block) FROM tasks"
+    )[0]
     assert m["Tasks"] == f"{total:,}"
     assert m["Allowed"] == f"{allowed / answered:.1%}"
     assert m["Attestations spent"] == f"{spent:,}"
@@ -82,11 +98,14 @@ def test_overview_kpis_and_latest(synth_db, env):
 
 
 def _per_tx_denied(db: Path) -> tuple[str, str]:
-    rows = sql(db, """
+    rows = sql(
+        db,
+        """
         SELECT task_id, json_extract_string(params_json, '$.max_tx_wei') FROM tasks
         WHERE entrypoint = 'spending_limits.allow' AND allow = false AND NOT coalesce(challenge_success, false)
           AND CAST(amount_wei AS HUGEINT) > CAST(json_extract_string(params_json, '$.max_tx_wei') AS HUGEINT)
-        ORDER BY created_block LIMIT 1""")
+        ORDER BY created_block LIMIT 1""",
+    )
     assert rows, "the synthetic DB should hold a task denied by the per-transaction limit"
     return rows[0]
 
@@ -108,8 +127,11 @@ def test_verdict_of_denied_task_shows_reason_and_failing_param(synth_db, env):
 def test_verdict_lookup_by_address_lists_its_decisions(synth_db, env):
     env(synth_db)
     agent, n = sql(synth_db, "SELECT intent_from, count(*) FROM tasks GROUP BY 1 ORDER BY 2 DESC LIMIT 1")[0]
-    expected = sql(synth_db, "SELECT count(*) FROM tasks WHERE intent_from = ? OR policy_client = ? OR counterparty = ? "
-                             "OR intent_to = ?", [agent] * 4)[0][0]
+    expected = sql(
+        synth_db,
+        "SELECT count(*) FROM tasks WHERE intent_from = ? OR policy_client = ? OR counterparty = ? OR intent_to = ?",
+        [agent] * 4,
+    )[0][0]
     at = page("pages/verdict.py")
     at.text_input(key="verdict_lookup").input(agent.upper().replace("0X", "0x")).run()
     assert not at.exception
@@ -161,7 +183,9 @@ def tampered_db(synth_db, tmp_path) -> Path:
     con = duckdb.connect(str(path))
     con.execute("UPDATE policies SET name = '<script>alert(\"policy\")</script>' WHERE name = 'spending_limits'")
     con.execute("UPDATE operators SET name = '<script>alert(\"op\")</script>'")
-    con.execute("DELETE FROM blobs WHERE hash = (SELECT policy_code_hash FROM policies WHERE name = 'kyc_jurisdiction')")
+    con.execute(
+        "DELETE FROM blobs WHERE hash = (SELECT policy_code_hash FROM policies WHERE name = 'kyc_jurisdiction')"
+    )
     con.close()
     return path
 
@@ -178,7 +202,10 @@ def test_onchain_strings_are_never_html(tampered_db, env):
 
 def test_missing_policy_source_is_a_clear_state(tampered_db, env):
     env(tampered_db)
-    task_id = sql(tampered_db, "SELECT task_id FROM tasks WHERE entrypoint = 'kyc_jurisdiction.allow' AND allow IS NOT NULL LIMIT 1")[0][0]
+    task_id = sql(
+        tampered_db,
+        "SELECT task_id FROM tasks WHERE entrypoint = 'kyc_jurisdiction.allow' AND allow IS NOT NULL LIMIT 1",
+    )[0][0]
     at = page("pages/verdict.py", task=task_id)
     assert metrics(at)["Independent replay"] == "cannot replay"
     assert any("policy source is missing" in w.value or "not in the DB" in w.value for w in at.warning)
@@ -204,9 +231,15 @@ def test_empty_db_every_page(tmp_path, env):
 def test_db_being_written_is_a_clear_state(synth_db, tmp_path, env):
     path = tmp_path / "locked.duckdb"
     shutil.copy(synth_db, path)
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
-                               f"c = duckdb.connect({str(path)!r})\nprint('locked', flush=True)\ntime.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys, time\nc = duckdb.connect({str(path)!r})\nprint('locked', flush=True)\ntime.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         env(path)
@@ -225,8 +258,9 @@ def test_db_being_written_is_a_clear_state(synth_db, tmp_path, env):
 def test_filters_in_the_url_narrow_to_the_expected_count(synth_db, env):
     env(synth_db)
     client = sql(synth_db, "SELECT policy_client FROM tasks GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0][0]
-    expected = sql(synth_db, "SELECT count(*) FROM tasks WHERE policy_client = ? AND allow = false AND amount_num >= 100",
-                   [client])[0][0]
+    expected = sql(
+        synth_db, "SELECT count(*) FROM tasks WHERE policy_client = ? AND allow = false AND amount_num >= 100", [client]
+    )[0][0]
     assert 0 < expected < N_TASKS
     at = page("pages/decisions.py", client=client, verdict="denied", amount_min="100.0")
     assert metrics(at)["Matching decisions"] == f"{expected:,}"
@@ -252,7 +286,12 @@ def test_sorting_and_paging_happen_in_the_db(synth_db, env):
     env(synth_db)
     at = page("pages/decisions.py", sort="amount", dir="asc", page="3")
     table = next(d.value for d in at.dataframe if "verdict_page" in d.value.columns)
-    expected = [r[0] for r in sql(synth_db, "SELECT task_id FROM tasks ORDER BY amount_num ASC NULLS LAST, task_id LIMIT 50 OFFSET 100")]
+    expected = [
+        r[0]
+        for r in sql(
+            synth_db, "SELECT task_id FROM tasks ORDER BY amount_num ASC NULLS LAST, task_id LIMIT 50 OFFSET 100"
+        )
+    ]
     assert table["task_id"].tolist() == expected
 
 
@@ -262,9 +301,13 @@ def test_export_contains_exactly_the_filtered_rows(synth_db, env):
     env(synth_db)
     client = sql(synth_db, "SELECT policy_client FROM tasks WHERE entrypoint = 'circuit_breaker.allow' LIMIT 1")[0][0]
     share = {"client": client, "verdict": "denied"}
-    expected = {r[0] for r in sql(synth_db, "SELECT task_id FROM tasks WHERE policy_client = ? AND allow = false", [client])}
+    expected = {
+        r[0] for r in sql(synth_db, "SELECT task_id FROM tasks WHERE policy_client = ? AND allow = false", [client])
+    }
     at = page("pages/decisions.py", **share)
-    assert {b.label for b in at.get("download_button")} >= {"Export CSV", "Export Parquet"} or len(at.get("download_button")) == 2
+    assert {b.label for b in at.get("download_button")} >= {"Export CSV", "Export Parquet"} or len(
+        at.get("download_button")
+    ) == 2
     csv = pd.read_csv(io.BytesIO(export_decisions(share, "csv")))
     parquet = pd.read_parquet(io.BytesIO(export_decisions(share, "parquet")))
     for frame in (csv, parquet):
@@ -299,8 +342,11 @@ def test_policies_page_params_history_and_rules(synth_db, env):
     for client_name, c in doc["clients"].items():
         if c["policy"] != "spending_limits":
             continue
-        latest = sql(synth_db, "SELECT params_json FROM policy_versions WHERE client = ? ORDER BY block_number DESC LIMIT 1",
-                     [c["address"]])[0][0]
+        latest = sql(
+            synth_db,
+            "SELECT params_json FROM policy_versions WHERE client = ? ORDER BY block_number DESC LIMIT 1",
+            [c["address"]],
+        )[0][0]
         want = json.loads(latest)["max_tx_wei"]
         assert params.set_index("param").loc["max_tx_wei", client_name] == want
     history = next(f for f in frames if "change" in f.columns)
@@ -322,7 +368,6 @@ def test_params_diff():
 
 # --- the query string round trip ------------------------------------------------------------------------
 
-from hypothesis import given, settings as hsettings, strategies as hs  # noqa: E402
 
 _addr = hs.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
 _filters = hs.builds(
@@ -332,7 +377,9 @@ _filters = hs.builds(
     sender=hs.one_of(hs.just(""), _addr),
     verdict=hs.sets(hs.sampled_from(decisions.VERDICTS)).map(lambda s: tuple(v for v in decisions.VERDICTS if v in s)),
     status=hs.sets(hs.sampled_from(decisions.STATUSES)).map(lambda s: tuple(v for v in decisions.STATUSES if v in s)),
-    replay=hs.sets(hs.sampled_from(decisions.REPLAY_RESULTS)).map(lambda s: tuple(v for v in decisions.REPLAY_RESULTS if v in s)),
+    replay=hs.sets(hs.sampled_from(decisions.REPLAY_RESULTS)).map(
+        lambda s: tuple(v for v in decisions.REPLAY_RESULTS if v in s)
+    ),
     time_from=hs.one_of(hs.just(""), hs.dates().map(lambda d: d.isoformat() if d.year >= 1000 else "")),
     time_to=hs.one_of(hs.just(""), hs.dates().map(lambda d: d.isoformat() if d.year >= 1000 else "")),
     block_from=hs.one_of(hs.none(), hs.integers(0, 2**62)),
@@ -353,8 +400,29 @@ def test_filter_survives_the_url(f):
 
 
 @hsettings(max_examples=200, deadline=None)
-@given(hs.dictionaries(hs.sampled_from(["client", "policy", "sender", "verdict", "status", "replay", "from", "to", "block_from",
-                                        "block_to", "amount_min", "amount_max", "sort", "dir"]), hs.text(max_size=40)))
+@given(
+    hs.dictionaries(
+        hs.sampled_from(
+            [
+                "client",
+                "policy",
+                "sender",
+                "verdict",
+                "status",
+                "replay",
+                "from",
+                "to",
+                "block_from",
+                "block_to",
+                "amount_min",
+                "amount_max",
+                "sort",
+                "dir",
+            ]
+        ),
+        hs.text(max_size=40),
+    )
+)
 def test_any_query_string_gives_a_safe_filter(raw):
     f = decisions.filter_from_params(raw)
     where, params = decisions.where_clause(f, has_replays=True)

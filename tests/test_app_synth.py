@@ -1,4 +1,5 @@
 """`lens synth` writes the indexer's schema with rows the engine replays to the attested verdict; `lens serve` CLI errors."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ def rows(path, sql, params=None):
 
 
 def test_every_synthetic_verdict_replays_to_the_attested_one(db):
-    tasks = rows(db, "SELECT t.*, b.content AS source FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash "
-                     "WHERE t.responded_block IS NOT NULL")
+    tasks = rows(
+        db,
+        "SELECT t.*, b.content AS source FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash "
+        "WHERE t.responded_block IS NOT NULL",
+    )
     assert len(tasks) > 1400
     head = int(rows(db, "SELECT value FROM meta WHERE key = 'head_block'")[0]["value"])
     outcomes = {"match": 0, "mismatch": 0}
@@ -52,33 +56,47 @@ def test_every_synthetic_verdict_replays_to_the_attested_one(db):
 def test_same_seed_same_db(db, tmp_path):
     again = tmp_path / "again.duckdb"
     synth.build(again, tasks=1500, seed=3)
-    digest = "SELECT md5(string_agg(task_id || status || coalesce(params_json, '') || coalesce(policy_data_json, ''), ',' " \
-             "ORDER BY task_id)) AS d FROM tasks"
+    digest = (
+        "SELECT md5(string_agg(task_id || status || coalesce(params_json, '') || coalesce(policy_data_json, ''), ',' "
+        "ORDER BY task_id)) AS d FROM tasks"
+    )
     assert rows(db, digest) == rows(again, digest)
 
 
 def test_lifecycles_and_signers_are_consistent(db):
-    bad = rows(db, """
+    bad = rows(
+        db,
+        """
         SELECT task_id FROM tasks WHERE
           (status = 'created' AND responded_block IS NOT NULL) OR
           (status = 'denied' AND allow IS DISTINCT FROM false) OR
           (status = 'spent' AND (spent_block IS NULL OR NOT allow)) OR
           (spent_block IS NOT NULL AND spent_block >= response_expire_block) OR
           (responded_block IS NOT NULL AND responded_block <= created_block) OR
-          (task_created_block >= created_block)""")
+          (task_created_block >= created_block)""",
+    )
     assert bad == []
-    mismatched = rows(db, """
+    mismatched = rows(
+        db,
+        """
         SELECT t.task_id FROM tasks t JOIN (
           SELECT task_id, count(*) FILTER (WHERE signed) AS s, count(*) FILTER (WHERE NOT signed) AS n FROM task_signers GROUP BY 1
-        ) x USING (task_id) WHERE x.s <> t.signer_count OR x.n <> t.non_signer_count""")
+        ) x USING (task_id) WHERE x.s <> t.signer_count OR x.n <> t.non_signer_count""",
+    )
     assert mismatched == []
-    orphans = rows(db, "SELECT t.task_id FROM tasks t LEFT JOIN policy_versions v ON v.client = t.policy_client "
-                       "AND v.policy_id = t.policy_id WHERE v.policy_id IS NULL")
+    orphans = rows(
+        db,
+        "SELECT t.task_id FROM tasks t LEFT JOIN policy_versions v ON v.client = t.policy_client "
+        "AND v.policy_id = t.policy_id WHERE v.policy_id IS NULL",
+    )
     assert orphans == []
     # a task's params are those of the version in force at its block
-    wrong = rows(db, "SELECT t.task_id FROM tasks t JOIN policy_versions v ON v.client = t.policy_client AND v.policy_id = t.policy_id "
-                     "WHERE t.params_json <> v.params_json OR t.created_block < v.valid_from_block "
-                     "OR (v.valid_to_block IS NOT NULL AND t.created_block > v.valid_to_block)")
+    wrong = rows(
+        db,
+        "SELECT t.task_id FROM tasks t JOIN policy_versions v ON v.client = t.policy_client AND v.policy_id = t.policy_id "
+        "WHERE t.params_json <> v.params_json OR t.created_block < v.valid_from_block "
+        "OR (v.valid_to_block IS NOT NULL AND t.created_block > v.valid_to_block)",
+    )
     assert wrong == []
 
 

@@ -1,4 +1,5 @@
 """The committed contract artifacts are exactly what the pinned solc produces from contracts/*.sol today."""
+
 from __future__ import annotations
 
 import json

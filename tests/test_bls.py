@@ -1,4 +1,5 @@
 """BN254 BLS in Python agrees with the on-chain verifier (precompiles) and with py_ecc's pairing."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from py_ecc import optimized_bn128 as ob
 
 from devnet import bls, contracts
-from devnet.tx import call
+from devnet.tx import call, deploy
 
 pytestmark = pytest.mark.xdist_group("bls")
 
@@ -22,7 +23,7 @@ SLOW_OK = settings(deadline=None, suppress_health_check=[HealthCheck.function_sc
 def verifier(w3) -> str:
     """A TaskManager used only for its pure BLS views (hashToG1, trySignatureAndApkVerification)."""
     zero = "0x" + "00" * 20
-    return contracts.deploy(w3, "TaskManager", zero, zero, 10, 10, 10, 1000, sender=w3.eth.accounts[0])
+    return deploy(w3, "TaskManager", zero, zero, 10, 10, 10, 1000, sender=w3.eth.accounts[0])
 
 
 def _call(w3, verifier: str, fn: str, *args):
@@ -43,10 +44,16 @@ def test_generator_limb_order_is_imaginary_first() -> None:
     """EigenLayer G2Point X = [X_imag, X_real]: the G2 key of secret 1 is the generator in that order."""
     kp = bls.keypair_from_secret(1)
     assert kp.g1 == (1, 2)
-    assert kp.g2 == ((11559732032986387107991004021392285783925812861821192530917403151452391805634,
-                      10857046999023057135944570762232829481370756359578518086990519993285655852781),
-                     (4082367875863433681332203403145435568316851327593401208105741076214120093531,
-                      8495653923123431417604973247489272438418190587263600148770280649306958101930))
+    assert kp.g2 == (
+        (
+            11559732032986387107991004021392285783925812861821192530917403151452391805634,
+            10857046999023057135944570762232829481370756359578518086990519993285655852781,
+        ),
+        (
+            4082367875863433681332203403145435568316851327593401208105741076214120093531,
+            8495653923123431417604973247489272438418190587263600148770280649306958101930,
+        ),
+    )
     assert bls.limbs_to_g2(kp.g2) == ob.G2 or ob.eq(bls.limbs_to_g2(kp.g2), ob.G2)
 
 
@@ -74,7 +81,7 @@ def test_aggregate_g1_matches_py_ecc(points: list[int]) -> None:
 @given(digest=digests)
 def test_hash_to_g1_equals_the_contract(w3, verifier, digest: bytes) -> None:
     x, y = bls.hash_to_g1(digest)
-    assert (y * y - x ** 3 - 3) % bls.P == 0
+    assert (y * y - x**3 - 3) % bls.P == 0
     assert tuple(_call(w3, verifier, "hashToG1", digest)[0]) == (x, y)
 
 
@@ -125,7 +132,7 @@ def test_signature_data_round_trip(ks: list[int]) -> None:
     g1s = [bls.g1_mul(bls.G1_GEN, k) for k in ks]
     apk = bls.aggregate_g1(g1s)
     data = bls.encode_signature_data(g1s, apk, ((1, 2), (3, 4)), (5, 6))
-    (bitmap_idx, non_signers, apks, apk_g2, sigma, apk_idx, total_idx, stake_idx), = abi_decode([bls.NSS_TYPE], data)
+    ((bitmap_idx, non_signers, apks, apk_g2, sigma, apk_idx, total_idx, stake_idx),) = abi_decode([bls.NSS_TYPE], data)
     ids = [bls.operator_id(g) for g in non_signers]
     assert ids == sorted(ids) and sorted(non_signers) == sorted(g1s)
     assert list(apks) == [apk] and apk_g2 == ((1, 2), (3, 4)) and sigma == (5, 6)

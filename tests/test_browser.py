@@ -1,4 +1,5 @@
 """A real headless Chromium loads every page of a running `lens serve`, fails on any error element, saves screenshots."""
+
 from __future__ import annotations
 
 import os
@@ -35,14 +36,21 @@ def served(tmp_path_factory):
     db = tmp / "lens.duckdb"
     synth.build(db, tasks=5000, seed=5)
     con = duckdb.connect(str(db), read_only=True)
-    denied = con.execute("SELECT task_id FROM tasks WHERE allow = false AND entrypoint = 'spending_limits.allow' "
-                         "ORDER BY created_block LIMIT 1").fetchone()[0]
+    denied = con.execute(
+        "SELECT task_id FROM tasks WHERE allow = false AND entrypoint = 'spending_limits.allow' "
+        "ORDER BY created_block LIMIT 1"
+    ).fetchone()[0]
     con.close()
     port = free_port()
     env = dict(os.environ, LENS_DEPLOYMENT_FILE=str(tmp / "none.json"))
     lens = str(Path(sys.executable).parent / "lens")
-    proc = subprocess.Popen([lens, "serve", "--db", str(db), "--port", str(port), "--address", "127.0.0.1"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [lens, "serve", "--db", str(db), "--port", str(port), "--address", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -83,17 +91,24 @@ def test_every_page_renders_without_errors(served, tmp_path):
     shots = Path(os.environ.get(SCREENSHOT_DIR_ENV) or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     # the deep link comes first: the server's very first session must still get the app's navigation and sidebar
-    pages = [("verdict", f"{url}/verdict?task={denied}", "Verdict"), ("overview", f"{url}/", "Overview"),
-             ("decisions", f"{url}/decisions?verdict=denied", "Decisions"), ("policies", f"{url}/policies", "Policies")]
+    pages = [
+        ("verdict", f"{url}/verdict?task={denied}", "Verdict"),
+        ("overview", f"{url}/", "Overview"),
+        ("decisions", f"{url}/decisions?verdict=denied", "Decisions"),
+        ("policies", f"{url}/policies", "Policies"),
+    ]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             for theme in ("light", "dark"):
                 context = browser.new_context(viewport={"width": 1400, "height": 1300}, color_scheme=theme)
                 page = context.new_page()
                 console_errors: list[str] = []
-                page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+                page.on("pageerror", lambda exc, errors=console_errors: errors.append(str(exc)))
                 for name, link, heading in pages:
                     _render(page, link, heading)
                     for selector in ERROR_SELECTORS:
@@ -104,8 +119,12 @@ def test_every_page_renders_without_errors(served, tmp_path):
                     assert page.get_by_text("NEWTON LENS").count() == 1, f"{name} ({theme}): shared sidebar missing"
                     assert page.get_by_text("streamlit app").count() == 0, f"{name} ({theme}): legacy pages/ navigation"
                     if name == "verdict":
-                        assert page.get_by_text("exceeds_per_tx_limit").count() + page.get_by_text("exceeds_daily_cap").count() \
-                            + page.get_by_text("function_not_allowed").count() > 0
+                        assert (
+                            page.get_by_text("exceeds_per_tx_limit").count()
+                            + page.get_by_text("exceeds_daily_cap").count()
+                            + page.get_by_text("function_not_allowed").count()
+                            > 0
+                        )
                     page.screenshot(path=str(shots / f"{name}{'' if theme == 'light' else '-dark'}.png"))
                 assert not console_errors, console_errors
                 context.close()

@@ -1,5 +1,6 @@
 """The devnet contracts on a real anvil chain: every path of the task lifecycle, registry and policy, happy and
 failing, and every emitted event checked against the canonical signatures of EVENTS.md."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,48 +22,111 @@ pytestmark = pytest.mark.xdist_group("contracts")
 # ------------------------------------------------------------------------------------------------------------------
 # The EVENTS.md ABI: canonical signature, topic0 as printed in EVENTS.md, positions of the indexed fields.
 EVENTS = {
-    "NewTaskCreated": (f"NewTaskCreated(bytes32,{pr.TASK},{pr.POLICY_STATE})",
-                       "0x59945c4b280f2ccf9bcfa9a217b0629fd61f8d39864f1bb198590f88da7138bc", (0,)),
-    "TaskResponded": (f"TaskResponded({pr.TASK_RESPONSE},{pr.RESPONSE_CERTIFICATE})",
-                      "0x9158a80c164dc98ea6cfbef773b37f3f91813ba3f898729b952b3a1303f757b2", ()),
-    "PolicyDenied": ("PolicyDenied(address,bytes32,bytes32,bytes32,uint32)",
-                     "0xef8ce97d2fa69839d5bfbc66f9e14b1a4ee8ae0dd640f5237360ccb638f499af", (0, 1)),
-    "AttestationSpent": (f"AttestationSpent(bytes32,{pr.ATTESTATION})",
-                         "0xcecc683f5a5724e2e1c85bf11748af2141e0e320c7802a6d0c9ad6efdf5ddcbb", (0,)),
-    "TaskChallengedSuccessfully": ("TaskChallengedSuccessfully(bytes32,address)",
-                                   "0x76f638bf7002c52c8f60b4e096043f7dcfb61a9af2d5badd1923395836669261", (0, 1)),
-    "TaskChallengedUnsuccessfully": ("TaskChallengedUnsuccessfully(bytes32,address)",
-                                     "0x126b016e720d5c6ef27165dc8b00ae0d8ad0bf5500d8c240c1d920a92e5499e8", (0, 1)),
-    "PolicySet": (f"PolicySet(address,bytes32,{pr.SET_POLICY_INFO})",
-                  "0x4a290fa7d502cf69f303e332435bc6843a71d8ea21e49383441ee44c6904f0a9", (0, 1)),
-    "policyMetadataCidUpdated": ("policyMetadataCidUpdated(string)",
-                                 "0x8d27cb1d2bb20a12f312bfde849b21be0d71b82084e15bb1ee25b6456d1de541", ()),
-    "PolicyAddressUpdated": ("PolicyAddressUpdated(address,address)",
-                             "0x26b393dbdada2251b8af01251eeab5d6416823b4eca2b5b908724000ed612c6a", (0, 1)),
-    "PolicyIdUpdated": ("PolicyIdUpdated(address,bytes32)",
-                        "0x04e1e70c711021a1320ab81b3547a46dc547ecae1cd8be314b6c43f3598b1ab2", (0, 1)),
-    "OperatorRegistered": ("OperatorRegistered(address,bytes32)",
-                           "0xe8e68cef1c3a761ed7be7e8463a375f27f7bc335e51824223cacce636ec5c3fe", (0, 1)),
-    "OperatorDeregistered": ("OperatorDeregistered(address,bytes32)",
-                             "0x396fdcb180cb0fea26928113fb0fd1c3549863f9cd563e6a184f1d578116c8e4", (0, 1)),
-    "OperatorSocketUpdate": ("OperatorSocketUpdate(bytes32,string)",
-                             "0xec2963ab21c1e50e1e582aa542af2e4bf7bf38e6e1403c27b42e1c5d6e621eaa", (0,)),
-    "TaskGeneratorAdded": ("TaskGeneratorAdded(address)",
-                           "0xb040ecbf2d5effe525dd95133ffbadf2287e6840af0775d0cc73de62d5d2fd54", (0,)),
-    "NewPubkeyRegistration": ("NewPubkeyRegistration(address,(uint256,uint256),(uint256[2],uint256[2]))",
-                              "0xe3fb6613af2e8930cf85d47fcf6db10192224a64c6cbe8023e0eee1ba3828041", (0,)),
-    "OperatorAddedToQuorums": ("OperatorAddedToQuorums(address,bytes32,bytes)",
-                               "0x73a2b7fb844724b971802ae9b15db094d4b7192df9d7350e14eb466b9b22eb4e", ()),
-    "OperatorRemovedFromQuorums": ("OperatorRemovedFromQuorums(address,bytes32,bytes)",
-                                   "0xf843ecd53a563675e62107be1494fdde4a3d49aeedaf8d88c616d85346e3500e", ()),
-    "OperatorStakeUpdate": ("OperatorStakeUpdate(bytes32,uint8,uint96)",
-                            "0x2f527d527e95d8fe40aec55377743bb779087da3f6d0d08f12e36444da62327d", (0,)),
-    "QuorumIndexUpdate": ("QuorumIndexUpdate(bytes32,uint8,uint32)",
-                          "0x6ee1e4f4075f3d067176140d34e87874244dd273294c05b2218133e49a2ba6f6", (0,)),
-    "OperatorSlashed": ("OperatorSlashed(uint256,address,uint32,uint256[],string)",
-                        "0x8a83cf9afb09a981314f4fb353b95b003451da170a99f48d8db6474b06d79f3b", (0, 1, 2)),
-    "OperatorMetadataURIUpdated": ("OperatorMetadataURIUpdated(address,string)",
-                                   "0x02a919ed0e2acad1dd90f17ef2fa4ae5462ee1339170034a8531cca4b6708090", (0,)),
+    "NewTaskCreated": (
+        f"NewTaskCreated(bytes32,{pr.TASK},{pr.POLICY_STATE})",
+        "0x59945c4b280f2ccf9bcfa9a217b0629fd61f8d39864f1bb198590f88da7138bc",
+        (0,),
+    ),
+    "TaskResponded": (
+        f"TaskResponded({pr.TASK_RESPONSE},{pr.RESPONSE_CERTIFICATE})",
+        "0x9158a80c164dc98ea6cfbef773b37f3f91813ba3f898729b952b3a1303f757b2",
+        (),
+    ),
+    "PolicyDenied": (
+        "PolicyDenied(address,bytes32,bytes32,bytes32,uint32)",
+        "0xef8ce97d2fa69839d5bfbc66f9e14b1a4ee8ae0dd640f5237360ccb638f499af",
+        (0, 1),
+    ),
+    "AttestationSpent": (
+        f"AttestationSpent(bytes32,{pr.ATTESTATION})",
+        "0xcecc683f5a5724e2e1c85bf11748af2141e0e320c7802a6d0c9ad6efdf5ddcbb",
+        (0,),
+    ),
+    "TaskChallengedSuccessfully": (
+        "TaskChallengedSuccessfully(bytes32,address)",
+        "0x76f638bf7002c52c8f60b4e096043f7dcfb61a9af2d5badd1923395836669261",
+        (0, 1),
+    ),
+    "TaskChallengedUnsuccessfully": (
+        "TaskChallengedUnsuccessfully(bytes32,address)",
+        "0x126b016e720d5c6ef27165dc8b00ae0d8ad0bf5500d8c240c1d920a92e5499e8",
+        (0, 1),
+    ),
+    "PolicySet": (
+        f"PolicySet(address,bytes32,{pr.SET_POLICY_INFO})",
+        "0x4a290fa7d502cf69f303e332435bc6843a71d8ea21e49383441ee44c6904f0a9",
+        (0, 1),
+    ),
+    "policyMetadataCidUpdated": (
+        "policyMetadataCidUpdated(string)",
+        "0x8d27cb1d2bb20a12f312bfde849b21be0d71b82084e15bb1ee25b6456d1de541",
+        (),
+    ),
+    "PolicyAddressUpdated": (
+        "PolicyAddressUpdated(address,address)",
+        "0x26b393dbdada2251b8af01251eeab5d6416823b4eca2b5b908724000ed612c6a",
+        (0, 1),
+    ),
+    "PolicyIdUpdated": (
+        "PolicyIdUpdated(address,bytes32)",
+        "0x04e1e70c711021a1320ab81b3547a46dc547ecae1cd8be314b6c43f3598b1ab2",
+        (0, 1),
+    ),
+    "OperatorRegistered": (
+        "OperatorRegistered(address,bytes32)",
+        "0xe8e68cef1c3a761ed7be7e8463a375f27f7bc335e51824223cacce636ec5c3fe",
+        (0, 1),
+    ),
+    "OperatorDeregistered": (
+        "OperatorDeregistered(address,bytes32)",
+        "0x396fdcb180cb0fea26928113fb0fd1c3549863f9cd563e6a184f1d578116c8e4",
+        (0, 1),
+    ),
+    "OperatorSocketUpdate": (
+        "OperatorSocketUpdate(bytes32,string)",
+        "0xec2963ab21c1e50e1e582aa542af2e4bf7bf38e6e1403c27b42e1c5d6e621eaa",
+        (0,),
+    ),
+    "TaskGeneratorAdded": (
+        "TaskGeneratorAdded(address)",
+        "0xb040ecbf2d5effe525dd95133ffbadf2287e6840af0775d0cc73de62d5d2fd54",
+        (0,),
+    ),
+    "NewPubkeyRegistration": (
+        "NewPubkeyRegistration(address,(uint256,uint256),(uint256[2],uint256[2]))",
+        "0xe3fb6613af2e8930cf85d47fcf6db10192224a64c6cbe8023e0eee1ba3828041",
+        (0,),
+    ),
+    "OperatorAddedToQuorums": (
+        "OperatorAddedToQuorums(address,bytes32,bytes)",
+        "0x73a2b7fb844724b971802ae9b15db094d4b7192df9d7350e14eb466b9b22eb4e",
+        (),
+    ),
+    "OperatorRemovedFromQuorums": (
+        "OperatorRemovedFromQuorums(address,bytes32,bytes)",
+        "0xf843ecd53a563675e62107be1494fdde4a3d49aeedaf8d88c616d85346e3500e",
+        (),
+    ),
+    "OperatorStakeUpdate": (
+        "OperatorStakeUpdate(bytes32,uint8,uint96)",
+        "0x2f527d527e95d8fe40aec55377743bb779087da3f6d0d08f12e36444da62327d",
+        (0,),
+    ),
+    "QuorumIndexUpdate": (
+        "QuorumIndexUpdate(bytes32,uint8,uint32)",
+        "0x6ee1e4f4075f3d067176140d34e87874244dd273294c05b2218133e49a2ba6f6",
+        (0,),
+    ),
+    "OperatorSlashed": (
+        "OperatorSlashed(uint256,address,uint32,uint256[],string)",
+        "0x8a83cf9afb09a981314f4fb353b95b003451da170a99f48d8db6474b06d79f3b",
+        (0, 1, 2),
+    ),
+    "OperatorMetadataURIUpdated": (
+        "OperatorMetadataURIUpdated(address,string)",
+        "0x02a919ed0e2acad1dd90f17ef2fa4ae5462ee1339170034a8531cca4b6708090",
+        (0,),
+    ),
     # Lens's own devnet events (not Newton's): checked the same way.
     "IntentExecuted": ("IntentExecuted(bytes32,address,address,uint256)", None, (0, 1)),
     "IntentDenied": ("IntentDenied(bytes32,address)", None, (0, 1)),
@@ -104,11 +168,15 @@ def decode_log(log: dict, name: str) -> tuple:
     if documented is not None:
         assert topic0 == documented, f"{name}: canonical signature does not hash to the EVENTS.md topic0"
     assert len(log["topics"]) == 1 + len(indexed), f"{name}: wrong number of indexed fields"
-    types = split_types(sig[sig.index("(") + 1:-1])
+    types = split_types(sig[sig.index("(") + 1 : -1])
     data_vals = iter(abi_decode([t for i, t in enumerate(types) if i not in indexed], bytes.fromhex(log["data"][2:])))
     topics = iter(log["topics"][1:])
-    return norm(tuple(abi_decode([t], bytes.fromhex(next(topics)[2:]))[0] if i in indexed else next(data_vals)
-                      for i, t in enumerate(types)))
+    return norm(
+        tuple(
+            abi_decode([t], bytes.fromhex(next(topics)[2:]))[0] if i in indexed else next(data_vals)
+            for i, t in enumerate(types)
+        )
+    )
 
 
 def events(receipt: dict) -> list[tuple[str, dict]]:
@@ -139,16 +207,37 @@ class Dev:
 
     def __init__(self, w3, n_ops: int = N_OPS, tag: str = "m", expire_after: int = 20):
         self.w3 = w3
-        self.specs = [deploy.OperatorSpec(f"op{i}", keccak(text=f"{tag}-op-{i}"), (10 + i) * 10**18,
-                                          f"op{i}.example:9000", f"https://op{i}.example/meta.json")
-                      for i in range(n_ops)]
-        self.policy = deploy.PolicySpec("screening", POLICY_SRC, "lens.test.allow", "bafy-policy", "bafy-schema",
-                                        "bafy-meta", "1.2.0", ("sanctions", "kyc"))
+        self.specs = [
+            deploy.OperatorSpec(
+                f"op{i}",
+                keccak(text=f"{tag}-op-{i}"),
+                (10 + i) * 10**18,
+                f"op{i}.example:9000",
+                f"https://op{i}.example/meta.json",
+            )
+            for i in range(n_ops)
+        ]
+        self.policy = deploy.PolicySpec(
+            "screening",
+            POLICY_SRC,
+            "lens.test.allow",
+            "bafy-policy",
+            "bafy-schema",
+            "bafy-meta",
+            "1.2.0",
+            ("sanctions", "kyc"),
+        )
         self.params = {"max_value": "1000000000000000000", "blocked": ["0x" + "ab" * 20]}
         self.doc = deploy.deploy_devnet(
-            w3, deployer=w3.eth.accounts[0], operators=self.specs, policies=[self.policy],
+            w3,
+            deployer=w3.eth.accounts[0],
+            operators=self.specs,
+            policies=[self.policy],
             clients=[deploy.ClientSpec("vault", "screening", self.params, expire_after)],
-            challenge_window_blocks=30, response_window_blocks=15, slash_bps=1000)
+            challenge_window_blocks=30,
+            response_window_blocks=15,
+            slash_bps=1000,
+        )
         c = self.doc["contracts"]
         self.tm, self.registry, self.token = c["taskManager"], c["operatorRegistry"], c["token"]
         self.vault = self.doc["clients"]["vault"]["address"]
@@ -172,9 +261,12 @@ class Dev:
 
     def view(self, contract: str, address: str, fn: str, *args, block="latest"):
         c = deploy._codec(contract)
-        out = call(self.w3, address, c.encode_abi(fn, list(args)), block=block if isinstance(block, str) else hex(block))
+        out = call(
+            self.w3, address, c.encode_abi(fn, list(args)), block=block if isinstance(block, str) else hex(block)
+        )
         abi_fn = next(i for i in c.abi if i.get("name") == fn and i["type"] == "function")
         from devnet.contracts import _abi_type
+
         res = abi_decode([_abi_type(o) for o in abi_fn["outputs"]], out)
         return norm(res[0] if len(res) == 1 else res)
 
@@ -188,8 +280,16 @@ class Dev:
     def new_task(self, intent=None, threshold: int = THRESHOLD, created: int | None = None) -> tuple:
         task_id = keccak(text=f"{self.tag}-task-{next(self.ids)}")
         created = self.block() if created is None else created
-        return pr.task(task_id, self.vault, created, threshold, intent or self.intent(),
-                       intent_signature=b"\x01sig", wasm_args=b'{"k":1}', initialization_timestamp=1_700_000_000)
+        return pr.task(
+            task_id,
+            self.vault,
+            created,
+            threshold,
+            intent or self.intent(),
+            intent_signature=b"\x01sig",
+            wasm_args=b'{"k":1}',
+            initialization_timestamp=1_700_000_000,
+        )
 
     def create(self, task: tuple) -> dict:
         return self.send(self.aggregator, self.tm, pr.create_calldata(task), "createNewTask")
@@ -197,14 +297,30 @@ class Dev:
     def policy_id(self) -> bytes:
         return self.view("AgentVault", self.vault, "getPolicyId")
 
-    def response(self, task: tuple, result: bytes = pr.ALLOW, source: str = POLICY_SRC, expire_after: int | None = None,
-                 intent=None) -> tuple:
+    def response(
+        self,
+        task: tuple,
+        result: bytes = pr.ALLOW,
+        source: str = POLICY_SRC,
+        expire_after: int | None = None,
+        intent=None,
+    ) -> tuple:
         pid = self.policy_id()
         cfg = self.view("NewtonPolicy", self.policy_addr, "getPolicyConfig", pid)
-        datas = [pr.policy_data(b"{}", json.dumps({n: {"ok": True}}).encode(), a, self.block() + 50)
-                 for n, a in zip(self.policy.policy_data, self.doc["policies"]["screening"]["policy_data"])]
-        r = pr.task_response(task, pid, self.policy_addr, result, source.encode(), datas, cfg[0],
-                             cfg[1] if expire_after is None else expire_after)
+        datas = [
+            pr.policy_data(b"{}", json.dumps({n: {"ok": True}}).encode(), a, self.block() + 50)
+            for n, a in zip(self.policy.policy_data, self.doc["policies"]["screening"]["policy_data"])
+        ]
+        r = pr.task_response(
+            task,
+            pid,
+            self.policy_addr,
+            result,
+            source.encode(),
+            datas,
+            cfg[0],
+            cfg[1] if expire_after is None else expire_after,
+        )
         if intent is not None:
             r = r[:4] + (intent,) + r[5:]
         return r
@@ -216,7 +332,7 @@ class Dev:
     def sign(self, task: tuple, response: tuple, non_signers: int = 0, digest: bytes | None = None) -> tuple:
         """signatureData with the last `non_signers` members of the quorum at taskCreatedBlock not signing."""
         quorum = self.quorum_at(task[2])
-        signers, absent = quorum[:len(quorum) - non_signers], quorum[len(quorum) - non_signers:]
+        signers, absent = quorum[: len(quorum) - non_signers], quorum[len(quorum) - non_signers :]
         data = bls.signature_data(digest or pr.response_digest(response), signers, absent)
         return data, signers, absent
 
@@ -239,11 +355,14 @@ class Dev:
 
     def challenge(self, task, resp, cert, proven: bytes, absent, resolver=None) -> dict:
         ch = deploy.challenge_data(task[0], pr.response_digest(resp), proven, resolver)
-        return self.send(self.challenger, self.tm,
-                         pr.challenge_calldata(task, resp, cert, ch, [k.g1 for k in absent]), "challenge")
+        return self.send(
+            self.challenger, self.tm, pr.challenge_calldata(task, resp, cert, ch, [k.g1 for k in absent]), "challenge"
+        )
 
     def stakes(self) -> dict[str, int]:
-        return {a: self.view("OperatorRegistry", self.registry, "currentStake", to_checksum_address(a)) for a in self.kp}
+        return {
+            a: self.view("OperatorRegistry", self.registry, "currentStake", to_checksum_address(a)) for a in self.kp
+        }
 
 
 def reverts(fn, error: str):
@@ -261,6 +380,7 @@ def dev(w3) -> Dev:
 
 # ------------------------------------------------------------------------------------------------------------------
 # create / respond / spend
+
 
 def test_allow_lifecycle_events_decode_to_what_was_sent(dev: Dev) -> None:
     task = dev.new_task()
@@ -308,7 +428,9 @@ def test_deny_emits_policy_denied_then_task_responded_and_cannot_be_spent(dev: D
     rc = dev.respond(task, resp, sig)
     ref = int(rc["blockNumber"], 16)
     assert [n for n, _ in events(rc)] == ["PolicyDenied", "TaskResponded"]
-    assert only(rc, "PolicyDenied") == norm((dev.vault, task[0], resp[2], keccak(abi_encode([pr.INTENT], [task[4]])), ref))
+    assert only(rc, "PolicyDenied") == norm(
+        (dev.vault, task[0], resp[2], keccak(abi_encode([pr.INTENT], [task[4]])), ref)
+    )
     reverts(lambda: dev.execute(pr.attestation(resp, ref + 20)), "TaskDenied")
     rc = dev.send(dev.agent, dev.vault, pr.record_denial_calldata(task[0]), "recordDenial")
     assert only(rc, "IntentDenied") == norm((task[0], dev.agent.address))
@@ -330,9 +452,12 @@ def test_bad_bls_signature_is_rejected(dev: Dev) -> None:
     reverts(lambda: dev.respond(task, resp, wrong), "InvalidSignature")
     # sigma of the right message but a quorum apk that is not the registered one
     good, signers, _ = dev.sign(task, resp, 0)
-    fake_apk = bls.encode_signature_data([], bls.g1_add(bls.aggregate_g1([k.g1 for k in signers]), bls.G1_GEN),
-                                         bls.aggregate_g2([k.g2 for k in signers]),
-                                         bls.sign_aggregate([k.secret for k in signers], pr.response_digest(resp)))
+    fake_apk = bls.encode_signature_data(
+        [],
+        bls.g1_add(bls.aggregate_g1([k.g1 for k in signers]), bls.G1_GEN),
+        bls.aggregate_g2([k.g2 for k in signers]),
+        bls.sign_aggregate([k.secret for k in signers], pr.response_digest(resp)),
+    )
     reverts(lambda: dev.respond(task, resp, fake_apk), "InvalidQuorumApk")
     dev.respond(task, resp, good)  # the task is still answerable with a valid signature
 
@@ -354,7 +479,10 @@ def test_unsorted_non_signers_are_rejected(dev: Dev) -> None:
     digest = pr.response_digest(resp)
     good = bls.signature_data(digest, signers, absent)
     value = abi_decode([bls.NSS_TYPE], good)[0]
-    swapped = (value[0], list(reversed(value[1])),) + tuple(value[2:])
+    swapped = (
+        value[0],
+        list(reversed(value[1])),
+    ) + tuple(value[2:])
     reverts(lambda: dev.respond(task, resp, abi_encode([bls.NSS_TYPE], [swapped])), "NonSignersNotSorted")
     dev.respond(task, resp, good)
 
@@ -405,8 +533,10 @@ def test_task_creation_checks(dev: Dev) -> None:
     reverts(lambda: dev.create(task), "TaskAlreadyExists")
     reverts(lambda: dev.create(dev.new_task(created=dev.block() + 5)), "InvalidTaskCreatedBlock")
     dev.mine(deploy.TASK_CREATION_BUFFER_WINDOW + 2)
-    reverts(lambda: dev.create(dev.new_task(created=dev.block() - deploy.TASK_CREATION_BUFFER_WINDOW - 1)),
-            "InvalidTaskCreatedBlock")
+    reverts(
+        lambda: dev.create(dev.new_task(created=dev.block() - deploy.TASK_CREATION_BUFFER_WINDOW - 1)),
+        "InvalidTaskCreatedBlock",
+    )
     reverts(lambda: dev.create(dev.new_task(threshold=101)), "InvalidQuorumThreshold")
     eoa_client = dev.new_task()
     eoa_client = eoa_client[:1] + ("0x" + "99" * 20,) + eoa_client[2:]
@@ -425,10 +555,13 @@ def test_response_window(dev: Dev) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # challenges
 
+
 def test_successful_challenge_slashes_every_signer_and_voids_the_attestation(dev: Dev) -> None:
     task, resp, cert, _, absent = dev.allowed_task(non_signers=1)
     before = dev.stakes()
-    reverts(lambda: dev.challenge(task, resp, cert, pr.DENY, absent, resolver=Account.create()), "InvalidChallengeProof")
+    reverts(
+        lambda: dev.challenge(task, resp, cert, pr.DENY, absent, resolver=Account.create()), "InvalidChallengeProof"
+    )
     reverts(lambda: dev.challenge(task, resp, cert, pr.DENY, []), "NonSignerHashMismatch")
     rc = dev.challenge(task, resp, cert, pr.DENY, absent)
     names = [n for n, _ in events(rc)]
@@ -470,6 +603,7 @@ def test_challenge_outside_the_window(dev: Dev) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # registry
 
+
 @pytest.fixture(scope="module")
 def reg(w3) -> Dev:
     return Dev(w3, n_ops=3, tag="registry")
@@ -477,8 +611,16 @@ def reg(w3) -> Dev:
 
 def _register_calldata(reg: Dev, spec, kp, sig, g2=None) -> str:
     g2 = g2 or kp.g2
-    return deploy.calldata("OperatorRegistry", "registerOperator", kp.g1, [list(g2[0]), list(g2[1])], sig,
-                           spec.socket, spec.metadata_uri, spec.stake)
+    return deploy.calldata(
+        "OperatorRegistry",
+        "registerOperator",
+        kp.g1,
+        [list(g2[0]), list(g2[1])],
+        sig,
+        spec.socket,
+        spec.metadata_uri,
+        spec.stake,
+    )
 
 
 def test_registration_events_and_pop(reg: Dev) -> None:
@@ -489,23 +631,37 @@ def test_registration_events_and_pop(reg: Dev) -> None:
     assert reg.view("OperatorRegistry", reg.registry, "pubkeyRegistrationMessageHash", acct.address) == msg
     # PoP failures: a signature by another key, and a G2 key that does not match the G1 key
     other = bls.keypair_from_seed(b"other")
-    reverts(lambda: reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(other, msg))),
-            "InvalidBLSSignatureOrPrivateKey")
-    reverts(lambda: reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(kp, msg),
-                                                                    g2=other.g2)), "InvalidBLSSignatureOrPrivateKey")
+    reverts(
+        lambda: reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(other, msg))),
+        "InvalidBLSSignatureOrPrivateKey",
+    )
+    reverts(
+        lambda: reg.send(
+            acct, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(kp, msg), g2=other.g2)
+        ),
+        "InvalidBLSSignatureOrPrivateKey",
+    )
     # PoP bound to the operator: a valid PoP of another operator address fails
     msg_other = bls.pubkey_registration_message("0x" + "11" * 20, to_checksum_address(reg.registry), reg.chain_id)
-    reverts(lambda: reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(kp, msg_other))),
-            "InvalidBLSSignatureOrPrivateKey")
+    reverts(
+        lambda: reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(kp, msg_other))),
+        "InvalidBLSSignatureOrPrivateKey",
+    )
 
     count = len(reg.view("OperatorRegistry", reg.registry, "quorumOperators"))
     rc = reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(kp, msg)))
     reg.kp[acct.address.lower()] = kp
     oid = bls.operator_id(kp.g1)
-    assert [n for n, _ in events(rc)] == ["NewPubkeyRegistration", "OperatorMetadataURIUpdated", "OperatorSocketUpdate",
-                                          "OperatorRegistered", "OperatorAddedToQuorums", "OperatorStakeUpdate",
-                                          "QuorumIndexUpdate"]
-    ev = dict((n, decode_log(log, n)) for n, log in events(rc))
+    assert [n for n, _ in events(rc)] == [
+        "NewPubkeyRegistration",
+        "OperatorMetadataURIUpdated",
+        "OperatorSocketUpdate",
+        "OperatorRegistered",
+        "OperatorAddedToQuorums",
+        "OperatorStakeUpdate",
+        "QuorumIndexUpdate",
+    ]
+    ev = {n: decode_log(log, n) for n, log in events(rc)}
     assert ev["NewPubkeyRegistration"] == norm((acct.address, kp.g1, kp.g2))
     assert ev["OperatorMetadataURIUpdated"] == norm((acct.address, "ipfs://joiner"))
     assert ev["OperatorSocketUpdate"] == (oid, "joiner:1")
@@ -514,14 +670,18 @@ def test_registration_events_and_pop(reg: Dev) -> None:
     assert ev["OperatorStakeUpdate"] == (oid, 0, 7 * 10**18)
     assert ev["QuorumIndexUpdate"] == (oid, 0, count)
     assert reg.view("OperatorRegistry", reg.registry, "operatorId", acct.address) == oid
-    reverts(lambda: reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(kp, msg))),
-            "OperatorAlreadyRegistered")
+    reverts(
+        lambda: reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(kp, msg))),
+        "OperatorAlreadyRegistered",
+    )
     # the same BLS key cannot serve a second operator
     thief = Account.from_key(keccak(text="thief"))
     rpc(reg.w3, "anvil_setBalance", [thief.address, hex(10**21)])
     msg_t = bls.pubkey_registration_message(thief.address, to_checksum_address(reg.registry), reg.chain_id)
-    reverts(lambda: reg.send(thief, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(kp, msg_t))),
-            "PubkeyAlreadyRegistered")
+    reverts(
+        lambda: reg.send(thief, reg.registry, _register_calldata(reg, spec, kp, bls.pop_signature(kp, msg_t))),
+        "PubkeyAlreadyRegistered",
+    )
 
 
 def test_deregistration_and_reregistration(reg: Dev) -> None:
@@ -546,14 +706,18 @@ def test_deregistration_and_reregistration(reg: Dev) -> None:
     assert reg.view("OperatorRegistry", reg.registry, "currentApk") == bls.g1_add(apk_before, bls.g1_neg(kp.g1))
     assert reg.view("OperatorRegistry", reg.registry, "currentTotalStake") == total_before - stake
     assert reg.view("OperatorRegistry", reg.registry, "isRegistered", acct.address) is False
-    reverts(lambda: reg.send(acct, reg.registry, deploy.calldata("OperatorRegistry", "deregisterOperator")),
-            "OperatorNotRegistered")
+    reverts(
+        lambda: reg.send(acct, reg.registry, deploy.calldata("OperatorRegistry", "deregisterOperator")),
+        "OperatorNotRegistered",
+    )
     # back again with the same key: no second NewPubkeyRegistration, no PoP needed
     rc = reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, (0, 0)))
     assert [n for n, _ in events(rc)][0] == "OperatorMetadataURIUpdated"
     reg.send(acct, reg.registry, deploy.calldata("OperatorRegistry", "deregisterOperator"))
     other = bls.keypair_from_seed(b"new key")
-    reverts(lambda: reg.send(acct, reg.registry, _register_calldata(reg, spec, other, (0, 0))), "OperatorPubkeyMismatch")
+    reverts(
+        lambda: reg.send(acct, reg.registry, _register_calldata(reg, spec, other, (0, 0))), "OperatorPubkeyMismatch"
+    )
     reg.send(acct, reg.registry, _register_calldata(reg, spec, kp, (0, 0)))
 
 
@@ -563,8 +727,10 @@ def test_stake_update_and_history(reg: Dev) -> None:
     b0 = reg.block()
     old = reg.view("OperatorRegistry", reg.registry, "currentStake", acct.address)
     total0 = reg.view("OperatorRegistry", reg.registry, "currentTotalStake")
-    reverts(lambda: reg.send(acct, reg.registry, deploy.calldata("OperatorRegistry", "updateStake", acct.address, 1)),
-            "OnlyOwner")
+    reverts(
+        lambda: reg.send(acct, reg.registry, deploy.calldata("OperatorRegistry", "updateStake", acct.address, 1)),
+        "OnlyOwner",
+    )
     rc = reg.send(reg.deployer, reg.registry, deploy.calldata("OperatorRegistry", "updateStake", acct.address, 3 * old))
     assert only(rc, "OperatorStakeUpdate") == (oid, 0, 3 * old)
     assert reg.view("OperatorRegistry", reg.registry, "operatorStakeAt", acct.address, b0) == (old, True)
@@ -597,26 +763,52 @@ def test_signatures_are_checked_against_the_set_at_task_creation(reg: Dev) -> No
 # ------------------------------------------------------------------------------------------------------------------
 # policy and client
 
+
 def test_policy_set_and_client_events(dev: Dev) -> None:
     new_params = {"max_value": "5", "blocked": []}
     before = dev.block()
     pid = deploy.set_client_params(dev.w3, dev.doc, "vault", new_params, 9)
-    logs = rpc(dev.w3, "eth_getLogs", [{"fromBlock": hex(before + 1), "toBlock": "latest",
-                                         "address": [dev.policy_addr, dev.vault]}])
+    logs = rpc(
+        dev.w3,
+        "eth_getLogs",
+        [{"fromBlock": hex(before + 1), "toBlock": "latest", "address": [dev.policy_addr, dev.vault]}],
+    )
     by = {BY_TOPIC[log["topics"][0]]: log for log in logs}
     info = decode_log(by["PolicySet"], "PolicySet")
     assert info[0] == dev.vault and info[1] == bytes.fromhex(pid[2:])
     pd = tuple(dev.doc["policies"]["screening"]["policy_data"])
-    assert info[2] == norm((bytes.fromhex(pid[2:]), dev.policy_addr, dev.deployer, "bafy-policy", "bafy-schema",
-                            "lens.test.allow", (deploy.params_bytes(new_params), 9), pd,
-                            keccak(POLICY_SRC.encode()), "1.2.0"))
+    assert info[2] == norm(
+        (
+            bytes.fromhex(pid[2:]),
+            dev.policy_addr,
+            dev.deployer,
+            "bafy-policy",
+            "bafy-schema",
+            "lens.test.allow",
+            (deploy.params_bytes(new_params), 9),
+            pd,
+            keccak(POLICY_SRC.encode()),
+            "1.2.0",
+        )
+    )
     assert decode_log(by["PolicyIdUpdated"], "PolicyIdUpdated") == norm((dev.policy_addr, bytes.fromhex(pid[2:])))
-    assert dev.view("NewtonPolicy", dev.policy_addr, "getPolicyConfig", bytes.fromhex(pid[2:])) == \
-        (deploy.params_bytes(new_params), 9)
+    assert dev.view("NewtonPolicy", dev.policy_addr, "getPolicyConfig", bytes.fromhex(pid[2:])) == (
+        deploy.params_bytes(new_params),
+        9,
+    )
     assert dev.view("AgentVault", dev.vault, "supportsInterface", bytes.fromhex("52e18a74")) is True
     # the client's birth events and the policy's metadata event, from the deployment blocks
-    logs = rpc(dev.w3, "eth_getLogs", [{"fromBlock": hex(dev.doc["deployment_block"]), "toBlock": hex(before),
-                                         "address": [dev.policy_addr, dev.vault]}])
+    logs = rpc(
+        dev.w3,
+        "eth_getLogs",
+        [
+            {
+                "fromBlock": hex(dev.doc["deployment_block"]),
+                "toBlock": hex(before),
+                "address": [dev.policy_addr, dev.vault],
+            }
+        ],
+    )
     names = [BY_TOPIC[log["topics"][0]] for log in logs]
     assert names[:1] == ["policyMetadataCidUpdated"] and "PolicyAddressUpdated" in names
     birth = next(log for log in logs if BY_TOPIC[log["topics"][0]] == "PolicyAddressUpdated")
@@ -626,15 +818,25 @@ def test_policy_set_and_client_events(dev: Dev) -> None:
     reverts(lambda: dev.send(dev.agent, dev.vault, deploy.calldata("AgentVault", "setPolicy", (b"{}", 1))), "OnlyOwner")
     task = dev.new_task()
     rc = dev.create(task)
-    assert only(rc, "NewTaskCreated")[2] == norm((dev.policy_addr, bytes.fromhex(pid[2:]),
-                                                 (deploy.params_bytes(new_params), 9)))
+    assert only(rc, "NewTaskCreated")[2] == norm(
+        (dev.policy_addr, bytes.fromhex(pid[2:]), (deploy.params_bytes(new_params), 9))
+    )
     deploy.set_client_params(dev.w3, dev.doc, "vault", dev.params, 20)
 
 
 def test_every_deployment_log_is_canonical(w3, dev: Dev) -> None:
     """All logs the deployment emitted (registry, policy, vault, token) carry a known canonical topic0."""
-    logs = rpc(w3, "eth_getLogs", [{"fromBlock": hex(dev.doc["deployment_block"]), "toBlock": "latest",
-                                     "address": [dev.registry, dev.policy_addr, dev.vault, dev.tm]}])
+    logs = rpc(
+        w3,
+        "eth_getLogs",
+        [
+            {
+                "fromBlock": hex(dev.doc["deployment_block"]),
+                "toBlock": "latest",
+                "address": [dev.registry, dev.policy_addr, dev.vault, dev.tm],
+            }
+        ],
+    )
     seen = set()
     for log in logs:
         name = BY_TOPIC.get(log["topics"][0])
@@ -648,11 +850,17 @@ def test_every_deployment_log_is_canonical(w3, dev: Dev) -> None:
 
 def test_reverts_name_the_custom_error_and_its_arguments(dev: Dev) -> None:
     """A failing transaction through devnet.tx raises LensError naming the custom error and its arguments."""
-    reverts(lambda: dev.send(dev.aggregator, dev.registry,
-                             deploy.calldata("OperatorRegistry", "addTaskGenerator", dev.aggregator)), "OnlyOwner()")
+    reverts(
+        lambda: dev.send(
+            dev.aggregator, dev.registry, deploy.calldata("OperatorRegistry", "addTaskGenerator", dev.aggregator)
+        ),
+        "OnlyOwner()",
+    )
     unknown = keccak(text="never-created")
-    reverts(lambda: dev.send(dev.agent, dev.vault, pr.record_denial_calldata(unknown)),
-            f"TaskNotResponded(0x{unknown.hex()})")
+    reverts(
+        lambda: dev.send(dev.agent, dev.vault, pr.record_denial_calldata(unknown)),
+        f"TaskNotResponded(0x{unknown.hex()})",
+    )
 
 
 def test_a_mined_revert_is_replayed_for_its_reason(dev: Dev) -> None:
@@ -661,6 +869,15 @@ def test_a_mined_revert_is_replayed_for_its_reason(dev: Dev) -> None:
     att = pr.attestation(resp, cert[1])
     dev.execute(att)
     before = dev.block()
-    reverts(lambda: send_tx(dev.w3, dev.agent, to=to_checksum_address(dev.vault), data=pr.execute_calldata(att),
-                            gas=400_000, what="execute"), "AttestationAlreadySpent")
+    reverts(
+        lambda: send_tx(
+            dev.w3,
+            dev.agent,
+            to=to_checksum_address(dev.vault),
+            data=pr.execute_calldata(att),
+            gas=400_000,
+            what="execute",
+        ),
+        "AttestationAlreadySpent",
+    )
     assert dev.block() == before + 1  # it really was mined

@@ -1,4 +1,5 @@
 """The devnet lifecycle as a user runs it: `lens devnet up|status|down`, reuse, and its clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ LENS = [sys.executable, "-m", "app.cli.main"]
 def run_lens(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     """Run the lens CLI as a user would, capturing its output."""
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([*LENS, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+    return subprocess.run([*LENS, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
 
 
 @pytest.mark.xdist_group("devnet_cli")
@@ -69,8 +70,11 @@ def test_busy_port_is_skipped_or_reported() -> None:
 
 def test_missing_anvil_names_the_make_target(tmp_path: Path) -> None:
     """Without anvil, `lens devnet up` says what is missing and which make target installs it."""
-    env = {"LENS_ANVIL_BIN": str(tmp_path / "nope" / "anvil"), "PATH": "/usr/bin:/bin",
-           "LENS_DEPLOYMENT_FILE": str(tmp_path / "d" / "deployment.json")}
+    env = {
+        "LENS_ANVIL_BIN": str(tmp_path / "nope" / "anvil"),
+        "PATH": "/usr/bin:/bin",
+        "LENS_DEPLOYMENT_FILE": str(tmp_path / "d" / "deployment.json"),
+    }
     out = run_lens("devnet", "up", env=env)
     assert out.returncode == 1
     assert "anvil is not installed" in out.stderr and "make setup" in out.stderr

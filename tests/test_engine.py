@@ -1,4 +1,5 @@
 """The engine core: Newton input, evaluation, result encoding, policy data, bad input (parse / eval errors, runaway)."""
+
 from __future__ import annotations
 
 import json
@@ -6,10 +7,19 @@ import json
 import eth_abi
 import pytest
 from eth_utils import keccak
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from app.engine import (CompiledPolicy, Intent, PolicyParseError, compiled, encode_result, intent_input,
-                        is_canonical_allow, wasm_from_policy_data)
+from app.engine import (
+    CompiledPolicy,
+    Intent,
+    PolicyParseError,
+    compiled,
+    encode_result,
+    intent_input,
+    is_canonical_allow,
+    wasm_from_policy_data,
+)
 from app.engine.evaluate import Evaluation
 from app.engine.sandbox import EvalTimeout, guarded
 from app.errors import LensError
@@ -58,7 +68,8 @@ def test_encode_result_and_canonical_allow() -> None:
 @given(st.binary(max_size=160))
 def test_canonical_allow_only_for_the_two_encodings(blob: bytes) -> None:
     expected = (len(blob) == 32 and int.from_bytes(blob, "big") == 1) or (
-        len(blob) >= 96 and int.from_bytes(blob[32:64], "big") == 4 and blob[64:96] == b"true" + bytes(28))
+        len(blob) >= 96 and int.from_bytes(blob[32:64], "big") == 4 and blob[64:96] == b"true" + bytes(28)
+    )
     assert is_canonical_allow(blob) == expected
 
 
@@ -69,7 +80,7 @@ def test_encode_result_round_trip(allow: bool) -> None:
 
 
 def test_wasm_from_policy_data_shallow_merges_in_order() -> None:
-    merged = wasm_from_policy_data([b'{"kyc": {"a": 1}}', b"", '{"spend": {"x": "1"}, "kyc": {"b": true}}'.encode()])
+    merged = wasm_from_policy_data([b'{"kyc": {"a": 1}}', b"", b'{"spend": {"x": "1"}, "kyc": {"b": true}}'])
     assert merged == {"kyc": {"b": True}, "spend": {"x": "1"}}
     with pytest.raises(LensError, match="not JSON"):
         wasm_from_policy_data([b"{nope"])
@@ -114,7 +125,9 @@ def test_parse_error_has_file_line_and_message() -> None:
 
 
 def test_v0_policies_parse() -> None:
-    p = compiled('package old\nimport future.keywords.in\ndefault allow = false\nallow { "a" in input.xs }\n', "old.allow")
+    p = compiled(
+        'package old\nimport future.keywords.in\ndefault allow = false\nallow { "a" in input.xs }\n', "old.allow"
+    )
     assert p.evaluate({"xs": ["a"]}, {}, {}).allow
 
 
@@ -125,11 +138,14 @@ def test_unknown_entrypoint_is_a_clear_error() -> None:
         CompiledPolicy(POLICY, "nope.allow")
 
 
-@pytest.mark.parametrize("body,needle", [
-    ('x := 1\nx := 2 if true\nallow if x == 1', "conflict"),
-    ('allow if to_number("abc") > 1', "could not parse string as number"),
-    ('allow if newton.identity.kyc.check_approved()', "could not find function"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("x := 1\nx := 2 if true\nallow if x == 1", "conflict"),
+        ('allow if to_number("abc") > 1', "could not parse string as number"),
+        ("allow if newton.identity.kyc.check_approved()", "could not find function"),
+    ],
+)
 def test_evaluation_errors_are_errors_not_denials(body: str, needle: str) -> None:
     ev = compiled(f"package e\nimport rego.v1\n{body}\n", "e.allow").evaluate({}, {}, {})
     assert ev.error is not None and needle in ev.error
@@ -169,5 +185,7 @@ def test_intent_input_round_trips_exact_integers(value: int, chain: int, amount:
     assert int(doc["value"]) == value and int(doc["chain_id"]) == chain
     assert doc["decoded_function_arguments"] == [to, str(amount)]
     # and through regorus, as a string, unchanged
-    p = compiled("package rt\nimport rego.v1\nallow if input.decoded_function_arguments[1] == data.params.want\n", "rt.allow")
+    p = compiled(
+        "package rt\nimport rego.v1\nallow if input.decoded_function_arguments[1] == data.params.want\n", "rt.allow"
+    )
     assert p.evaluate(doc, {"want": str(amount)}, {}).allow

@@ -1,4 +1,5 @@
 """`lens explain`, `lens audit`, `lens policy eval`, `lens bench replay` against a real DuckDB file of real evaluations."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,9 @@ def db(tmp_path: Path):
     tasks = synthetic_tasks(24, seed=21, fault_every=6)
     from app.engine.replay import TaskRecord
 
-    pending = TaskRecord(**{**tasks[-1].__dict__, "task_id": "0x" + "ee" * 32, "evaluation_result": None, "attested_allow": None})
+    pending = TaskRecord(
+        **{**tasks[-1].__dict__, "task_id": "0x" + "ee" * 32, "evaluation_result": None, "attested_allow": None}
+    )
     path = tmp_path / "lens.duckdb"
     write_db(path, tasks + [pending])
     return path, tasks
@@ -37,7 +40,17 @@ def test_explain_by_task_id_and_by_tx_hash(db) -> None:
     res = _run("explain", t.task_id, "--db", str(path), "--json")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
-    for key in ("task_id", "attested_allow", "replayed_allow", "replay", "deny", "sentence", "rule_tree", "bodies", "counterfactuals"):
+    for key in (
+        "task_id",
+        "attested_allow",
+        "replayed_allow",
+        "replay",
+        "deny",
+        "sentence",
+        "rule_tree",
+        "bodies",
+        "counterfactuals",
+    ):
         assert key in doc
     assert doc["task_id"] == t.task_id and doc["replay"] == "match" and doc["attested_allow"] == t.attested_allow
     tx = task_row(t, 10)["created_tx"]
@@ -63,7 +76,9 @@ def test_audit_counts_and_writes_replays(db) -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["replayed"] == 25
-    assert doc["mismatch"] == 4 and sorted(doc["mismatches"]) == sorted(t.task_id for i, t in enumerate(tasks) if i % 6 == 5)
+    assert doc["mismatch"] == 4 and sorted(doc["mismatches"]) == sorted(
+        t.task_id for i, t in enumerate(tasks) if i % 6 == 5
+    )
     assert doc["match"] == 20 and doc["cannot_replay"] == 1
     con = duckdb.connect(str(path), read_only=True)
     rows = con.execute("SELECT result, count(*) FROM replays GROUP BY result ORDER BY result").fetchall()
@@ -80,15 +95,29 @@ def test_audit_counts_and_writes_replays(db) -> None:
 
 def test_policy_eval_json_explain_and_errors(tmp_path: Path) -> None:
     intent = tmp_path / "intent.json"
-    intent.write_text(json.dumps({"from": "0x" + "a1" * 20, "to": "0x" + "b2" * 20, "value": "10000000000000000000001",
-                                  "data": "0x", "chain_id": "31337", "function_signature": "0x"}))
+    intent.write_text(
+        json.dumps(
+            {
+                "from": "0x" + "a1" * 20,
+                "to": "0x" + "b2" * 20,
+                "value": "10000000000000000000001",
+                "data": "0x",
+                "chain_id": "31337",
+                "function_signature": "0x",
+            }
+        )
+    )
     data = tmp_path / "data.json"
     data.write_text(json.dumps({"spend": {"spent_today_wei": "0"}}))
-    res = _run("policy", "eval", str(POLICIES / "spending_limits"), "--input", str(intent), "--data", str(data), "--json")
+    res = _run(
+        "policy", "eval", str(POLICIES / "spending_limits"), "--input", str(intent), "--data", str(data), "--json"
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["allow"] is False and doc["deny"] == ["exceeds_per_tx_limit"]
-    res = _run("policy", "eval", str(POLICIES / "spending_limits"), "--input", str(intent), "--data", str(data), "--explain")
+    res = _run(
+        "policy", "eval", str(POLICIES / "spending_limits"), "--input", str(intent), "--data", str(data), "--explain"
+    )
     assert "allowed if max_tx_wei were at least 10,000.000000000000000001 ETH" in res.output
     bad = tmp_path / "bad.rego"
     bad.write_text("package bad\nimport rego.v1\nallow if {\n  x :=\n}\n")
@@ -100,7 +129,9 @@ def test_policy_eval_json_explain_and_errors(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "could not parse string as number" in json.loads(res.output)["error"]
     slow = tmp_path / "slow.rego"
     slow.write_text("package slow\nimport rego.v1\nallow if count([x | some x in numbers.range(1, 2000000000)]) > 0\n")
-    res = CliRunner().invoke(cli, ["policy", "eval", str(slow), "--input", str(intent)], env={"LENS_EVAL_TIMEOUT_MS": "400"})
+    res = CliRunner().invoke(
+        cli, ["policy", "eval", str(slow), "--input", str(intent)], env={"LENS_EVAL_TIMEOUT_MS": "400"}
+    )
     assert res.exit_code == 1 and "stopped after 400 ms" in res.output
 
 

@@ -1,4 +1,5 @@
 """Explanations (golden per deny reason), counterfactuals that really flip, any Newton-style policy, replay round trips."""
+
 from __future__ import annotations
 
 import copy
@@ -7,15 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.engine import Intent, compiled, encode_result
+from app.engine.audit import audit_task
 from app.engine.explain import explain_evaluation
 from app.engine.fixtures import policy_files, synthetic_tasks
-from app.engine.replay import TaskRecord, audit_one, explain, replay
+from app.engine.replay import TaskRecord, explain, replay
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_engine_cases import CASES  # noqa: E402
+from test_engine_cases import CASES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,10 +66,33 @@ def test_golden_explanation(case) -> None:
     assert len(fired) == len(reasons)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c[1] in ("per_tx", "daily_cap", "function", "sanctioned", "blocklisted",
-                                                                 "flag", "risk", "blocked", "not_allowed", "volatility", "price",
-                                                                 "rate", "burst", "allow", "not_allowlisted", "expired")],
-                         ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.mark.parametrize(
+    "case",
+    [
+        c
+        for c in CASES
+        if c[1]
+        in (
+            "per_tx",
+            "daily_cap",
+            "function",
+            "sanctioned",
+            "blocklisted",
+            "flag",
+            "risk",
+            "blocked",
+            "not_allowed",
+            "volatility",
+            "price",
+            "rate",
+            "burst",
+            "allow",
+            "not_allowlisted",
+            "expired",
+        )
+    ],
+    ids=lambda c: f"{c[0]}-{c[1]}",
+)
 def test_counterfactuals_really_flip_the_verdict(case) -> None:
     name, _, inp, params, wasm, reasons, _ = case
     policy = _policy(name)
@@ -80,9 +106,18 @@ def test_counterfactuals_really_flip_the_verdict(case) -> None:
             # smallest change: one step closer to the current value does not flip
             step = 1 if cf.kind == "wei" or float(cf.value).is_integer() else 0.5
             v = int(cf.value) if cf.kind == "wei" else cf.value
-            closer = v - step if (int(v) if cf.kind == "wei" else v) > (int(cf.current) if cf.kind == "wei" else cf.current) else v + step
+            closer = (
+                v - step
+                if (int(v) if cf.kind == "wei" else v) > (int(cf.current) if cf.kind == "wei" else cf.current)
+                else v + step
+            )
             closer = str(closer) if cf.kind == "wei" else closer
-            assert policy.evaluate(inp, _apply(params, type(cf)(cf.param, cf.kind, cf.current, closer, cf.flips_to, "")), wasm).allow is ex.allow
+            assert (
+                policy.evaluate(
+                    inp, _apply(params, type(cf)(cf.param, cf.kind, cf.current, closer, cf.flips_to, "")), wasm
+                ).allow
+                is ex.allow
+            )
 
 
 def test_counterfactual_for_wei_limit_is_exact_above_2_pow_53() -> None:
@@ -186,7 +221,12 @@ def test_replay_of_simulated_tasks_matches_except_injected_faults() -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(amount=st.integers(0, 2**128), limit=st.integers(0, 2**128), spent=st.integers(0, 2**128), cap=st.integers(0, 2**130))
+@given(
+    amount=st.integers(0, 2**128),
+    limit=st.integers(0, 2**128),
+    spent=st.integers(0, 2**128),
+    cap=st.integers(0, 2**130),
+)
 def test_replay_round_trip_spending(amount: int, limit: int, spent: int, cap: int) -> None:
     """Evaluate, encode as operators do, store as the indexer does, replay: always a match, verdict exact."""
     source, entry, _ = policy_files("spending_limits")
@@ -199,19 +239,32 @@ def test_replay_round_trip_spending(amount: int, limit: int, spent: int, cap: in
     assert ev.allow == (amount <= limit and spent + amount <= cap)
     from eth_utils import keccak
 
-    task = TaskRecord(31337, "0x" + "01" * 32, intent, entry, "0x" + keccak(text=source).hex(), source, json.dumps(params),
-                      json.dumps([json.dumps(wasm)]), "0x" + encode_result(ev.allow).hex(), ev.allow)
+    task = TaskRecord(
+        31337,
+        "0x" + "01" * 32,
+        intent,
+        entry,
+        "0x" + keccak(text=source).hex(),
+        source,
+        json.dumps(params),
+        json.dumps([json.dumps(wasm)]),
+        "0x" + encode_result(ev.allow).hex(),
+        ev.allow,
+    )
     rep = replay(task)
     assert rep.result == "match" and rep.replayed_allow == ev.allow
 
 
-@pytest.mark.parametrize("change,needle", [
-    (dict(evaluation_result=None, attested_allow=None), "no response yet"),
-    (dict(source=None), "not indexed"),
-    (dict(policy_code_hash="0x" + "00" * 32), "differs from the policy's code hash"),
-    (dict(params_json="{oops"), "params are not JSON"),
-    (dict(policy_data_json='["{bad"]'), "not JSON"),
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        (dict(evaluation_result=None, attested_allow=None), "no response yet"),
+        (dict(source=None), "not indexed"),
+        (dict(policy_code_hash="0x" + "00" * 32), "differs from the policy's code hash"),
+        (dict(params_json="{oops"), "params are not JSON"),
+        (dict(policy_data_json='["{bad"]'), "not JSON"),
+    ],
+)
 def test_cannot_replay_reasons(change: dict, needle: str) -> None:
     rep = replay(_task(**change))
     assert rep.result == "cannot_replay" and needle in rep.reason
@@ -233,14 +286,16 @@ def test_explain_task_record_and_audit_row() -> None:
     ex = explain(task)
     assert ex.replay == "mismatch" and ex.sentence.startswith("MISMATCH")
     assert ex.attested_allow is (not ex.replayed_allow)
-    rep, sentence = audit_one(task)
+    rep, sentence = audit_task(task)
     assert rep.result == "mismatch" and sentence.startswith("MISMATCH")
 
 
 def test_an_unlimited_approval_reads_as_unlimited() -> None:
     """type(uint256).max is shown as an unlimited amount with its exact value, ordinary amounts exactly in units."""
-    from app.engine.explain import fmt_wei
+    from app.engine.values import fmt_wei
 
     assert fmt_wei(str(2**256 - 1), "dUSD").startswith("an unlimited amount (type(uint256).max = 1157920892")
-    assert fmt_wei(str(2**256 - 2), "dUSD").startswith("115,792,089,237,316,195,423,570,985,008,687,907,853,269,984,665,640,564,039,457.58")
+    assert fmt_wei(str(2**256 - 2), "dUSD").startswith(
+        "115,792,089,237,316,195,423,570,985,008,687,907,853,269,984,665,640,564,039,457.58"
+    )
     assert fmt_wei("12500000000000000000") == "12.5 ETH (12500000000000000000 wei)"

@@ -1,5 +1,6 @@
 """The engine's fast paths: audit rows equal to the full explanation, the parallel audit runner, the time-limited
 explain for pages, decisive conditions, and a counterfactual search that is bounded and still exact."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from eth_utils import keccak
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.cli.main import cli
 from app.engine import Intent, compiled, intent_input
@@ -21,12 +23,14 @@ from app.engine.fixtures import policy_files, synthetic_tasks, write_db
 from app.engine.replay import TaskRecord, explain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_engine_cases import CASES  # noqa: E402
+from test_engine_cases import CASES
 
 RUNAWAY = "package slow\nimport rego.v1\nallow if count([x | some x in numbers.range(1, 2000000000)]) > 0\n"
 # a policy without deny reasons: its deny sentence comes from the entrypoint's failing condition (the probe)
-NO_REASONS = "package gate\nimport rego.v1\ndefault allow := false\nallow if {\n  to_number(data.params.limit) >= 5\n}\n"
-ERRORING = "package err\nimport rego.v1\nallow if to_number(\"x\") > 1\n"
+NO_REASONS = (
+    "package gate\nimport rego.v1\ndefault allow := false\nallow if {\n  to_number(data.params.limit) >= 5\n}\n"
+)
+ERRORING = 'package err\nimport rego.v1\nallow if to_number("x") > 1\n'
 
 
 def _with_source(task: TaskRecord, source: str, entrypoint: str, **kw) -> TaskRecord:
@@ -55,7 +59,12 @@ def test_audit_fast_path_equals_the_full_explanation() -> None:
     for task in tasks:
         rep, sentence = audit_task(task)
         ex = explain(task, counterfactuals=False)
-        assert (rep.result, rep.deny, rep.replayed_allow, sentence) == (ex.replay, ex.deny, ex.replayed_allow, ex.sentence), task
+        assert (rep.result, rep.deny, rep.replayed_allow, sentence) == (
+            ex.replay,
+            ex.deny,
+            ex.replayed_allow,
+            ex.sentence,
+        ), task
     odd = [audit_task(t) for t in _odd_tasks()]
     assert "a replay gives: Denied: the condition `to_number(data.params.limit) >= 5`" in odd[0][1]  # attested allow
     assert odd[1][1].startswith("Allowed")
@@ -122,7 +131,9 @@ def test_task_pages_cover_every_task_once_in_creation_order(tmp_path: Path) -> N
     assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
     assert [t.task_id for p in pages for t in p] == [t.task_id for t in tasks]
     assert len({id(t.source) for p in pages for t in p}) == 4  # one copy of each policy source
-    assert [t.task_id for p in store.iter_task_pages(str(path), page=5, limit=7) for t in p] == [t.task_id for t in tasks[:7]]
+    assert [t.task_id for p in store.iter_task_pages(str(path), page=5, limit=7) for t in p] == [
+        t.task_id for t in tasks[:7]
+    ]
     assert store.count_tasks(str(path)) == 23
 
 

@@ -1,15 +1,16 @@
 """Indexer on the real devnet contracts driven by the simulation: every derived table agrees with what was done on chain."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 from eth_utils import keccak
+from support import simulated_devnet
 
 from indexer import load
 from indexer.deployment import parse
 from indexer.run import IndexOptions, index
-from support import simulated_devnet
 
 pytestmark = pytest.mark.xdist_group("indexer_devnet")
 
@@ -30,14 +31,16 @@ def q(db: str, sql: str, params=None):
 def test_task_lifecycle_matches_the_simulation(devnet_indexed):
     db, _, res, st = devnet_indexed
     assert st.undecodable == 0
-    tasks = {tid: (allow, status, spent) for tid, allow, status, spent in
-             q(db, "SELECT task_id, allow, status, spent_block IS NOT NULL FROM tasks")}
+    tasks = {
+        tid: (allow, status, spent)
+        for tid, allow, status, spent in q(db, "SELECT task_id, allow, status, spent_block IS NOT NULL FROM tasks")
+    }
     assert len(tasks) == res.tasks == 40
     assert {t: a for t, (a, _, _) in tasks.items()} == res.verdicts
     assert sum(1 for a, _, _ in tasks.values() if a) == res.allowed
     assert sum(1 for _, _, s in tasks.values() if s) == res.executed
     assert {t for t, (_, s, _) in tasks.items() if s == "challenged"} == set(res.challenged_ok)
-    for t, (allow, status, spent) in tasks.items():
+    for allow, status, spent in tasks.values():
         if status != "challenged":
             assert status == ("spent" if spent else "denied" if not allow else status)
     challenges = q(db, "SELECT task_id, success FROM challenges")
@@ -47,17 +50,25 @@ def test_task_lifecycle_matches_the_simulation(devnet_indexed):
 
 def test_non_signers_signers_and_hash_of_non_signers(devnet_indexed):
     db, _, res, _ = devnet_indexed
-    rows = q(db, "SELECT t.task_created_block, t.hash_of_non_signers, r.non_signer_ids_json, t.non_signer_count, t.signer_count "
-                 "FROM tasks t JOIN ev_task_responded r ON r.task_response_task_id = t.task_id")
+    rows = q(
+        db,
+        "SELECT t.task_created_block, t.hash_of_non_signers, r.non_signer_ids_json, t.non_signer_count, t.signer_count "
+        "FROM tasks t JOIN ev_task_responded r ON r.task_response_task_id = t.task_id",
+    )
     assert len(rows) == 40
-    for tcb, h, ids_json, n_non, n_signed in rows:
+    for tcb, h, ids_json, n_non, _n_signed in rows:
         ids = json.loads(ids_json)
         packed = tcb.to_bytes(4, "big") + b"".join(bytes.fromhex(i[2:]) for i in ids)
         assert "0x" + keccak(packed).hex() == h  # EVENTS.md §2: our non-signer decoding reproduces the certificate
         assert n_non == len(ids)
-    per_op = dict((name, [signed, eligible]) for name, signed, eligible in q(
-        db, "SELECT o.name, count(*) FILTER (WHERE s.signed), count(*) FROM task_signers s "
-            "JOIN operators o ON o.operator_id = s.operator_id GROUP BY 1"))
+    per_op = {
+        name: [signed, eligible]
+        for name, signed, eligible in q(
+            db,
+            "SELECT o.name, count(*) FILTER (WHERE s.signed), count(*) FROM task_signers s "
+            "JOIN operators o ON o.operator_id = s.operator_id GROUP BY 1",
+        )
+    }
     assert per_op == {k: v for k, v in res.participation.items() if v[1]}
 
 
@@ -65,21 +76,31 @@ def test_operators_policies_versions_blobs(devnet_indexed):
     db, doc, _, _ = devnet_indexed
     ops = q(db, "SELECT name, country, latitude, metadata_error, stake_num, registered_block FROM operators")
     assert len(ops) == 5
-    assert all(name and country and lat is not None and err is None and stake > 0 and reg for name, country, lat, err, stake, reg in ops)
-    pols = {a: (name, ep, h) for a, name, ep, h in q(db, "SELECT policy_address, name, entrypoint, policy_code_hash FROM policies")}
+    assert all(
+        name and country and lat is not None and err is None and stake > 0 and reg
+        for name, country, lat, err, stake, reg in ops
+    )
+    pols = {
+        a: (name, ep, h)
+        for a, name, ep, h in q(db, "SELECT policy_address, name, entrypoint, policy_code_hash FROM policies")
+    }
     for name, p in doc["policies"].items():
         assert pols[p["address"]][0] == name and pols[p["address"]][1] == p["entrypoint"]
     n_set = q(db, "SELECT count(*) FROM ev_policy_set")[0][0]
     assert q(db, "SELECT count(*) FROM policy_versions")[0][0] == n_set
-    assert q(db, "SELECT count(*) FROM policy_versions WHERE valid_to_block IS NULL")[0][0] == \
-        q(db, "SELECT count(DISTINCT (address, client)) FROM ev_policy_set")[0][0]
-    for params, in q(db, "SELECT params_json FROM tasks"):
+    assert (
+        q(db, "SELECT count(*) FROM policy_versions WHERE valid_to_block IS NULL")[0][0]
+        == q(db, "SELECT count(DISTINCT (address, client)) FROM ev_policy_set")[0][0]
+    )
+    for (params,) in q(db, "SELECT params_json FROM tasks"):
         json.loads(params)
-    missing = q(db, "SELECT count(*) FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash WHERE b.hash IS NULL")
+    missing = q(
+        db, "SELECT count(*) FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash WHERE b.hash IS NULL"
+    )
     assert missing == [(0,)]
     for h, content in q(db, "SELECT hash, content FROM blobs"):
         assert "0x" + keccak(content.encode()).hex() == h
-    names = {n for n, in q(db, "SELECT DISTINCT function_name FROM tasks WHERE function_name IS NOT NULL")}
+    names = {n for (n,) in q(db, "SELECT DISTINCT function_name FROM tasks WHERE function_name IS NOT NULL")}
     assert names
     assert q(db, "SELECT count(*) FROM ev_new_task_created WHERE intent_calldata_error IS NOT NULL") == [(0,)]
     assert q(db, "SELECT count(*) FROM tasks WHERE function_signature <> '' AND function_args_json IS NULL") == [(0,)]

@@ -1,4 +1,5 @@
 """Indexer pure parts: event registry, ABI decoder (vs eth-abi), allow rule, status rule, range sizing, calldata, metadata."""
+
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,8 @@ import urllib.parse
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.errors import LensError
 from indexer import abi, codec, decode, deployment, derive, extract, metadata
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.xdist_group("indexer_unit")
 # ---------------------------------------------------------------------------------------------
 # value strategies from ABI types (eth-abi input form)
 # ---------------------------------------------------------------------------------------------
+
 
 def strategy(type_: str, depth: int = 0):
     """Hypothesis strategy producing eth-abi encodable values of a (struct or ABI) type."""
@@ -94,6 +97,7 @@ def _json(type_: str, v):
 # registry
 # ---------------------------------------------------------------------------------------------
 
+
 def test_every_topic0_is_computed_from_its_canonical_signature_and_matches_events_md():
     assert len(abi.BY_TOPIC0) == len(abi.LAYOUTS)
     for lay in abi.LAYOUTS:
@@ -101,8 +105,14 @@ def test_every_topic0_is_computed_from_its_canonical_signature_and_matches_event
         assert abi.topic_matches(lay.documented_topic0, lay.topic0)
     # spot checks straight from EVENTS.md §1.1 / §1.3
     assert abi.topic0_of("NewTaskCreated") == "0x59945c4b280f2ccf9bcfa9a217b0629fd61f8d39864f1bb198590f88da7138bc"
-    assert abi.topic0_of("TaskResponded", "2025-09-19") == "0x1df4a09d4442168132f2006b673527c3bc93d2a97bf263c280d4284ca401e45e"
-    assert abi.topic0_of("AttestationSpent", "2025-09-19") == "0xfe433b14369525454e553cb8f8e6ab0ead42088a505e644bb0f088a2fa69ed7c"
+    assert (
+        abi.topic0_of("TaskResponded", "2025-09-19")
+        == "0x1df4a09d4442168132f2006b673527c3bc93d2a97bf263c280d4284ca401e45e"
+    )
+    assert (
+        abi.topic0_of("AttestationSpent", "2025-09-19")
+        == "0xfe433b14369525454e553cb8f8e6ab0ead42088a505e644bb0f088a2fa69ed7c"
+    )
     assert len(abi.layouts_of("NewTaskCreated")) == 7 and len(abi.layouts_of("TaskResponded")) == 6
 
 
@@ -130,7 +140,8 @@ def test_snake_case_column_names():
 # decoder round trips against eth-abi (every layout of every event)
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lay", abi.LAYOUTS, ids=lambda l: f"{l.event}-{l.layout}")
+
+@pytest.mark.parametrize("lay", abi.LAYOUTS, ids=lambda lay: f"{lay.event}-{lay.layout}")
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_decoder_round_trips_every_layout(lay, data):
@@ -142,9 +153,15 @@ def test_decoder_round_trips_every_layout(lay, data):
     assert list(codec.generated_decoder(types)(blob)) == want
 
 
-@pytest.mark.parametrize("lay", [l for l in abi.LAYOUTS if l.event in ("NewTaskCreated", "TaskResponded", "PolicySet",
-                                                                      "OperatorStakeUpdate", "DirectTaskResponded")],
-                         ids=lambda l: f"{l.event}-{l.layout}")
+@pytest.mark.parametrize(
+    "lay",
+    [
+        lay
+        for lay in abi.LAYOUTS
+        if lay.event in ("NewTaskCreated", "TaskResponded", "PolicySet", "OperatorStakeUpdate", "DirectTaskResponded")
+    ],
+    ids=lambda lay: f"{lay.event}-{lay.layout}",
+)
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_log_to_row_matches_the_reference_flattening(lay, data):
@@ -152,16 +169,38 @@ def test_log_to_row_matches_the_reference_flattening(lay, data):
     topics = [lay.topic0]
     for p in lay.indexed:
         v = values[p.name]
-        topics.append("0x" + (bytes(12) + bytes.fromhex(v[2:]) if p.type == "address" else
-                              v.rjust(32, b"\0") if isinstance(v, bytes) else int(v).to_bytes(32, "big")).hex())
+        topics.append(
+            "0x"
+            + (
+                bytes(12) + bytes.fromhex(v[2:])
+                if p.type == "address"
+                else v.rjust(32, b"\0")
+                if isinstance(v, bytes)
+                else int(v).to_bytes(32, "big")
+            ).hex()
+        )
     blob = encode([abi.canonical(p.type) for p in lay.data_params], [values[p.name] for p in lay.data_params])
-    log = {"address": "0x" + "ab" * 20, "topics": topics, "data": "0x" + blob.hex(), "blockNumber": "0x10",
-           "logIndex": "0x3", "transactionHash": "0x" + "cd" * 32, "blockHash": "0x" + "ef" * 32, "blockTimestamp": "0x64"}
+    log = {
+        "address": "0x" + "ab" * 20,
+        "topics": topics,
+        "data": "0x" + blob.hex(),
+        "blockNumber": "0x10",
+        "logIndex": "0x3",
+        "transactionHash": "0x" + "cd" * 32,
+        "blockHash": "0x" + "ef" * 32,
+        "blockTimestamp": "0x64",
+    }
     batch = decode.decode_logs([log], 1)
     assert not batch.undecodable
     (row,) = batch.rows[lay.table]
     got = dict(zip([c.name for c in decode.TABLES[lay.table]], row))
-    assert (got["chain_id"], got["block_number"], got["log_index"], got["block_time"], got["layout"]) == (1, 16, 3, 100, lay.layout)
+    assert (got["chain_id"], got["block_number"], got["log_index"], got["block_time"], got["layout"]) == (
+        1,
+        16,
+        3,
+        100,
+        lay.layout,
+    )
     for p in lay.params:
         prefix = abi.snake(p.name)
         prefix = "ev_" + prefix if prefix in {c.name for c in decode.COMMON} else prefix
@@ -203,8 +242,15 @@ def test_truncated_and_bad_padding_data_are_decode_errors():
 
 def test_undecodable_log_is_kept_raw_with_the_error():
     t0 = abi.topic0_of("NewTaskCreated")
-    log = {"address": "0x" + "ab" * 20, "topics": [t0, "0x" + "00" * 32], "data": "0x1234", "blockNumber": "0x2",
-           "logIndex": "0x0", "transactionHash": "0x" + "cd" * 32, "blockHash": "0x" + "ef" * 32}
+    log = {
+        "address": "0x" + "ab" * 20,
+        "topics": [t0, "0x" + "00" * 32],
+        "data": "0x1234",
+        "blockNumber": "0x2",
+        "logIndex": "0x0",
+        "transactionHash": "0x" + "cd" * 32,
+        "blockHash": "0x" + "ef" * 32,
+    }
     batch = decode.decode_logs([log], 5)
     assert not batch.rows
     (u,) = batch.undecodable
@@ -224,7 +270,9 @@ BN_T = abi.canonical("BN254Certificate")
 def test_signature_data_both_encodings(keys):
     nss = encode([NSS_T], [([0] * len(keys), keys, [(1, 2)], ([3, 4], [5, 6]), (7, 8), [0], [0], [[0] * len(keys)])])
     assert decode.decode_signature_data(nss, 1) == ("nss", keys)
-    cert = encode([BN_T], [(5, b"\x11" * 32, (1, 2), ([3, 4], [5, 6]), [(i, b"proof", (k, [10])) for i, k in enumerate(keys)])])
+    cert = encode(
+        [BN_T], [(5, b"\x11" * 32, (1, 2), ([3, 4], [5, 6]), [(i, b"proof", (k, [10])) for i, k in enumerate(keys)])]
+    )
     assert decode.decode_signature_data(cert, 8453) == ("bn254", keys)
     ids = [decode.operator_id(x, y) for x, y in keys]
     assert ids == ["0x" + keccak(x.to_bytes(32, "big") + y.to_bytes(32, "big")).hex() for x, y in keys]
@@ -262,15 +310,39 @@ def test_canonical_allow_rule():
     assert not decode.is_canonical_allow(bytes(weird))
 
 
-@pytest.mark.parametrize("kw,want", [
-    (dict(responded=False, allow=None, spent=False, challenge_success=None, response_expire_block=None, head=5), "created"),
-    (dict(responded=True, allow=True, spent=False, challenge_success=None, response_expire_block=10, head=9), "allowed"),
-    (dict(responded=True, allow=True, spent=False, challenge_success=None, response_expire_block=10, head=10), "expired"),
-    (dict(responded=True, allow=False, spent=False, challenge_success=None, response_expire_block=10, head=99), "denied"),
-    (dict(responded=True, allow=True, spent=True, challenge_success=None, response_expire_block=10, head=99), "spent"),
-    (dict(responded=True, allow=True, spent=True, challenge_success=True, response_expire_block=10, head=1), "challenged"),
-    (dict(responded=True, allow=False, spent=False, challenge_success=False, response_expire_block=10, head=1), "denied"),
-])
+@pytest.mark.parametrize(
+    "kw,want",
+    [
+        (
+            dict(responded=False, allow=None, spent=False, challenge_success=None, response_expire_block=None, head=5),
+            "created",
+        ),
+        (
+            dict(responded=True, allow=True, spent=False, challenge_success=None, response_expire_block=10, head=9),
+            "allowed",
+        ),
+        (
+            dict(responded=True, allow=True, spent=False, challenge_success=None, response_expire_block=10, head=10),
+            "expired",
+        ),
+        (
+            dict(responded=True, allow=False, spent=False, challenge_success=None, response_expire_block=10, head=99),
+            "denied",
+        ),
+        (
+            dict(responded=True, allow=True, spent=True, challenge_success=None, response_expire_block=10, head=99),
+            "spent",
+        ),
+        (
+            dict(responded=True, allow=True, spent=True, challenge_success=True, response_expire_block=10, head=1),
+            "challenged",
+        ),
+        (
+            dict(responded=True, allow=False, spent=False, challenge_success=False, response_expire_block=10, head=1),
+            "denied",
+        ),
+    ],
+)
 def test_status_rule_of_events_md_3_6(kw, want):
     assert derive.task_status(**kw) == want
 
@@ -278,6 +350,7 @@ def test_status_rule_of_events_md_3_6(kw, want):
 # ---------------------------------------------------------------------------------------------
 # ranges
 # ---------------------------------------------------------------------------------------------
+
 
 @settings(deadline=None)
 @given(lo=st.integers(0, 10**6), span=st.integers(0, 20_000), size=st.integers(1, 5000))
@@ -302,7 +375,7 @@ def test_range_sizer_halves_and_regrows():
     for _ in range(10):
         s.success(0, s.size)
     assert s.size == 8000  # sparse ranges grow back to the maximum
-    s.success(1000, 8000)   # 10x the target: shrink at most /4
+    s.success(1000, 8000)  # 10x the target: shrink at most /4
     assert s.size == 2000
 
 
@@ -310,11 +383,17 @@ def test_range_sizer_halves_and_regrows():
 # deployments, metadata
 # ---------------------------------------------------------------------------------------------
 
+
 def test_deployment_documents_are_validated():
-    good = {"name": "x", "chain_id": 1, "rpc_url": "http://r", "start_block": 5,
-            "contracts": {"taskManager": "0x" + "AB" * 20, "token": "0x" + "11" * 20},
-            "policies": {"p": {"address": "0x" + "22" * 20, "entrypoint": "p.allow"}},
-            "clients": {"c": {"address": "0x" + "33" * 20, "policy": "p"}}}
+    good = {
+        "name": "x",
+        "chain_id": 1,
+        "rpc_url": "http://r",
+        "start_block": 5,
+        "contracts": {"taskManager": "0x" + "AB" * 20, "token": "0x" + "11" * 20},
+        "policies": {"p": {"address": "0x" + "22" * 20, "entrypoint": "p.allow"}},
+        "clients": {"c": {"address": "0x" + "33" * 20, "policy": "p"}},
+    }
     d = deployment.parse(good)
     assert d.contracts["taskManager"] == "0x" + "ab" * 20 and d.confirmations == 12 and d.start_block == 5
     assert set(d.addresses) == {"0x" + "ab" * 20, "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20}
@@ -326,7 +405,9 @@ def test_deployment_documents_are_validated():
         deployment.load("/nonexistent/deployment.json")
 
 
-@pytest.mark.parametrize("name,chain", [("ethereum", 1), ("base", 8453), ("sepolia", 11155111), ("base-sepolia", 84532)])
+@pytest.mark.parametrize(
+    "name,chain", [("ethereum", 1), ("base", 8453), ("sepolia", 11155111), ("base-sepolia", 84532)]
+)
 def test_presets_load_with_the_documented_addresses(name, chain):
     d = deployment.load(name)
     assert d.chain_id == chain and d.start_block > 0
@@ -352,7 +433,7 @@ def test_metadata_from_data_uris_and_errors_recorded():
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_generated_and_closure_decoders_agree_on_corrupted_encodings(data):
-    lay = data.draw(st.sampled_from([l for l in abi.LAYOUTS if l.data_params]))
+    lay = data.draw(st.sampled_from([x for x in abi.LAYOUTS if x.data_params]))
     types = tuple(p.type for p in lay.data_params)
     blob = bytearray(encode([abi.canonical(t) for t in types], [data.draw(strategy(t)) for t in types]))
     for _ in range(data.draw(st.integers(1, 3))):

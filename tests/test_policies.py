@@ -1,4 +1,5 @@
 """The four devnet policies: files and schemas, their Rego suites under `lens policy test`, exact wei, booleans."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.cli.main import cli
 from app.engine import Intent, compiled, intent_input
@@ -67,8 +69,9 @@ def test_policy_test_reports_failures_errors_and_exit_code(tmp_path: Path) -> No
         "test_ok if p.x == 1\n"
         "test_wrong if p.x == 2\n"
         "test_false := false\n"
-        "test_boom if to_number(\"abc\") > 1\n"
-        "todo_test_later if false\n")
+        'test_boom if to_number("abc") > 1\n'
+        "todo_test_later if false\n"
+    )
     result = CliRunner().invoke(cli, ["policy", "test", str(tmp_path)])
     assert result.exit_code == 1
     assert "1 passed, 3 failed (1 errors)" in result.output
@@ -85,14 +88,16 @@ def test_policy_test_runs_opa_style_v0_suites(tmp_path: Path) -> None:
     (tmp_path / "legacy.rego").write_text(
         "package legacy\nimport future.keywords.in\nimport future.keywords.every\n"
         "default allow = false\n"
-        "deny[msg] { some r in input.recipients; r in data.params.blocked; msg := sprintf(\"blocked:%s\", [r]) }\n"
-        "allow { count(deny) == 0; every r in input.recipients { startswith(r, \"0x\") } }\n"
-        "names := {n | some n in input.recipients}\n")
+        'deny[msg] { some r in input.recipients; r in data.params.blocked; msg := sprintf("blocked:%s", [r]) }\n'
+        'allow { count(deny) == 0; every r in input.recipients { startswith(r, "0x") } }\n'
+        "names := {n | some n in input.recipients}\n"
+    )
     (tmp_path / "legacy_test.rego").write_text(
         "package legacy_test\nimport data.legacy\nimport future.keywords.in\n"
-        "test_allow { legacy.allow with input as {\"recipients\": [\"0x1\"]} with data.params as {\"blocked\": []} }\n"
-        "test_deny { \"blocked:0x2\" in legacy.deny with input as {\"recipients\": [\"0x2\"]} with data.params as {\"blocked\": [\"0x2\"]} }\n"
-        "test_names { count(legacy.names) == 2 with input as {\"recipients\": [\"0x1\", \"0x2\", \"0x1\"]} }\n")
+        'test_allow { legacy.allow with input as {"recipients": ["0x1"]} with data.params as {"blocked": []} }\n'
+        'test_deny { "blocked:0x2" in legacy.deny with input as {"recipients": ["0x2"]} with data.params as {"blocked": ["0x2"]} }\n'
+        'test_names { count(legacy.names) == 2 with input as {"recipients": ["0x1", "0x2", "0x1"]} }\n'
+    )
     suite = run_suite([str(tmp_path)])
     assert [r.status for r in suite.results] == ["pass", "pass", "pass"]
 
@@ -108,7 +113,8 @@ def test_runaway_test_is_stopped_by_the_time_limit(tmp_path: Path) -> None:
     (tmp_path / "slow_test.rego").write_text(
         "package slow_test\nimport rego.v1\n"
         "test_fast if true\n"
-        "test_forever if count([x | some x in numbers.range(1, 2000000000)]) > 0\n")
+        "test_forever if count([x | some x in numbers.range(1, 2000000000)]) > 0\n"
+    )
     suite = run_suite([str(tmp_path)], timeout_ms=500)
     status = {r.case.name: r for r in suite.results}
     assert status["test_fast"].status == "pass"
@@ -144,8 +150,12 @@ def test_daily_cap_exact_with_carries_above_2_pow_53() -> None:
     assert not ev.allow and ev.deny == ("exceeds_daily_cap",)
 
 
-_UINT = st.one_of(st.integers(0, 2**64), st.integers(0, 10**78 - 1), st.integers(2**53 - 5, 2**53 + 5),
-                  st.integers(0, 40).map(lambda k: 10**k - 1))
+_UINT = st.one_of(
+    st.integers(0, 2**64),
+    st.integers(0, 10**78 - 1),
+    st.integers(2**53 - 5, 2**53 + 5),
+    st.integers(0, 40).map(lambda k: 10**k - 1),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -174,9 +184,14 @@ def _helper_engine():
 # ------------------------------------------------------------------ booleans compared with == true
 
 
-@pytest.mark.parametrize("sanctioned,toggle,expect_reason", [
-    (True, True, True), (False, True, False), (True, False, False),
-])
+@pytest.mark.parametrize(
+    "sanctioned,toggle,expect_reason",
+    [
+        (True, True, True),
+        (False, True, False),
+        (True, False, False),
+    ],
+)
 def test_boolean_in_params_and_data_compared_with_true(sanctioned: bool, toggle: bool, expect_reason: bool) -> None:
     policy, _ = _policy("counterparty_screening")
     params = {**_params("counterparty_screening"), "deny_on_sanctioned": toggle}

@@ -1,4 +1,5 @@
 """The README stays true: its CLI reference and settings table are what the code has."""
+
 from __future__ import annotations
 
 from app.cli.docs_cmds import README, render_readme

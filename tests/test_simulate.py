@@ -1,4 +1,5 @@
 """The devnet simulation: the static world, the data providers, agents' intents, and full runs on a real anvil."""
+
 from __future__ import annotations
 
 import base64
@@ -10,14 +11,17 @@ from pathlib import Path
 import eth_abi
 import pytest
 from eth_account import Account
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from web3 import Web3
 
 from app.engine import compiled, intent_input, is_canonical_allow, wasm_from_policy_data
 from devnet import agents, providers, rawtx, scenario
 from devnet.challenger import TASK_RESPONDED_TOPIC
 from devnet.operators import intent_from_tuple
-from devnet.protocol import RESPONSE_CERTIFICATE as CERT_T, TASK_RESPONSE as TASK_RESPONSE_T
+from devnet.protocol import RESPONSE_CERTIFICATE as CERT_T
+from devnet.protocol import TASK_RESPONSE as TASK_RESPONSE_T
 
 START = 1_780_000_000  # a fixed simulated start time for the pure tests
 TOKEN = "0x" + "ab" * 20
@@ -30,18 +34,29 @@ SPENT = "0x" + Web3.keccak(
 
 # ------------------------------------------------------------------------------------------ the static world
 
+
 def _metadata(spec) -> dict:
     prefix = "data:application/json;base64,"
     assert spec.metadata_uri.startswith(prefix)
-    return json.loads(base64.b64decode(spec.metadata_uri[len(prefix):]))
+    return json.loads(base64.b64decode(spec.metadata_uri[len(prefix) :]))
 
 
 def test_operator_set_is_realistic_not_ideally_diverse():
     specs = scenario.operator_specs(10, 7)
     docs = [_metadata(s) for s in specs]
     for d in docs:
-        for key in ("name", "organisation", "country", "city", "latitude", "longitude", "provider", "region", "asn",
-                    "client_version"):
+        for key in (
+            "name",
+            "organisation",
+            "country",
+            "city",
+            "latitude",
+            "longitude",
+            "provider",
+            "region",
+            "asn",
+            "client_version",
+        ):
             assert d[key] not in (None, ""), key
     sites = Counter((d["provider"], d["region"]) for d in docs)
     assert max(sites.values()) >= 3  # several on the same provider and region
@@ -89,11 +104,13 @@ def test_policy_test_suites_pass():
 
     for name in scenario.POLICY_NAMES:
         suite = run_suite([str(scenario.policy_dir(name))])
-        assert suite.passed >= 8 and suite.failed == 0, [(r.case.name, r.message) for r in suite.results
-                                                         if r.status != "pass"]
+        assert suite.passed >= 8 and suite.failed == 0, [
+            (r.case.name, r.message) for r in suite.results if r.status != "pass"
+        ]
 
 
 # ------------------------------------------------------------------------------------------ agents, providers
+
 
 def test_intents_are_deterministic_and_varied():
     a = agents.plan_intents(1500, 7, START, TOKEN, 31337)
@@ -123,20 +140,32 @@ def test_violations_of_every_kind_appear():
         policy = scenario.CLIENT_POLICY[p.client]
         spec = specs[policy]
         calls = prov.outputs(p.client, "0x" + "cc" * 20, spec.policy_data, p.intent, p.t, params[p.client])
-        ev = compiled(spec.source, spec.entrypoint).evaluate(intent_input(p.intent), params[p.client],
-                                                             wasm_from_policy_data([c.data for c in calls]))
+        ev = compiled(spec.source, spec.entrypoint).evaluate(
+            intent_input(p.intent), params[p.client], wasm_from_policy_data([c.data for c in calls])
+        )
         reasons.update(ev.deny)
         if ev.allow:
             allowed += 1
             prov.record_execution(p.client, p.t + 20, p.intent, params[p.client])
-    for r in ("exceeds_per_tx_limit", "exceeds_daily_cap", "counterparty_sanctioned", "counterparty_not_allowlisted",
-              "kyc_not_approved", "jurisdiction_blocked", "volatility_too_high", "burst_of_large_transfers"):
+    for r in (
+        "exceeds_per_tx_limit",
+        "exceeds_daily_cap",
+        "counterparty_sanctioned",
+        "counterparty_not_allowlisted",
+        "kyc_not_approved",
+        "jurisdiction_blocked",
+        "volatility_too_high",
+        "burst_of_large_transfers",
+    ):
         assert reasons[r] > 0, r
     assert 0.75 < allowed / len(plan) < 0.95  # most comply
 
 
-@given(st.lists(st.tuples(st.integers(0, 5000), st.integers(0, 2**200), st.booleans()), max_size=60),
-       st.integers(0, 6000), st.integers(0, 6000))
+@given(
+    st.lists(st.tuples(st.integers(0, 5000), st.integers(0, 2**200), st.booleans()), max_size=60),
+    st.integers(0, 6000),
+    st.integers(0, 6000),
+)
 def test_ledger_windows_match_brute_force(events, t, since):
     ledger = providers.Ledger()
     key = ("c", "0xs")
@@ -158,16 +187,28 @@ def test_raw_transactions_equal_eth_account(key, data, value, nonce):
     sender = rawtx.Sender(key, rawtx.address_of(key), nonce)
     assert sender.address == acct.address.lower()
     raw, tx_hash = rawtx.sign_tx(sender, 31337, "0x" + "22" * 20, data, value, 300_000, 10**11)
-    ref = acct.sign_transaction({"to": "0x" + "22" * 20, "data": data, "value": value, "gas": 300_000,
-                                 "nonce": nonce, "chainId": 31337, "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 0})
+    ref = acct.sign_transaction(
+        {
+            "to": "0x" + "22" * 20,
+            "data": data,
+            "value": value,
+            "gas": 300_000,
+            "nonce": nonce,
+            "chainId": 31337,
+            "maxFeePerGas": 10**11,
+            "maxPriorityFeePerGas": 0,
+        }
+    )
     assert raw == "0x" + bytes(ref.raw_transaction).hex() and tx_hash == "0x" + bytes(ref.hash).hex()
     assert sender.nonce == nonce + 1
 
 
 # ------------------------------------------------------------------------------------------ on a real anvil
 
-def _deploy_and_simulate(node, tasks: int, fault_rate: float, seed: int = 7, independent: bool = True,
-                         fixed_time: bool = False):
+
+def _deploy_and_simulate(
+    node, tasks: int, fault_rate: float, seed: int = 7, independent: bool = True, fixed_time: bool = False
+):
     from devnet.deploy import anvil_account, deploy_devnet
     from devnet.simulate import Rpc, SimConfig, simulate
 
@@ -176,13 +217,23 @@ def _deploy_and_simulate(node, tasks: int, fault_rate: float, seed: int = 7, ind
         rpc("anvil_setBlockTimestampInterval", [1])
         rpc("evm_setNextBlockTimestamp", [2_000_000_000])  # after any genesis time
     w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
-    doc = deploy_devnet(w3, deployer=anvil_account(0), operators=scenario.operator_specs(10, seed),
-                        policies=scenario.policy_specs(), clients=scenario.client_specs(),
-                        challenge_window_blocks=200, response_window_blocks=50, slash_bps=1000)
+    doc = deploy_devnet(
+        w3,
+        deployer=anvil_account(0),
+        operators=scenario.operator_specs(10, seed),
+        policies=scenario.policy_specs(),
+        clients=scenario.client_specs(),
+        challenge_window_blocks=200,
+        response_window_blocks=50,
+        slash_bps=1000,
+    )
     if fixed_time:
         rpc("anvil_removeBlockTimestampInterval", [])
-    result = simulate(node.url, doc, SimConfig(tasks=tasks, seed=seed, operators=10, fault_rate=fault_rate,
-                                               independent_eval=independent))
+    result = simulate(
+        node.url,
+        doc,
+        SimConfig(tasks=tasks, seed=seed, operators=10, fault_rate=fault_rate, independent_eval=independent),
+    )
     return doc, result, rpc
 
 
@@ -221,8 +272,11 @@ def test_every_verdict_matches_the_engine_unless_injected_fault(sim_run):
     for lg in responded:
         response, _cert = eth_abi.decode([TASK_RESPONSE_T, CERT_T], bytes.fromhex(lg["data"][2:]))
         policy = compiled(bytes(response[7][2]).decode(), entry[response[3].lower()])
-        ev = policy.evaluate(intent_input(intent_from_tuple(response[4])), json.loads(bytes(response[8][0])),
-                             wasm_from_policy_data([pd[1] for pd in response[7][3]]))
+        ev = policy.evaluate(
+            intent_input(intent_from_tuple(response[4])),
+            json.loads(bytes(response[8][0])),
+            wasm_from_policy_data([pd[1] for pd in response[7][3]]),
+        )
         if ev.allow != is_canonical_allow(bytes(response[6])):
             mismatches.add("0x" + bytes(response[0]).hex())
     assert result.faults, "the fault rate injected at least one wrong verdict"
@@ -279,8 +333,12 @@ def test_same_seed_gives_the_same_chain():
         node = start_anvil(port=None)
         try:
             doc, result, rpc = _deploy_and_simulate(node, 40, 0.05, seed=11, independent=False, fixed_time=True)
-            contents.append([(int(lg["blockNumber"], 16), int(lg["logIndex"], 16), lg["address"], lg["topics"],
-                              lg["data"]) for lg in _logs(rpc, doc, 0)])
+            contents.append(
+                [
+                    (int(lg["blockNumber"], 16), int(lg["logIndex"], 16), lg["address"], lg["topics"], lg["data"])
+                    for lg in _logs(rpc, doc, 0)
+                ]
+            )
             summaries.append({k: v for k, v in result.summary().items() if k not in ("elapsed_s", "tasks_per_s")})
         finally:
             node.stop()
@@ -298,8 +356,13 @@ def test_simulate_needs_a_deployment(tmp_path: Path):
 
 
 @hsettings(max_examples=30, deadline=None)
-@given(st.binary(max_size=200), st.binary(max_size=3000), st.binary(max_size=500), st.binary(max_size=70),
-       st.integers(0, 2**256 - 1))
+@given(
+    st.binary(max_size=200),
+    st.binary(max_size=3000),
+    st.binary(max_size=500),
+    st.binary(max_size=70),
+    st.integers(0, 2**256 - 1),
+)
 def test_fast_respond_calldata_equals_the_abi_encoding(data, source, sig_data, att_data, value):
     from devnet import protocol
     from devnet.aggregator import create_calldata_from, encoded_task, respond_calldata_from
@@ -310,7 +373,8 @@ def test_fast_respond_calldata_equals_the_abi_encoding(data, source, sig_data, a
     resp = protocol.task_response(task, b"\x02" * 32, "0x" + "55" * 20, b"\x00" * 31 + b"\x01", source, pd, b"{}", 40)
     enc_resp = eth_abi.encode([protocol.TASK_RESPONSE], [resp])
     assert respond_calldata_from(encoded_task(task), enc_resp, sig_data, att_data) == protocol.respond_calldata(
-        task, resp, sig_data, att_data)
+        task, resp, sig_data, att_data
+    )
     assert create_calldata_from(encoded_task(task)) == protocol.create_calldata(task)
 
 
@@ -324,14 +388,23 @@ def test_cli_simulate_and_bench_print_one_json_object(tmp_path: Path):
     node = start_anvil(port=None)
     try:
         w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
-        doc = deploy_devnet(w3, deployer=anvil_account(0), operators=scenario.operator_specs(10, 7),
-                            policies=scenario.policy_specs(), clients=scenario.client_specs(),
-                            challenge_window_blocks=200, response_window_blocks=50, slash_bps=1000)
+        doc = deploy_devnet(
+            w3,
+            deployer=anvil_account(0),
+            operators=scenario.operator_specs(10, 7),
+            policies=scenario.policy_specs(),
+            clients=scenario.client_specs(),
+            challenge_window_blocks=200,
+            response_window_blocks=50,
+            slash_bps=1000,
+        )
         dep = tmp_path / "deployment.json"
         dep.write_text(json.dumps(doc))
         runner = CliRunner()
-        res = runner.invoke(cli, ["simulate", "--tasks", "25", "--seed", "5", "--deployment-file", str(dep),
-                                  "--rpc", node.url, "--json"])
+        res = runner.invoke(
+            cli,
+            ["simulate", "--tasks", "25", "--seed", "5", "--deployment-file", str(dep), "--rpc", node.url, "--json"],
+        )
         assert res.exit_code == 0, res.output
         out = json.loads(res.stdout)
         assert out["tasks"] == 25 and out["responded"] + out["unresponded"] == 25

@@ -1,4 +1,5 @@
 """CLI: `lens contracts build|check` — compile the devnet Solidity with the pinned solc, check committed artifacts."""
+
 from __future__ import annotations
 
 import json
@@ -23,14 +24,23 @@ def register(cli: click.Group, bench: click.Group) -> None:
         arts = c.compile_all()
         paths = c.write_artifacts(arts)
         if as_json:
-            click.echo(json.dumps({"compiler": next(iter(arts.values()))["compiler"]["version"],
-                                   "artifacts": {n: str(p) for n, p in zip(sorted(arts), paths)}}))
+            click.echo(
+                json.dumps(
+                    {
+                        "compiler": next(iter(arts.values()))["compiler"]["version"],
+                        "artifacts": {n: str(p) for n, p in zip(sorted(arts), paths)},
+                    }
+                )
+            )
             return
         for name in sorted(arts):
             size = (len(arts[name]["deployedBytecode"]) - 2) // 2
             click.echo(f"  {name:<18} {size:>6} bytes runtime")
-        click.secho(f"wrote {len(paths)} artifacts to {c.ARTIFACTS_DIR} "
-                    f"(solc {next(iter(arts.values()))['compiler']['version']})", fg="green")
+        click.secho(
+            f"wrote {len(paths)} artifacts to {c.ARTIFACTS_DIR} "
+            f"(solc {next(iter(arts.values()))['compiler']['version']})",
+            fg="green",
+        )
 
     @contracts.command("check")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
@@ -75,11 +85,14 @@ def bls_bench(n: int, rounds: int) -> dict:
         for k in keys:
             ob.multiply((ob.FQ(h[0]), ob.FQ(h[1]), ob.FQ.one()), k.secret)
     baseline = (time.perf_counter() - t) / max(1, rounds // 5)
-    return {"operators": n, "rounds": rounds,
-            "sign_and_aggregate_ms": round(each * 1e3, 3),
-            "signature_data_ms": round(fast * 1e3, 3),
-            "py_ecc_sign_n_ms": round(baseline * 1e3, 3),
-            "speedup_vs_py_ecc": round(baseline / each, 1) if each else None}
+    return {
+        "operators": n,
+        "rounds": rounds,
+        "sign_and_aggregate_ms": round(each * 1e3, 3),
+        "signature_data_ms": round(fast * 1e3, 3),
+        "py_ecc_sign_n_ms": round(baseline * 1e3, 3),
+        "speedup_vs_py_ecc": round(baseline / each, 1) if each else None,
+    }
 
 
 def _register_bench(bench: click.Group) -> None:
@@ -95,6 +108,8 @@ def _register_bench(bench: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(out))
             return
-        click.echo(f"sign {n} + aggregate: {out['sign_and_aggregate_ms']} ms/task "
-                   f"({out['speedup_vs_py_ecc']}x py_ecc's {out['py_ecc_sign_n_ms']} ms)")
+        click.echo(
+            f"sign {n} + aggregate: {out['sign_and_aggregate_ms']} ms/task "
+            f"({out['speedup_vs_py_ecc']}x py_ecc's {out['py_ecc_sign_n_ms']} ms)"
+        )
         click.echo(f"signature_data (aggregate secret, cached apkG2): {out['signature_data_ms']} ms/task")

@@ -1,4 +1,5 @@
 """CLI: `lens demo` — the whole tour in one command: devnet, traffic, index, audit, dashboard."""
+
 from __future__ import annotations
 
 import click
@@ -30,14 +31,17 @@ def register(cli: click.Group, bench: click.Group) -> None:
         click.secho("1/5 devnet: starting anvil and deploying the contracts", bold=True)
         cfg = lifecycle.config_from_settings(seed=seed)
         doc, reused = lifecycle.up(cfg)
-        click.echo(f"    chain {doc['chain_id']} at {doc['rpc_url']}"
-                   + (" (reused; its traffic is kept)" if reused else ""))
+        click.echo(
+            f"    chain {doc['chain_id']} at {doc['rpc_url']}" + (" (reused; its traffic is kept)" if reused else "")
+        )
         if not reused:
             click.secho(f"2/5 simulate: {tasks} intents through the operator network", bold=True)
             ctx.invoke(_command(cli, "simulate"), tasks=tasks, seed=seed)
         else:
-            click.secho("2/5 simulate: skipped, the running devnet already has traffic (`lens devnet down` to start over)",
-                        bold=True)
+            click.secho(
+                "2/5 simulate: skipped, the running devnet already has traffic (`lens devnet down` to start over)",
+                bold=True,
+            )
         click.secho(f"3/5 index: chain → {db}", bold=True)
         ctx.invoke(_command(cli, "index"), deployment="devnet", db=db)
         click.secho("4/5 audit: replaying every indexed decision", bold=True)

@@ -1,4 +1,5 @@
 """CLI: `lens devnet up|down|status` — the local chain with the devnet contracts — and `lens demo`."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,10 @@ from app import settings
 def _print_deployment(doc: dict, reused: bool) -> None:
     """Human summary of a deployment document."""
     verb = "reusing the running devnet" if reused else "devnet deployed"
-    click.secho(f"{verb}: chain {doc['chain_id']} at {doc['rpc_url']} (deployment block {doc.get('deployment_block')})",
-                fg="green")
+    click.secho(
+        f"{verb}: chain {doc['chain_id']} at {doc['rpc_url']} (deployment block {doc.get('deployment_block')})",
+        fg="green",
+    )
     for role, address in doc.get("contracts", {}).items():
         click.echo(f"  {role:<22} {address}")
     for name, policy in doc.get("policies", {}).items():
@@ -70,6 +73,8 @@ def register(cli: click.Group, bench: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(info))
         elif info["running"]:
-            click.echo(f"running: chain {info['chain_id']} at {info['url']} (pid {info['pid']}), head block {info['head_block']}")
+            click.echo(
+                f"running: chain {info['chain_id']} at {info['url']} (pid {info['pid']}), head block {info['head_block']}"
+            )
         else:
             click.echo("not running — start it with `lens devnet up`")

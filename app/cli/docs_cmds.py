@@ -1,4 +1,5 @@
 """CLI: `lens docs readme` — regenerates the README's generated sections (CLI reference, settings table)."""
+
 from __future__ import annotations
 
 import re
@@ -38,7 +39,8 @@ def render_readme(text: str, root: click.Group) -> str:
     sections = {"cli": cli_reference(root), "settings": settings.markdown_table()}
     for name, body in sections.items():
         pattern = re.compile(rf"<!-- {name} -->.*?(?:<!-- /{name} -->)|<!-- {name} -->", re.S)
-        text = pattern.sub(lambda _m: f"<!-- {name} -->\n{body}\n<!-- /{name} -->", text, count=1)
+        block = f"<!-- {name} -->\n{body}\n<!-- /{name} -->"
+        text = pattern.sub(lambda _m, block=block: block, text, count=1)
     return text
 
 

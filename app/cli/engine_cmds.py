@@ -1,4 +1,5 @@
 """CLI: `lens policy test|eval`, `lens explain`, `lens audit`, `lens bench replay` — the policy engine's commands."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,9 @@ def _read_json(path: str | None, what: str) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
-        raise LensError(f"cannot read {what} file {path}: {err.strerror}", f"pass an existing JSON file as {what}") from None
+        raise LensError(
+            f"cannot read {what} file {path}: {err.strerror}", f"pass an existing JSON file as {what}"
+        ) from None
     except ValueError as err:
         raise LensError(f"{what} file {path} is not JSON: {err}", "check the file's syntax") from None
 
@@ -33,7 +36,9 @@ def load_policy(path: str, entrypoint: str | None) -> tuple[str, str, Path]:
     if p.is_dir():
         src_file = p / "policy.rego"
         if not src_file.is_file():
-            raise LensError(f"no policy.rego in {p}", "pass a policy folder like data/policies/spending_limits or a .rego file")
+            raise LensError(
+                f"no policy.rego in {p}", "pass a policy folder like data/policies/spending_limits or a .rego file"
+            )
     elif p.is_file():
         src_file = p
     else:
@@ -64,8 +69,14 @@ def load_policy(path: str, entrypoint: str | None) -> tuple[str, str, Path]:
 def _complete_input(doc: Any) -> dict:
     """Fill Newton's derived fields (function, decoded_*) from data + function_signature when the file lacks them."""
     if not isinstance(doc, dict):
-        raise LensError("the input file must hold a JSON object (the intent as Newton presents it)", "see POLICIES.md §4.1")
-    if "decoded_function_arguments" not in doc and isinstance(doc.get("function_signature"), str) and isinstance(doc.get("data"), str):
+        raise LensError(
+            "the input file must hold a JSON object (the intent as Newton presents it)", "see POLICIES.md §4.1"
+        )
+    if (
+        "decoded_function_arguments" not in doc
+        and isinstance(doc.get("function_signature"), str)
+        and isinstance(doc.get("data"), str)
+    ):
         from app.engine.intent import decode_call
 
         sig = doc["function_signature"]
@@ -83,12 +94,17 @@ def _fmt_value(v: Any) -> str:
 def format_explanation(ex: Any) -> str:
     """The explanation record as plain text for the terminal."""
     lines = []
-    verdict = "CANNOT REPLAY" if ex.replay == "cannot_replay" else "ERROR" if ex.error else ("ALLOW" if ex.allow else "DENY")
+    verdict = (
+        "CANNOT REPLAY" if ex.replay == "cannot_replay" else "ERROR" if ex.error else ("ALLOW" if ex.allow else "DENY")
+    )
     lines.append(f"{verdict}  {ex.entrypoint}" + (f"   deny: {', '.join(ex.deny)}" if ex.deny else ""))
     if ex.task_id:
         att = "—" if ex.attested_allow is None else ("allow" if ex.attested_allow else "deny")
         rep = "—" if ex.replayed_allow is None else ("allow" if ex.replayed_allow else "deny")
-        lines.append(f"task {ex.task_id}: attested {att}, replayed {rep} → {ex.replay}" + (f" ({ex.replay_reason})" if ex.replay_reason else ""))
+        lines.append(
+            f"task {ex.task_id}: attested {att}, replayed {rep} → {ex.replay}"
+            + (f" ({ex.replay_reason})" if ex.replay_reason else "")
+        )
     lines.append("")
     lines.append(ex.sentence)
     lines.extend(_format_conditions(ex))
@@ -97,7 +113,11 @@ def format_explanation(ex: Any) -> str:
         lines.append("Rule tree:")
 
         def walk(node: Any, depth: int) -> None:
-            val = "" if node.state in ("function",) else f" = {_fmt_value(node.value) if node.state != 'undefined' else 'undefined'}"
+            val = (
+                ""
+                if node.state in ("function",)
+                else f" = {_fmt_value(node.value) if node.state != 'undefined' else 'undefined'}"
+            )
             lines.append(f"  {'  ' * depth}{node.name} ({node.kind}, line {node.line}){val}")
             if depth < 4:
                 for kid in node.children:
@@ -114,8 +134,10 @@ def format_explanation(ex: Any) -> str:
             lines.append(f"  ({ex.counterfactual_note})")
     if ex.lines_reached or ex.lines_failed:
         lines.append("")
-        lines.append(f"Lines reached: {_ranges(ex.lines_reached)}; not reached: {_ranges(ex.lines_not_reached)}; "
-                     f"failed conditions at: {_ranges(ex.lines_failed)}")
+        lines.append(
+            f"Lines reached: {_ranges(ex.lines_reached)}; not reached: {_ranges(ex.lines_not_reached)}; "
+            f"failed conditions at: {_ranges(ex.lines_failed)}"
+        )
     return "\n".join(lines)
 
 
@@ -140,12 +162,18 @@ def _format_conditions(ex: Any) -> list[str]:
     other = [b for b in rest if b.rule != "deny"]
     if decisive:
         lines.append("")
-        lines.append("What decided the verdict:" if ex.allow else "What decided the verdict (failing conditions and the deny rules that fired):")
+        lines.append(
+            "What decided the verdict:"
+            if ex.allow
+            else "What decided the verdict (failing conditions and the deny rules that fired):"
+        )
         for b in decisive:
             lines.extend(_format_body(b))
     if checks:
         lines.append("")
-        lines.append(f"Checks that passed ({len(checks)} deny rules that did not fire; the first condition that did not hold):")
+        lines.append(
+            f"Checks that passed ({len(checks)} deny rules that did not fire; the first condition that did not hold):"
+        )
         for b in checks:
             lines.extend("  " + x for x in _format_body(b))
     if other:
@@ -197,10 +225,27 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
         suite = run_suite(list(paths), timeout_ms=eval_timeout_ms)
         if as_json:
-            click.echo(json.dumps({"passed": suite.passed, "failed": suite.failed, "errors": suite.errors,
-                                   "tests": [{"package": r.case.package, "name": r.case.name, "file": r.case.file,
-                                              "line": r.case.line, "status": r.status, "message": r.message,
-                                              "ms": round(r.ms, 3)} for r in suite.results]}))
+            click.echo(
+                json.dumps(
+                    {
+                        "passed": suite.passed,
+                        "failed": suite.failed,
+                        "errors": suite.errors,
+                        "tests": [
+                            {
+                                "package": r.case.package,
+                                "name": r.case.name,
+                                "file": r.case.file,
+                                "line": r.case.line,
+                                "status": r.status,
+                                "message": r.message,
+                                "ms": round(r.ms, 3),
+                            }
+                            for r in suite.results
+                        ],
+                    }
+                )
+            )
         else:
             current = None
             for r in suite.results:
@@ -210,9 +255,13 @@ def register(cli: click.Group, bench: click.Group) -> None:
                 color = {"pass": "green", "fail": "red", "error": "red", "skip": "yellow"}[r.status]
                 label = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skip": "SKIP"}[r.status]
                 msg = f"  ({r.message})" if r.message and r.status != "pass" else ""
-                click.echo(f"  {r.case.package}.{r.case.name}: " + click.style(label, fg=color) + f" ({r.ms:.1f} ms){msg}")
+                click.echo(
+                    f"  {r.case.package}.{r.case.name}: " + click.style(label, fg=color) + f" ({r.ms:.1f} ms){msg}"
+                )
             click.echo("-" * 60)
-            summary = f"{suite.passed} passed, {suite.failed} failed" + (f" ({suite.errors} errors)" if suite.errors else "")
+            summary = f"{suite.passed} passed, {suite.failed} failed" + (
+                f" ({suite.errors} errors)" if suite.errors else ""
+            )
             click.secho(summary, fg="green" if suite.failed == 0 else "red")
         if suite.failed or not suite.results:
             if not suite.results and not as_json:
@@ -221,15 +270,39 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
     @policy.command("eval")
     @click.argument("policy_path", type=click.Path())
-    @click.option("--input", "input_path", required=True, type=click.Path(), help="The intent as Newton presents it (JSON).")
-    @click.option("--params", "params_path", type=click.Path(), help="data.params (JSON); default: the folder's params.example.json.")
-    @click.option("--data", "data_path", type=click.Path(), help="Oracle output as data.wasm (JSON), mirrored to data.data.")
-    @click.option("--entrypoint", default=None, help="<package>.<rule>; default: metadata.json's, else <package>.allow.")
-    @click.option("--explain", "with_explain", is_flag=True, help="Also explain the verdict (rule tree, failed conditions, counterfactuals).")
+    @click.option(
+        "--input", "input_path", required=True, type=click.Path(), help="The intent as Newton presents it (JSON)."
+    )
+    @click.option(
+        "--params",
+        "params_path",
+        type=click.Path(),
+        help="data.params (JSON); default: the folder's params.example.json.",
+    )
+    @click.option(
+        "--data", "data_path", type=click.Path(), help="Oracle output as data.wasm (JSON), mirrored to data.data."
+    )
+    @click.option(
+        "--entrypoint", default=None, help="<package>.<rule>; default: metadata.json's, else <package>.allow."
+    )
+    @click.option(
+        "--explain",
+        "with_explain",
+        is_flag=True,
+        help="Also explain the verdict (rule tree, failed conditions, counterfactuals).",
+    )
     @settings.option("eval_timeout_ms")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-    def policy_eval(policy_path: str, input_path: str, params_path: str | None, data_path: str | None,
-                    entrypoint: str | None, with_explain: bool, eval_timeout_ms: int, as_json: bool) -> None:
+    def policy_eval(
+        policy_path: str,
+        input_path: str,
+        params_path: str | None,
+        data_path: str | None,
+        entrypoint: str | None,
+        with_explain: bool,
+        eval_timeout_ms: int,
+        as_json: bool,
+    ) -> None:
         """Evaluate one intent against a policy (exit 1 on an evaluation error — an error is not a deny)."""
         from app.engine.replay import explain_input
         from app.engine.sandbox import guarded
@@ -240,8 +313,11 @@ def register(cli: click.Group, bench: click.Group) -> None:
             params_path = str(folder / "params.example.json")
         params = _read_json(params_path, "params") if params_path else {}
         wasm = _read_json(data_path, "data") if data_path else {}
-        ex = guarded(explain_input, source, entry, doc, params, wasm, with_explain, timeout_ms=eval_timeout_ms) if with_explain \
+        ex = (
+            guarded(explain_input, source, entry, doc, params, wasm, with_explain, timeout_ms=eval_timeout_ms)
+            if with_explain
             else guarded(_eval_only, source, entry, doc, params, wasm, timeout_ms=eval_timeout_ms)
+        )
         if as_json:
             out = {"allow": ex.allow, "deny": list(ex.deny), "error": ex.error, "entrypoint": entry}
             if with_explain:
@@ -293,14 +369,21 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @settings.option("eval_timeout_ms")
     @click.option("--limit", type=int, default=None, help="Replay only the first N tasks.")
     @click.option("--workers", type=int, default=None, help="Worker processes (default: one per CPU core).")
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (replayed, match, mismatch, cannot_replay, mismatches).")
+    @click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON object (replayed, match, mismatch, cannot_replay, mismatches).",
+    )
     def audit_cmd(db: str, eval_timeout_ms: int, limit: int | None, workers: int | None, as_json: bool) -> None:
         """Replay every indexed decision, write the `replays` table, and report matches and mismatches."""
         from app.engine import store
         from app.engine.audit import AuditPool
 
         if not Path(db).expanduser().is_file():
-            raise LensError(f"no database at {Path(db).expanduser()}", "index a chain with `lens index` (or pass --db PATH)")
+            raise LensError(
+                f"no database at {Path(db).expanduser()}", "index a chain with `lens index` (or pass --db PATH)"
+            )
         path = str(Path(db).expanduser())
         t_start = time.perf_counter()
         pool = AuditPool(workers)  # workers start while the DB is read
@@ -330,13 +413,27 @@ def register(cli: click.Group, bench: click.Group) -> None:
         total = time.perf_counter() - t_start
         rate = round(replayed / replay_s, 1) if replay_s > 0 else None
         if as_json:
-            click.echo(json.dumps({"replayed": replayed, **counts, "mismatches": mismatches, "cannot_replay_reasons": reasons,
-                                   "seconds": round(replay_s, 3), "decisions_per_s": rate, "workers": used,
-                                   "total_seconds": round(total, 3), "load_avg_1m": round(os.getloadavg()[0], 2)}))
+            click.echo(
+                json.dumps(
+                    {
+                        "replayed": replayed,
+                        **counts,
+                        "mismatches": mismatches,
+                        "cannot_replay_reasons": reasons,
+                        "seconds": round(replay_s, 3),
+                        "decisions_per_s": rate,
+                        "workers": used,
+                        "total_seconds": round(total, 3),
+                        "load_avg_1m": round(os.getloadavg()[0], 2),
+                    }
+                )
+            )
             return
-        click.echo(f"replayed {replayed} decisions: {counts['match']} match, {counts['mismatch']} mismatch, "
-                   f"{counts['cannot_replay']} cannot replay  (replay {replay_s:.1f} s = {rate} decisions/s on "
-                   f"{used} workers; {total:.1f} s with reading and writing the DB; load average {os.getloadavg()[0]:.2f})")
+        click.echo(
+            f"replayed {replayed} decisions: {counts['match']} match, {counts['mismatch']} mismatch, "
+            f"{counts['cannot_replay']} cannot replay  (replay {replay_s:.1f} s = {rate} decisions/s on "
+            f"{used} workers; {total:.1f} s with reading and writing the DB; load average {os.getloadavg()[0]:.2f})"
+        )
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             click.echo(f"  cannot replay ({n}): {reason}")
         for tid in mismatches:
@@ -345,8 +442,19 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
     @bench.command("replay")
     @settings.option("db")
-    @click.option("--tasks", "n_tasks", type=int, default=1000, show_default=True, help="How many indexed tasks to replay and explain.")
-    @click.option("--synthetic", is_flag=True, help="Use tasks evaluated from the local policies instead of a DB (also used when the DB is missing).")
+    @click.option(
+        "--tasks",
+        "n_tasks",
+        type=int,
+        default=1000,
+        show_default=True,
+        help="How many indexed tasks to replay and explain.",
+    )
+    @click.option(
+        "--synthetic",
+        is_flag=True,
+        help="Use tasks evaluated from the local policies instead of a DB (also used when the DB is missing).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (p50_ms, p95_ms, max_ms, tasks).")
     def bench_replay(db: str, n_tasks: int, synthetic: bool, as_json: bool) -> None:
         """Replay + explain N tasks (counterfactuals included) and report p50/p95/max per task; target p95 < 50 ms."""
@@ -366,7 +474,9 @@ def register(cli: click.Group, bench: click.Group) -> None:
             con = store.connect(db)
             try:
                 # stop reading at the n-th responded task (not build every task of a large DB and slice)
-                tasks = list(islice((t for t in store.iter_tasks(con, None) if t.evaluation_result is not None), max(n_tasks, 0)))
+                tasks = list(
+                    islice((t for t in store.iter_tasks(con, None) if t.evaluation_result is not None), max(n_tasks, 0))
+                )
             finally:
                 con.close()
         if not tasks:
@@ -386,19 +496,31 @@ def register(cli: click.Group, bench: click.Group) -> None:
                 results[ex.replay or "cannot_replay"] = results.get(ex.replay or "cannot_replay", 0) + 1
                 cut += ex.counterfactual_note.startswith("search stopped")
                 progress.advance(bar)
-        out = {"tasks": len(times), "source": source_kind, "p50_ms": round(_percentile(times, 0.5), 3),
-               "p95_ms": round(_percentile(times, 0.95), 3), "max_ms": round(max(times), 3),
-               "cpu_p50_ms": round(_percentile(cpu, 0.5), 3), "cpu_p95_ms": round(_percentile(cpu, 0.95), 3),
-               "load_avg_1m": round(os.getloadavg()[0], 2), "load_avg_1m_start": round(load_start, 2), "cpus": os.cpu_count(),
-               "counterfactual_search_cut": cut,
-               "target_p95_ms": 50, "ratio_p95_to_target": round(_percentile(times, 0.95) / 50, 3), **results}
+        out = {
+            "tasks": len(times),
+            "source": source_kind,
+            "p50_ms": round(_percentile(times, 0.5), 3),
+            "p95_ms": round(_percentile(times, 0.95), 3),
+            "max_ms": round(max(times), 3),
+            "cpu_p50_ms": round(_percentile(cpu, 0.5), 3),
+            "cpu_p95_ms": round(_percentile(cpu, 0.95), 3),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "load_avg_1m_start": round(load_start, 2),
+            "cpus": os.cpu_count(),
+            "counterfactual_search_cut": cut,
+            "target_p95_ms": 50,
+            "ratio_p95_to_target": round(_percentile(times, 0.95) / 50, 3),
+            **results,
+        }
         if as_json:
             click.echo(json.dumps(out))
         else:
-            click.echo(f"replayed and explained {out['tasks']} {source_kind} tasks: p50 {out['p50_ms']} ms, "
-                       f"p95 {out['p95_ms']} ms, max {out['max_ms']} ms (target p95 < 50 ms → {out['ratio_p95_to_target']}x); "
-                       f"CPU p50 {out['cpu_p50_ms']} ms, p95 {out['cpu_p95_ms']} ms; machine load average {out['load_avg_1m_start']} → "
-                       f"{out['load_avg_1m']} on {out['cpus']} CPUs; counterfactual searches cut by their budget: {cut}")
+            click.echo(
+                f"replayed and explained {out['tasks']} {source_kind} tasks: p50 {out['p50_ms']} ms, "
+                f"p95 {out['p95_ms']} ms, max {out['max_ms']} ms (target p95 < 50 ms → {out['ratio_p95_to_target']}x); "
+                f"CPU p50 {out['cpu_p50_ms']} ms, p95 {out['cpu_p95_ms']} ms; machine load average {out['load_avg_1m_start']} → "
+                f"{out['load_avg_1m']} on {out['cpus']} CPUs; counterfactual searches cut by their budget: {cut}"
+            )
 
 
 AUDIT_PAGE = 20000  # tasks read, replayed and written per step of `lens audit`
@@ -408,18 +530,34 @@ class _AuditProgress:
     """The audit's rich progress bar: done/total, rate, running match / mismatch / cannot-replay tallies, ETA."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.tally = {"match": 0, "mismatch": 0, "cannot_replay": 0}
         self.started = time.perf_counter()
         self.progress = Progress(
-            TextColumn("[bold]replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:>7} decisions/s"),
-            TextColumn("[green]{task.fields[match]} match[/] [red]{task.fields[mismatch]} mismatch[/] "
-                       "[yellow]{task.fields[cannot]} cannot replay[/]"), TimeElapsedColumn(), TimeRemainingColumn(),
-            disable=quiet, transient=True)
+            TextColumn("[bold]replaying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7} decisions/s"),
+            TextColumn(
+                "[green]{task.fields[match]} match[/] [red]{task.fields[mismatch]} mismatch[/] "
+                "[yellow]{task.fields[cannot]} cannot replay[/]"
+            ),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=quiet,
+            transient=True,
+        )
         self.bar = self.progress.add_task("replaying", total=total, rate="—", match=0, mismatch=0, cannot=0)
 
-    def __enter__(self) -> "_AuditProgress":
+    def __enter__(self) -> _AuditProgress:
         self.progress.__enter__()
         return self
 
@@ -431,8 +569,14 @@ class _AuditProgress:
         for rep, _ in rows:
             self.tally[rep.result] = self.tally.get(rep.result, 0) + 1
         done = sum(self.tally.values())
-        self.progress.update(self.bar, advance=n, rate=f"{done / max(time.perf_counter() - self.started, 1e-9):,.0f}",
-                             match=self.tally["match"], mismatch=self.tally["mismatch"], cannot=self.tally["cannot_replay"])
+        self.progress.update(
+            self.bar,
+            advance=n,
+            rate=f"{done / max(time.perf_counter() - self.started, 1e-9):,.0f}",
+            match=self.tally["match"],
+            mismatch=self.tally["mismatch"],
+            cannot=self.tally["cannot_replay"],
+        )
 
 
 def _eval_only(source: str, entrypoint: str, input: dict, params: dict, wasm: dict) -> Any:
@@ -441,5 +585,16 @@ def _eval_only(source: str, entrypoint: str, input: dict, params: dict, wasm: di
     from app.engine.explain import Explanation
 
     ev = compiled(source, entrypoint).evaluate(input, params, wasm)
-    return Explanation(entrypoint=entrypoint, allow=ev.allow, deny=ev.deny, error=ev.error, sentence="", rule_tree=None,
-                       bodies=(), lines_reached=(), lines_not_reached=(), lines_failed=(), counterfactuals=())
+    return Explanation(
+        entrypoint=entrypoint,
+        allow=ev.allow,
+        deny=ev.deny,
+        error=ev.error,
+        sentence="",
+        rule_tree=None,
+        bodies=(),
+        lines_reached=(),
+        lines_not_reached=(),
+        lines_failed=(),
+        counterfactuals=(),
+    )

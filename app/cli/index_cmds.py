@@ -1,4 +1,5 @@
 """CLI: `lens index` (chain → DuckDB, optionally following the head), `lens index status`, `lens bench index`."""
+
 from __future__ import annotations
 
 import json
@@ -14,11 +15,35 @@ from rich.table import Table
 from app import settings
 
 
+def index_options(**fields):
+    """The indexer's options record, its tuning taken from the settings registry (fields given here win)."""
+    from indexer.run import IndexOptions
+
+    tuned = dict(
+        batch_blocks=settings.get("batch_blocks"),
+        retries=settings.get("rpc_retries"),
+        metadata_timeout_s=settings.get("metadata_timeout_s"),
+        ipfs_gateway=settings.get("ipfs_gateway"),
+        commit_logs=settings.get("index_commit_logs"),
+        commit_s=settings.get("index_commit_s"),
+        workers=settings.get("index_workers"),
+        worker_min_blocks=settings.get("index_worker_min_blocks"),
+        duckdb_threads=settings.get("duckdb_threads"),
+        duckdb_checkpoint=settings.get("duckdb_checkpoint"),
+    )
+    return IndexOptions(**{**tuned, **fields})
+
+
 def _progress_columns():
-    return (TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
-            TextColumn("block {task.fields[block]}/{task.fields[target]}"),
-            TextColumn("{task.fields[bps]:.0f} blocks/s"), TextColumn("{task.fields[eps]:.0f} events/s"),
-            TextColumn("ETA"), TimeRemainingColumn())
+    return (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        TextColumn("block {task.fields[block]}/{task.fields[target]}"),
+        TextColumn("{task.fields[bps]:.0f} blocks/s"),
+        TextColumn("{task.fields[eps]:.0f} events/s"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
 
 
 def register(cli: click.Group, bench: click.Group) -> None:
@@ -28,9 +53,17 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @settings.option("deployment")
     @settings.option("rpc")
     @settings.option("db")
-    @click.option("--from", "start", type=int, default=None, help="First block (default: the checkpoint + 1, or the deployment's start block).")
+    @click.option(
+        "--from",
+        "start",
+        type=int,
+        default=None,
+        help="First block (default: the checkpoint + 1, or the deployment's start block).",
+    )
     @click.option("--to", "end", type=int, default=None, help="Last block (default: head - confirmations).")
-    @click.option("--follow", is_flag=True, help="Keep following the head; the dashboard sees new events within seconds.")
+    @click.option(
+        "--follow", is_flag=True, help="Keep following the head; the dashboard sees new events within seconds."
+    )
     @settings.option("confirmations")
     @click.pass_context
     def index_cmd(ctx, deployment, rpc, db, start, end, follow, confirmations) -> None:
@@ -38,31 +71,40 @@ def register(cli: click.Group, bench: click.Group) -> None:
         if ctx.invoked_subcommand is not None:
             return
         from indexer import deployment as deployments
-        from indexer.run import IndexOptions, Indexer
+        from indexer.run import Indexer
 
         dep = deployments.load(deployment, settings.get("deployment_file"))
-        opts = IndexOptions(db=db, rpc_url=rpc or "", start=start, end=end, follow=follow,
-                            confirmations=confirmations,  # None or -1: the preset's default (resolved by Indexer)
-                            batch_blocks=settings.get("batch_blocks"), retries=settings.get("rpc_retries"),
-                            metadata_timeout_s=settings.get("metadata_timeout_s"), ipfs_gateway=settings.get("ipfs_gateway"))
+        opts = index_options(
+            db=db, rpc_url=rpc or "", start=start, end=end, follow=follow, confirmations=confirmations
+        )  # None or -1: the preset's default (resolved by Indexer)
         stop = threading.Event()
         console = Console(stderr=True)
         with Progress(*_progress_columns(), console=console, transient=False) as progress:
-            task = progress.add_task(f"{dep.name} (chain {dep.chain_id})", total=None, block="-", target="-", bps=0.0,
-                                     eps=0.0, events=0)
+            task = progress.add_task(
+                f"{dep.name} (chain {dep.chain_id})", total=None, block="-", target="-", bps=0.0, eps=0.0, events=0
+            )
 
             def on_progress(st) -> None:
                 el = max(time.perf_counter() - st.started, 1e-9)
                 done = max(0, st.current_block - st.start_block + 1)
                 total = max(1, st.target_block - st.start_block + 1)
-                progress.update(task, total=total, completed=min(done, total), block=st.current_block, target=st.target_block,
-                                bps=done / el, eps=st.logs / el, events=st.logs)
+                progress.update(
+                    task,
+                    total=total,
+                    completed=min(done, total),
+                    block=st.current_block,
+                    target=st.target_block,
+                    bps=done / el,
+                    eps=st.logs / el,
+                    events=st.logs,
+                )
 
             ix = Indexer(dep, opts, on_progress, stop)
             old = signal.getsignal(signal.SIGINT)
 
             def on_sigint(signum, frame) -> None:
                 stop.set()  # finish the current transaction, then exit cleanly
+
             signal.signal(signal.SIGINT, on_sigint)
             signal.signal(signal.SIGTERM, on_sigint)
             try:
@@ -70,8 +112,10 @@ def register(cli: click.Group, bench: click.Group) -> None:
             finally:
                 signal.signal(signal.SIGINT, old)
         el = time.perf_counter() - st.started
-        click.echo(f"indexed {dep.name} blocks {st.start_block}..{ix.checkpoint}: {st.logs} logs, {st.rows} rows, "
-                   f"{st.undecodable} undecodable, {st.reorgs} reorgs, {el:.1f} s → {db}")
+        click.echo(
+            f"indexed {dep.name} blocks {st.start_block}..{ix.checkpoint}: {st.logs} logs, {st.rows} rows, "
+            f"{st.undecodable} undecodable, {st.reorgs} reorgs, {el:.1f} s → {db}"
+        )
 
     @index_cmd.command("status")
     @settings.option("db")
@@ -87,13 +131,22 @@ def register(cli: click.Group, bench: click.Group) -> None:
             click.echo(json.dumps(s, default=str))
             return
         console = Console()
-        console.print(f"[bold]{s['deployment']}[/bold] chain {s['chain_id']}  last block {s['last_block']}  head {s['head']}"
-                      f"  lag {s['lag']}  undecodable {s['undecodable']}" + (f"  [red]last error: {s['last_error']}[/red]"
-                                                                               if s["last_error"] else ""))
+        console.print(
+            f"[bold]{s['deployment']}[/bold] chain {s['chain_id']}  last block {s['last_block']}  head {s['head']}"
+            f"  lag {s['lag']}  undecodable {s['undecodable']}"
+            + (f"  [red]last error: {s['last_error']}[/red]" if s["last_error"] else "")
+        )
         t = Table("contract", "address", "last block", "head", "lag", "updated (UTC)", "last error")
         for c in s["contracts"]:
-            t.add_row(c.get("role", ""), c["address"], str(c["last_block"]), str(c["head"]), str(c["lag"]),
-                      (c["updated_at"] or "")[:19], c["last_error"] or "")
+            t.add_row(
+                c.get("role", ""),
+                c["address"],
+                str(c["last_block"]),
+                str(c["head"]),
+                str(c["lag"]),
+                (c["updated_at"] or "")[:19],
+                c["last_error"] or "",
+            )
         console.print(t)
         t = Table("event", "rows")
         for ev, n in sorted(s["rows"].items()):
@@ -104,24 +157,33 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
     @bench.command("index")
     @click.option("--events", type=int, default=50_000, show_default=True, help="Events on the benchmark devnet range.")
-    @click.option("--deployment", "deployment", default=None,
-                  help="Reuse an existing deployment's range (devnet file or path) instead of building one.")
+    @click.option(
+        "--deployment",
+        "deployment",
+        default=None,
+        help="Reuse an existing deployment's range (devnet file or path) instead of building one.",
+    )
     @click.option("--rpc", "rpc", default=None, help="RPC URL for --deployment (default: the file's).")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     def bench_index(events, deployment, rpc, as_json) -> None:
         """Indexer throughput vs a raw eth_getLogs client over the same devnet range (target ratio >= 0.5)."""
-        from indexer.bench import run_bench
+        from devnet.index_bench import run_bench
 
         console = Console(stderr=True)
         if deployment == "devnet":
             deployment = settings.get("deployment_file")
-        res = run_bench(events, log=(lambda m: console.print(m)) if not as_json else (lambda m: None),
-                        deployment=deployment, rpc_url=rpc)
+        res = run_bench(
+            events, log=console.print if not as_json else (lambda m: None), deployment=deployment, rpc_url=rpc
+        )
         if as_json:
             click.echo(json.dumps(res))
             return
         click.echo(f"events {res['events']} over {res['blocks']} blocks")
-        click.echo(f"raw eth_getLogs: {res['raw_logs_per_s']:.0f} logs/s   indexer: {res['indexer_logs_per_s']:.0f} logs/s   "
-                   f"ratio {res['ratio']:.2f} (target >= 0.5)")
+        click.echo(
+            f"raw eth_getLogs: {res['raw_logs_per_s']:.0f} logs/s   indexer: {res['indexer_logs_per_s']:.0f} logs/s   "
+            f"ratio {res['ratio']:.2f} (target >= 0.5)"
+        )
         click.echo("stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in res["stages_s"].items()))
-        click.echo("cpu (s): " + ", ".join(f"{k} {v:.2f}" for k, v in res["cpu_s"].items()) + f"; wall {res['indexer_s']:.2f}")
+        click.echo(
+            "cpu (s): " + ", ".join(f"{k} {v:.2f}" for k, v in res["cpu_s"].items()) + f"; wall {res['indexer_s']:.2f}"
+        )

@@ -1,4 +1,5 @@
 """The `lens` root command: assembles the command families and turns LensError into a clean message."""
+
 from __future__ import annotations
 
 import sys
@@ -40,7 +41,7 @@ def show_settings() -> None:
 
 def _register() -> None:
     """Attach every command family; each module adds its commands to `cli` and `bench`."""
-    from app.cli import contracts_cmds, demo_cmds, devnet_cmds, docs_cmds, engine_cmds, index_cmds, serve_cmds, sim_cmds  # noqa: F401
+    from app.cli import contracts_cmds, demo_cmds, devnet_cmds, docs_cmds, engine_cmds, index_cmds, serve_cmds, sim_cmds
 
     for module in (contracts_cmds, demo_cmds, devnet_cmds, docs_cmds, engine_cmds, index_cmds, serve_cmds, sim_cmds):
         module.register(cli, bench)

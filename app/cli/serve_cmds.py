@@ -1,4 +1,5 @@
 """CLI: `lens serve` (the Streamlit dashboard), `lens synth` (synthetic DB) and `lens bench app` (page render times)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,19 @@ def _port_is_free(port: int) -> bool:
 
 def streamlit_command(port: int, address: str = "") -> list[str]:
     """The `streamlit run` command line of the dashboard on a port."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.port", str(port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_SCRIPT),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     if address:
         cmd += ["--server.address", address]
     return cmd
@@ -61,8 +73,14 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
     @cli.command("serve")
     @settings.option("db")
-    @click.option("--port", "port", type=int, default=lambda: settings.get("serve_port"),
-                  show_default="8501", help="Port of the dashboard. [env LENS_SERVE_PORT]")
+    @click.option(
+        "--port",
+        "port",
+        type=int,
+        default=lambda: settings.get("serve_port"),
+        show_default="8501",
+        help="Port of the dashboard. [env LENS_SERVE_PORT]",
+    )
     @click.option("--address", default="", help="Interface to listen on (default: Streamlit's, all interfaces).")
     @click.option("--follow", is_flag=True, help="Also run `lens index --follow` on the same DB while serving.")
     def serve(db: str, port: int, address: str, follow: bool) -> None:
@@ -70,8 +88,10 @@ def register(cli: click.Group, bench: click.Group) -> None:
         if not 0 < port < 65536:
             raise LensError(f"--port {port} is not a TCP port", "pass a port between 1 and 65535")
         if not _port_is_free(port):
-            raise LensError(f"port {port} is busy: something already listens there",
-                            f"stop it, or pick another port: lens serve --port {port + 1}")
+            raise LensError(
+                f"port {port} is busy: something already listens there",
+                f"stop it, or pick another port: lens serve --port {port + 1}",
+            )
         db_path = str(Path(db).expanduser().resolve())
         env = dict(os.environ, LENS_DB=db_path)
         indexer = None
@@ -85,8 +105,12 @@ def register(cli: click.Group, bench: click.Group) -> None:
         try:
             while app.poll() is None:
                 if indexer is not None and indexer.poll() is not None:
-                    click.secho(f"serve: the indexer exited with code {indexer.returncode}; the dashboard keeps serving "
-                                "what is indexed", fg="yellow", err=True)
+                    click.secho(
+                        f"serve: the indexer exited with code {indexer.returncode}; the dashboard keeps serving "
+                        "what is indexed",
+                        fg="yellow",
+                        err=True,
+                    )
                     indexer = None
                 time.sleep(0.5)
         except KeyboardInterrupt:
@@ -102,26 +126,42 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @click.option("--tasks", "n_tasks", type=int, default=10_000, show_default=True, help="Number of synthetic tasks.")
     @settings.option("db")
     @settings.option("seed")
-    @click.option("--operators", "n_operators", type=int, default=lambda: settings.get("operators"),
-                  show_default="10", help="Number of synthetic operators.")
+    @click.option(
+        "--operators",
+        "n_operators",
+        type=int,
+        default=lambda: settings.get("operators"),
+        show_default="10",
+        help="Number of synthetic operators.",
+    )
     @click.option("--force", is_flag=True, help="Overwrite the DB file if it exists.")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with what was written.")
     def synth(n_tasks: int, db: str, seed: int, n_operators: int, force: bool, as_json: bool) -> None:
         """Write a realistic synthetic DB (the indexer's schema, the devnet's policies) fast."""
         from app import synth as synth_mod
 
-        summary = synth_mod.build(Path(db), tasks=n_tasks, seed=seed, operators=n_operators, force=force,
-                                  progress=not as_json)
+        summary = synth_mod.build(
+            Path(db), tasks=n_tasks, seed=seed, operators=n_operators, force=force, progress=not as_json
+        )
         if as_json:
             click.echo(json.dumps(summary))
         else:
-            click.echo(f"synth: {summary['tasks']:,} tasks, {summary['operators']} operators, "
-                       f"{summary['policy_versions']} params versions → {summary['db']} in {summary['seconds']:.1f} s")
+            click.echo(
+                f"synth: {summary['tasks']:,} tasks, {summary['operators']} operators, "
+                f"{summary['policy_versions']} params versions → {summary['db']} in {summary['seconds']:.1f} s"
+            )
 
     @bench.command("app")
-    @click.option("--tasks", "n_tasks", type=int, default=1_000_000, show_default=True, help="Synthetic tasks in the DB.")
-    @click.option("--db", "db", default=lambda: str(ROOT / "data" / "bench" / "app.duckdb"),
-                  show_default="data/bench/app.duckdb", help="Where the bench DB is built (reused if it has enough tasks).")
+    @click.option(
+        "--tasks", "n_tasks", type=int, default=1_000_000, show_default=True, help="Synthetic tasks in the DB."
+    )
+    @click.option(
+        "--db",
+        "db",
+        default=lambda: str(ROOT / "data" / "bench" / "app.duckdb"),
+        show_default="data/bench/app.duckdb",
+        help="Where the bench DB is built (reused if it has enough tasks).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: pages → cold_s, warm_s.")
     def bench_app(n_tasks: int, db: str, as_json: bool) -> None:
         """Cold and warm render time of every dashboard page through AppTest, over a synthetic DB."""
@@ -134,4 +174,6 @@ def register(cli: click.Group, bench: click.Group) -> None:
         click.echo(f"bench app: {result['tasks']:,} tasks in {result['db']}")
         for title, t in result["pages"].items():
             ok = "ok" if t["cold_s"] < 3 and t["warm_s"] < 0.5 else "SLOW"
-            click.echo(f"  {title:<10} cold {t['cold_s']:.2f} s (target < 3)   warm {t['warm_s']:.3f} s (target < 0.5)   {ok}")
+            click.echo(
+                f"  {title:<10} cold {t['cold_s']:.2f} s (target < 3)   warm {t['warm_s']:.3f} s (target < 0.5)   {ok}"
+            )

@@ -1,10 +1,11 @@
 """CLI: `lens simulate` drives the running devnet with realistic traffic; `lens bench simulate` measures tasks/s."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import click
 
@@ -15,13 +16,29 @@ from app import settings
 def _progress_bar(total: int, quiet: bool) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on stderr (so `--json` keeps stdout to one object); yields the progress callback."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("tasks"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                  disable=quiet or not console.is_terminal, transient=False) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tasks"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=False,
+    ) as bar:
         job = bar.add_task("simulate", total=total)
 
         def update(done: int, _total: int) -> None:
@@ -34,14 +51,22 @@ def _progress_bar(total: int, quiet: bool) -> Iterator[Callable[[int, int], None
 def _print_summary(summary: dict, participation: dict[str, list[int]]) -> None:
     """Human-readable result of a simulation."""
     s = summary
-    click.secho(f"simulated {s['tasks']} tasks in {s['elapsed_s']} s ({s['tasks_per_s']} tasks/s), "
-                f"blocks {s['first_block']}–{s['last_block']}", fg="green")
-    click.echo(f"  responded {s['responded']} (allowed {s['allowed']}, denied {s['denied']}), "
-               f"not responded {s['unresponded']}")
-    click.echo(f"  executed {s['executed']}, denials recorded {s['denials_recorded']}, "
-               f"allowed but never spent {s['unspent_allowed']} (their attestations expire)")
-    click.echo(f"  injected faults {s['faults']}, challenged successfully {s['challenged_successfully']}, "
-               f"frivolous challenges {s['frivolous_challenges']}; params changes {s['params_changes']}")
+    click.secho(
+        f"simulated {s['tasks']} tasks in {s['elapsed_s']} s ({s['tasks_per_s']} tasks/s), "
+        f"blocks {s['first_block']}–{s['last_block']}",
+        fg="green",
+    )
+    click.echo(
+        f"  responded {s['responded']} (allowed {s['allowed']}, denied {s['denied']}), not responded {s['unresponded']}"
+    )
+    click.echo(
+        f"  executed {s['executed']}, denials recorded {s['denials_recorded']}, "
+        f"allowed but never spent {s['unspent_allowed']} (their attestations expire)"
+    )
+    click.echo(
+        f"  injected faults {s['faults']}, challenged successfully {s['challenged_successfully']}, "
+        f"frivolous challenges {s['frivolous_challenges']}; params changes {s['params_changes']}"
+    )
     for name, (signed, eligible) in participation.items():
         if eligible:
             click.echo(f"  {name:<24} signed {signed}/{eligible} ({100 * signed / eligible:.1f}%)")
@@ -58,8 +83,9 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @settings.option("deployment_file")
     @settings.option("rpc")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
-    def simulate_cmd(tasks: int, seed: int, operators: int, fault_rate: float, deployment_file: str, rpc: str,
-                     as_json: bool) -> None:
+    def simulate_cmd(
+        tasks: int, seed: int, operators: int, fault_rate: float, deployment_file: str, rpc: str, as_json: bool
+    ) -> None:
         """Drive the running devnet with agents' intents, operators, the aggregator and the challenger."""
         from devnet.lifecycle import read_deployment
         from devnet.simulate import SimConfig, simulate
@@ -75,8 +101,13 @@ def register(cli: click.Group, bench: click.Group) -> None:
             _print_summary(result.summary(), result.participation)
 
     @bench.command("simulate")
-    @click.option("--tasks", type=int, default=10_000, show_default=True,
-                  help="Tasks to simulate on a fresh anvil (issue 3: 10,000 must take at most 10 minutes).")
+    @click.option(
+        "--tasks",
+        type=int,
+        default=10_000,
+        show_default=True,
+        help="Tasks to simulate on a fresh anvil (issue 3: 10,000 must take at most 10 minutes).",
+    )
     @settings.option("seed")
     @settings.option("operators")
     @settings.option("fault_rate")
@@ -92,22 +123,35 @@ def register(cli: click.Group, bench: click.Group) -> None:
         node = start_anvil(port=None)
         try:
             w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
-            doc = deploy_world(w3, operators, seed, challenge_window_blocks=settings.get("challenge_window_blocks"),
-                               response_window_blocks=settings.get("response_window_blocks"),
-                               slash_bps=settings.get("slash_bps"))
+            doc = deploy_world(
+                w3,
+                operators,
+                seed,
+                challenge_window_blocks=settings.get("challenge_window_blocks"),
+                response_window_blocks=settings.get("response_window_blocks"),
+                slash_bps=settings.get("slash_bps"),
+            )
             cfg = SimConfig(tasks=tasks, seed=seed, operators=operators, fault_rate=fault_rate)
             with _progress_bar(tasks, quiet=as_json) as progress:
                 result = simulate(node.url, doc, cfg, progress)
         finally:
             node.stop()
         summary = result.summary()
-        out = {"tasks": summary["tasks"], "tasks_per_s": summary["tasks_per_s"], "elapsed_s": summary["elapsed_s"],
-               "blocks": summary["blocks"], "operators": operators, "fault_rate": fault_rate,
-               "limit_tasks_per_s": round(10_000 / 600, 2),  # issue 3: 10,000 tasks in at most 10 minutes
-               "ratio_to_limit": round(summary["tasks_per_s"] / (10_000 / 600), 2),
-               "within_limit": summary["elapsed_s"] <= 600 * tasks / 10_000}
+        out = {
+            "tasks": summary["tasks"],
+            "tasks_per_s": summary["tasks_per_s"],
+            "elapsed_s": summary["elapsed_s"],
+            "blocks": summary["blocks"],
+            "operators": operators,
+            "fault_rate": fault_rate,
+            "limit_tasks_per_s": round(10_000 / 600, 2),  # issue 3: 10,000 tasks in at most 10 minutes
+            "ratio_to_limit": round(summary["tasks_per_s"] / (10_000 / 600), 2),
+            "within_limit": summary["elapsed_s"] <= 600 * tasks / 10_000,
+        }
         if as_json:
             click.echo(json.dumps(out))
         else:
-            click.echo(f"simulate: {out['tasks']} tasks in {out['elapsed_s']} s = {out['tasks_per_s']} tasks/s "
-                       f"({out['ratio_to_limit']}× the 16.67 tasks/s that 10,000 tasks in 10 minutes need)")
+            click.echo(
+                f"simulate: {out['tasks']} tasks in {out['elapsed_s']} s = {out['tasks_per_s']} tasks/s "
+                f"({out['ratio_to_limit']}× the 16.67 tasks/s that 10,000 tasks in 10 minutes need)"
+            )

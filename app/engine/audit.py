@@ -1,16 +1,24 @@
 """The audit's fast path (replay + deny reasons + sentence, no rule tree or counterfactuals) and its parallel runner."""
+
 from __future__ import annotations
 
 import os
 import string
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
 
-from app.engine.explain import (_prepared, _rule_values, build_sentence, explain_evaluation, local_metadata, model_of,
-                                tree_names)
+from app.engine.explain import (
+    _prepared,
+    _rule_values,
+    build_sentence,
+    explain_evaluation,
+    local_metadata,
+    model_of,
+    tree_names,
+)
 from app.engine.replay import Replay, TaskRecord, phrase_for_replay, replay_full
 from app.errors import LensError
 
@@ -42,8 +50,16 @@ def audit_task(task: TaskRecord) -> tuple[Replay, str]:
     if not ev.error and not ev.allow and not ev.deny:
         # `explain(task, counterfactuals=False)` without replaying again: reuse what the replay built
         try:
-            ex = explain_evaluation(policy, prep.input, prep.params, prep.wasm, counterfactuals=False, evaluation=ev,
-                                    input_json=done.input_json, data_json=done.data_json)
+            ex = explain_evaluation(
+                policy,
+                prep.input,
+                prep.params,
+                prep.wasm,
+                counterfactuals=False,
+                evaluation=ev,
+                input_json=done.input_json,
+                data_json=done.data_json,
+            )
         except LensError as err:
             return rep, f"(no sentence: {err})"
         return rep, phrase_for_replay(task, rep, ex.sentence)
@@ -62,8 +78,9 @@ def audit_task(task: TaskRecord) -> tuple[Replay, str]:
         wanted = [n for n in tree_names(policy, model) if n in fields]
         if wanted:
             values = _rule_values(_prepared(policy, done.input_json, done.data_json), model, wanted)
-    sentence = build_sentence(ev, entry, {**values, "__input__": ("value", prep.input)}, [], prep.params, prep.wasm,
-                              meta, schema)
+    sentence = build_sentence(
+        ev, entry, {**values, "__input__": ("value", prep.input)}, [], prep.params, prep.wasm, meta, schema
+    )
     return rep, phrase_for_replay(task, rep, sentence)
 
 
@@ -101,7 +118,9 @@ class AuditStats:
 
 
 def _timed_out(task: TaskRecord, err: Exception) -> tuple[Replay, str]:
-    rep = Replay(task.task_id, "cannot_replay", f"evaluation stopped by the time limit: {err}", task.attested_allow, None)
+    rep = Replay(
+        task.task_id, "cannot_replay", f"evaluation stopped by the time limit: {err}", task.attested_allow, None
+    )
     return rep, f"Cannot replay this decision: {rep.reason}."
 
 
@@ -130,15 +149,20 @@ class AuditPool:
         for b in self.boxes:
             b.kill()
 
-    def __enter__(self) -> "AuditPool":
+    def __enter__(self) -> AuditPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, tasks: Sequence[TaskRecord], *, timeout_ms: int, chunk: int | None = None,
-            on_progress: Callable[[int, list[tuple[Replay, str]]], None] | None = None
-            ) -> tuple[list[tuple[Replay, str]], AuditStats]:
+    def run(
+        self,
+        tasks: Sequence[TaskRecord],
+        *,
+        timeout_ms: int,
+        chunk: int | None = None,
+        on_progress: Callable[[int, list[tuple[Replay, str]]], None] | None = None,
+    ) -> tuple[list[tuple[Replay, str]], AuditStats]:
         """Audit every task, results in task order; a chunk that overruns its limit is re-run task by task."""
         from app.engine.sandbox import EvalTimeout
 
@@ -150,7 +174,7 @@ class AuditPool:
                 pass  # a worker that did not start is restarted by its first call, which reports the problem
         if chunk is None:  # a few chunks per worker at least, so a small audit still uses every core
             chunk = min(CHUNK, max(16, -(-len(tasks) // (self.workers * 4))))
-        chunks = [list(tasks[i:i + chunk]) for i in range(0, len(tasks), chunk)]
+        chunks = [list(tasks[i : i + chunk]) for i in range(0, len(tasks), chunk)]
         used = max(1, min(self.workers, len(chunks)))
         results: list[list[tuple[Replay, str]] | None] = [None] * len(chunks)
         local = threading.local()
@@ -191,9 +215,14 @@ class AuditPool:
         return flat, AuditStats(used, len(chunks), reruns[0], time.perf_counter() - t0)
 
 
-def run_audit(tasks: Sequence[TaskRecord], *, timeout_ms: int, workers: int | None = None, chunk: int | None = None,
-              on_progress: Callable[[int, list[tuple[Replay, str]]], None] | None = None
-              ) -> tuple[list[tuple[Replay, str]], AuditStats]:
+def run_audit(
+    tasks: Sequence[TaskRecord],
+    *,
+    timeout_ms: int,
+    workers: int | None = None,
+    chunk: int | None = None,
+    on_progress: Callable[[int, list[tuple[Replay, str]]], None] | None = None,
+) -> tuple[list[tuple[Replay, str]], AuditStats]:
     """Audit every task on `workers` killable worker processes (default: one per core), results in task order.
 
     regorus engines are bound to their thread and cannot be interrupted, so each worker is a process (the

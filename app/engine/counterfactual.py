@@ -1,17 +1,19 @@
 """Counterfactuals: the smallest change of one param that flips the verdict, found by searching with the engine."""
+
 from __future__ import annotations
 
 import json
 import math
 import re
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from app.engine.evaluate import CompiledPolicy, Evaluation
-from app.engine.explain import Counterfactual, _fmt, unit_of
 from app.engine.model import words
+from app.engine.values import MAX_UINT256, fmt_value, is_uint, unit_of
 
-UINT256_MAX = 2**256 - 1
 _MAX_CANDIDATES = 400
 MAX_EVALS = 64  # evaluations per search: bounds the cost deterministically (the wall-clock budget is only a backstop)
 _SEED_PIVOTS = 6  # guessed pivots per direction before plain bisection
@@ -19,12 +21,20 @@ _LIST_REMOVALS = 4  # removals tried per list beyond the items the intent or ora
 _LIST_ADDS = 4  # additions tried per list
 
 
+@dataclass(frozen=True)
+class Counterfactual:
+    """The smallest change of one param that flips the verdict, verified by evaluating it."""
+
+    param: str
+    kind: str  # 'number' | 'wei' | 'bool' | 'list_add' | 'list_remove'
+    current: Any
+    value: Any
+    flips_to: bool
+    text: str
+
+
 class _Budget(Exception):
     """The search ran out of its evaluation or time budget."""
-
-
-def _is_uint(v: Any) -> bool:
-    return isinstance(v, str) and v.isdigit() and len(v) <= 78
 
 
 def _is_num(v: Any) -> bool:
@@ -52,11 +62,11 @@ def _candidates(input: dict, params: dict, wasm: dict) -> tuple[list[int], list[
     for v in list(_walk(input)) + list(_walk(wasm)) + list(_walk(params)):
         if isinstance(v, bool) or v is None:
             continue
-        if isinstance(v, str) and not _is_uint(v) and v in params_strings:
+        if isinstance(v, str) and not is_uint(v) and v in params_strings:
             continue  # list items to add come from the intent and the oracle output, not the params
         if isinstance(v, (int, float)):
             nums.update((float(v), float(v) + 1, float(v) - 1))
-        elif _is_uint(v):
+        elif is_uint(v):
             uints.add(int(v))
         elif isinstance(v, str) and 0 < len(v) <= 100:
             strs.add(v)
@@ -64,7 +74,7 @@ def _candidates(input: dict, params: dict, wasm: dict) -> tuple[list[int], list[
                 strs.add(v.lower())
     small = sorted(nums)[:30]
     for i, a in enumerate(small):  # thresholds like `expires_at - checked_at <= p` sit at differences
-        for b in small[i + 1:]:
+        for b in small[i + 1 :]:
             nums.update((b - a, a + b))
     base = sorted(uints)[:40]
     for i, a in enumerate(base):  # limits like a daily cap sit at sums (spent + amount)
@@ -73,7 +83,7 @@ def _candidates(input: dict, params: dict, wasm: dict) -> tuple[list[int], list[
     more = set()
     for u in uints:
         more.update((u - 1, u + 1))
-    uints |= {u for u in more if 0 <= u <= UINT256_MAX}
+    uints |= {u for u in more if 0 <= u <= MAX_UINT256}
     return sorted(uints)[:_MAX_CANDIDATES], sorted(nums)[:_MAX_CANDIDATES], sorted(strs)[:16]
 
 
@@ -81,12 +91,12 @@ def _raw_seeds(input: dict, wasm: dict) -> tuple[list[int], list[float]]:
     """Likely thresholds: the intent's and oracle's own numbers, with pairwise sums (wei) and differences (numbers)."""
     uints, nums = [], []
     for v in list(_walk(input)) + list(_walk(wasm)):
-        if _is_uint(v) and len(uints) < 12:
+        if is_uint(v) and len(uints) < 12:
             uints.append(int(v))
         elif _is_num(v) and len(nums) < 12:
             nums.append(float(v))
-    u_more = [a + b for i, a in enumerate(uints) for b in uints[i + 1:]]
-    n_more = [x for i, a in enumerate(nums) for b in nums[i + 1:] for x in (abs(b - a), a + b)]
+    u_more = [a + b for i, a in enumerate(uints) for b in uints[i + 1 :]]
+    n_more = [x for i, a in enumerate(nums) for b in nums[i + 1 :] for x in (abs(b - a), a + b)]
     return uints + u_more, nums + n_more
 
 
@@ -97,15 +107,17 @@ def _hint_seeds(hints: Iterable[tuple[str, tuple]], name: str) -> list[Any]:
     for text, terms in hints:
         if not word.search(text):
             continue
-        others = [v for t, v in terms if not word.search(t) and (_is_uint(v) or _is_num(v))]
-        wei = [int(v) for v in others if _is_uint(v)]
+        others = [v for t, v in terms if not word.search(t) and (is_uint(v) or _is_num(v))]
+        wei = [int(v) for v in others if is_uint(v)]
         if len(wei) >= 2:
             out.append(sum(wei))  # `a + b <= limit` style conditions: the sum first
         out.extend(others)
     return out
 
 
-def _number_threshold(flips: Callable[[Any], bool], cur: Any, nums: list[float], seeds: list[float]) -> tuple[Any, bool] | None:
+def _number_threshold(
+    flips: Callable[[Any], bool], cur: Any, nums: list[float], seeds: list[float]
+) -> tuple[Any, bool] | None:
     """(nearest flipping value, upward?) for a JSON number param: integers first, then closer fractional candidates."""
     ints = set()
     for x in nums:
@@ -132,8 +144,10 @@ def _number_threshold(flips: Callable[[Any], bool], cur: Any, nums: list[float],
         if base is not None:
             # hit ∓ 1 does not flip (integer search is exact): a closer flipping value can only be a fraction in between
             edge = hit - 1 if up else hit + 1
-            between = sorted((x for x in nums if not float(x).is_integer() and min(edge, hit) < x < max(edge, hit)),
-                             key=lambda x: abs(x - c))
+            between = sorted(
+                (x for x in nums if not float(x).is_integer() and min(edge, hit) < x < max(edge, hit)),
+                key=lambda x: abs(x - c),
+            )
             for x in between[:4]:
                 if flips(x):
                     hit = x
@@ -161,8 +175,9 @@ def _set_path(params: dict, path: tuple[str, ...], value: Any) -> dict:
     return out
 
 
-def _threshold(flips: Callable[[Any], bool], cur: Any, points: list, integral: bool, up: bool,
-               seeds: Iterable[Any] = ()) -> Any | None:
+def _threshold(
+    flips: Callable[[Any], bool], cur: Any, points: list, integral: bool, up: bool, seeds: Iterable[Any] = ()
+) -> Any | None:
     """The flipping value nearest to `cur` on one side, assuming the verdict is monotone in the param there.
 
     Search over the sorted candidate points for the first one that flips: the seeds (likely thresholds and their
@@ -219,9 +234,18 @@ def _words_of(policy: CompiledPolicy) -> set[str]:
     return found
 
 
-def search(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict, ev: Evaluation, *,
-           budget_ms: float = 30.0, schema: dict | None = None, max_evals: int = MAX_EVALS,
-           hints: Iterable[tuple[str, tuple]] = ()) -> tuple[tuple[Counterfactual, ...], str]:
+def search(
+    policy: CompiledPolicy,
+    input_json: str,
+    params: dict,
+    wasm: dict,
+    ev: Evaluation,
+    *,
+    budget_ms: float = 30.0,
+    schema: dict | None = None,
+    max_evals: int = MAX_EVALS,
+    hints: Iterable[tuple[str, tuple]] = (),
+) -> tuple[tuple[Counterfactual, ...], str]:
     """For each numeric, wei, boolean or list param the policy reads: the nearest value that flips the verdict.
 
     When no single param flips it (several deny reasons), find per reason the change that removes it, and
@@ -244,7 +268,7 @@ def search(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict, ev
         if state["evals"] >= max_evals or time.perf_counter() > deadline:
             raise _Budget()
         state["evals"] += 1
-        data_json = '{"params": %s, "wasm": %s, "data": %s}' % (params_json, wasm_json, wasm_json)
+        data_json = f'{{"params": {params_json}, "wasm": {wasm_json}, "data": {wasm_json}}}'
         memo[params_json] = out = policy.evaluate_json(input_json, data_json)
         return out
 
@@ -252,15 +276,36 @@ def search(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict, ev
     found: list[Counterfactual] = []
     per_reason: list[Counterfactual] = []
     try:
-        _per_param(policy, input_json, params, wasm, lambda r: r.error is None and r.allow == target, run, verdict, target,
-                   found, hints)
+        _per_param(
+            policy,
+            input_json,
+            params,
+            wasm,
+            lambda r: r.error is None and r.allow == target,
+            run,
+            verdict,
+            target,
+            found,
+            hints,
+        )
         if found or ev.allow or len(ev.deny) < 2:
             return tuple(found), "" if found else "no single param change flips the verdict"
         combined: dict[tuple[str, ...], Counterfactual] = {}
         for reason in ev.deny:
             hits: list[Counterfactual] = []
-            _per_param(policy, input_json, params, wasm, lambda r, _r=reason: r.error is None and _r not in r.deny,
-                       run, f"{reason} would not apply", None, hits, hints, first_only=True)
+            _per_param(
+                policy,
+                input_json,
+                params,
+                wasm,
+                lambda r, _r=reason: r.error is None and _r not in r.deny,
+                run,
+                f"{reason} would not apply",
+                None,
+                hits,
+                hints,
+                first_only=True,
+            )
             if not hits:
                 return tuple(per_reason), f"no param change removes the deny reason {reason}"
             per_reason.append(hits[0])
@@ -271,9 +316,17 @@ def search(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict, ev
         r = run(p2)
         if r.error is None and r.allow == target:
             text = f"{verdict} if " + " and ".join(c.text.split(" if ", 1)[1] for c in combined.values())
-            return (Counterfactual("+".join(c.param for c in combined.values()), "combined", None,
-                                   {c.param: c.value if c.kind != "list_remove" else _applied(c) for c in combined.values()},
-                                   target, text), *per_reason), ""
+            return (
+                Counterfactual(
+                    "+".join(c.param for c in combined.values()),
+                    "combined",
+                    None,
+                    {c.param: c.value if c.kind != "list_remove" else _applied(c) for c in combined.values()},
+                    target,
+                    text,
+                ),
+                *per_reason,
+            ), ""
         return tuple(per_reason), "removing each deny reason separately does not flip the verdict together"
     except _Budget:
         limit = f"{max_evals} evaluations" if state["evals"] >= max_evals else f"{budget_ms:.0f} ms"
@@ -297,9 +350,19 @@ def _norm(x: Any) -> str:
     return x.lower() if isinstance(x, str) else json.dumps(x, sort_keys=True)
 
 
-def _per_param(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict, goal: Callable[[Evaluation], bool],
-               run: Callable[[dict], Evaluation], verdict: str, target: bool | None, out: list[Counterfactual],
-               hints: list[tuple[str, tuple]], first_only: bool = False) -> None:
+def _per_param(
+    policy: CompiledPolicy,
+    input_json: str,
+    params: dict,
+    wasm: dict,
+    goal: Callable[[Evaluation], bool],
+    run: Callable[[dict], Evaluation],
+    verdict: str,
+    target: bool | None,
+    out: list[Counterfactual],
+    hints: list[tuple[str, tuple]],
+    first_only: bool = False,
+) -> None:
     """For each param the policy reads, append to `out` the nearest single-param change reaching `goal` (verified)."""
     input_doc = json.loads(input_json)
     unit = unit_of(input_doc)
@@ -335,7 +398,11 @@ def _per_param(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict
         hinted = _hint_seeds(hints, path[-1])
         if isinstance(cur, bool):
             if flips(not cur):
-                out.append(Counterfactual(name, "bool", cur, not cur, target, f"{verdict} if {name} were {str(not cur).lower()}"))
+                out.append(
+                    Counterfactual(
+                        name, "bool", cur, not cur, target, f"{verdict} if {name} were {str(not cur).lower()}"
+                    )
+                )
         elif _is_num(cur):
             c = float(cur)
             seeds = [float(h) for h in hinted if _is_num(h)] + sorted(raw_nums, key=lambda x: abs(x - c))
@@ -343,12 +410,28 @@ def _per_param(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict
             if v_up is not None:
                 v, up = v_up
                 rel = "at least" if up else "at most"
-                out.append(Counterfactual(name, "number", cur, v, target, f"{verdict} if {name} were {rel} {_fmt(v)} (now {_fmt(cur)})"))
-        elif _is_uint(cur):
+                out.append(
+                    Counterfactual(
+                        name,
+                        "number",
+                        cur,
+                        v,
+                        target,
+                        f"{verdict} if {name} were {rel} {fmt_value(v)} (now {fmt_value(cur)})",
+                    )
+                )
+        elif is_uint(cur):
             c = int(cur)
-            pts = uints + [min(UINT256_MAX, c + 2**k) for k in range(0, 257, 8)] + [max(0, c - 2**k) for k in range(0, 257, 8)] + [0]
-            guesses = [int(h) for h in hinted if _is_uint(h) or isinstance(h, int)] + sorted(raw_uints, key=lambda x: abs(x - c))
-            pivots = [x for g in guesses for x in (g, g - 1, g + 1) if 0 <= x <= UINT256_MAX]
+            pts = (
+                uints
+                + [min(MAX_UINT256, c + 2**k) for k in range(0, 257, 8)]
+                + [max(0, c - 2**k) for k in range(0, 257, 8)]
+                + [0]
+            )
+            guesses = [int(h) for h in hinted if is_uint(h) or isinstance(h, int)] + sorted(
+                raw_uints, key=lambda x: abs(x - c)
+            )
+            pivots = [x for g in guesses for x in (g, g - 1, g + 1) if 0 <= x <= MAX_UINT256]
 
             def flips_int(v: int, _f=flips) -> bool:
                 return _f(str(v))
@@ -361,14 +444,30 @@ def _per_param(policy: CompiledPolicy, input_json: str, params: dict, wasm: dict
             if best:
                 v, up = best
                 rel = "at least" if up else "at most"
-                out.append(Counterfactual(name, "wei", cur, str(v), target,
-                                          f"{verdict} if {name} were {rel} {_fmt(str(v), name, unit)} (now {_fmt(cur, name, unit)})"))
+                out.append(
+                    Counterfactual(
+                        name,
+                        "wei",
+                        cur,
+                        str(v),
+                        target,
+                        f"{verdict} if {name} were {rel} {fmt_value(str(v), name, unit)} (now {fmt_value(cur, name, unit)})",
+                    )
+                )
         elif isinstance(cur, list):
             _list_changes(name, cur, flips, strs, mentioned, verdict, target, out)
 
 
-def _list_changes(name: str, cur: list, flips: Callable[[Any], bool], strs: list[str], mentioned: set[str], verdict: str,
-                  target: bool | None, out: list[Counterfactual]) -> None:
+def _list_changes(
+    name: str,
+    cur: list,
+    flips: Callable[[Any], bool],
+    strs: list[str],
+    mentioned: set[str],
+    verdict: str,
+    target: bool | None,
+    out: list[Counterfactual],
+) -> None:
     """One item whose removal flips the verdict, else up to two look-alike items whose addition does.
 
     Items the intent or oracle output mention are tried first (they are the ones a policy matches); a list whose
@@ -378,8 +477,12 @@ def _list_changes(name: str, cur: list, flips: Callable[[Any], bool], strs: list
     others = [(i, x) for i, x in items if _norm(x) not in mentioned][:_LIST_REMOVALS]
     found = tried = 0
     for i, item in related + others:
-        if flips(cur[:i] + cur[i + 1:]):
-            out.append(Counterfactual(name, "list_remove", cur, item, target, f"{verdict} if {json.dumps(item)} were removed from {name}"))
+        if flips(cur[:i] + cur[i + 1 :]):
+            out.append(
+                Counterfactual(
+                    name, "list_remove", cur, item, target, f"{verdict} if {json.dumps(item)} were removed from {name}"
+                )
+            )
             if len(cur) > 1:
                 return
             found = 1  # emptying the list may switch a rule off (an empty allow-list allows all): still try additions
@@ -395,5 +498,7 @@ def _list_changes(name: str, cur: list, flips: Callable[[Any], bool], strs: list
             continue
         tried += 1
         if flips(cur + [s]):
-            out.append(Counterfactual(name, "list_add", cur, s, target, f"{verdict} if {json.dumps(s)} were added to {name}"))
+            out.append(
+                Counterfactual(name, "list_add", cur, s, target, f"{verdict} if {json.dumps(s)} were added to {name}")
+            )
             found += 1

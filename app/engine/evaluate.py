@@ -1,4 +1,5 @@
 """Compile a Rego policy once with regorus and evaluate it many times, Newton style (data.params, data.wasm)."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,9 @@ class PolicyParseError(LensError):
     """The policy source does not parse (file, line and message are in `problem`)."""
 
     def __init__(self, problem: RegoProblem) -> None:
-        super().__init__(f"policy does not parse: {problem}", "fix the Rego at that line (regorus, Rego v1 or v0 syntax)")
+        super().__init__(
+            f"policy does not parse: {problem}", "fix the Rego at that line (regorus, Rego v1 or v0 syntax)"
+        )
         self.problem = problem
 
 
@@ -110,14 +113,19 @@ class CompiledPolicy:
         self.engine = new_engine(source)
         packages = {p.removeprefix("data.") for p in self.engine.get_packages()}
         if self.package.removeprefix("data.") not in packages:
-            raise LensError(f"entrypoint {entrypoint!r}: package {self.package.removeprefix('data.')} is not in the policy",
-                            f"packages in the policy: {', '.join(sorted(packages)) or 'none'}")
+            raise LensError(
+                f"entrypoint {entrypoint!r}: package {self.package.removeprefix('data.')} is not in the policy",
+                f"packages in the policy: {', '.join(sorted(packages)) or 'none'}",
+            )
         try:
             self.engine.eval_rule(self.query)
         except Exception as err:
             if "not a valid rule path" in str(err):
-                raise LensError(f"entrypoint {entrypoint!r}: no rule {self.query.rsplit('.', 1)[1]} in package "
-                                f"{self.package.removeprefix('data.')}", "Newton entrypoints are `<package>.allow`") from None
+                raise LensError(
+                    f"entrypoint {entrypoint!r}: no rule {self.query.rsplit('.', 1)[1]} in package "
+                    f"{self.package.removeprefix('data.')}",
+                    "Newton entrypoints are `<package>.allow`",
+                ) from None
         # one query for both rules, so rules they share are evaluated once
         self._both = f"a := [x | x := {self.query}]; d := [x | x := {self.deny_query}]"
         self._lock = threading.Lock()
@@ -223,15 +231,21 @@ def wasm_from_policy_data(datas: list) -> dict:
             merged.update(raw)
             continue
         if not isinstance(raw, (str, bytes, bytearray, memoryview)):
-            raise LensError(f"policy data #{i} is JSON but not an object", "oracle output must be an object like {\"<pack>\": {...}}")
+            raise LensError(
+                f"policy data #{i} is JSON but not an object", 'oracle output must be an object like {"<pack>": {...}}'
+            )
         text = bytes(raw).decode("utf-8", errors="strict") if not isinstance(raw, str) else raw
         if not text.strip():
             continue
         try:
             doc = json.loads(text)
         except ValueError as err:
-            raise LensError(f"policy data #{i} is not JSON: {err}", "each PolicyData.data must be the oracle's UTF-8 JSON output") from None
+            raise LensError(
+                f"policy data #{i} is not JSON: {err}", "each PolicyData.data must be the oracle's UTF-8 JSON output"
+            ) from None
         if not isinstance(doc, dict):
-            raise LensError(f"policy data #{i} is JSON but not an object", "oracle output must be an object like {\"<pack>\": {...}}")
+            raise LensError(
+                f"policy data #{i} is JSON but not an object", 'oracle output must be an object like {"<pack>": {...}}'
+            )
         merged.update(doc)
     return merged

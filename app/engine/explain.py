@@ -1,4 +1,5 @@
 """Explain one evaluation: rule tree with values, first failing condition per failed body, lines, sentence, counterfactuals."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from app.engine.counterfactual import Counterfactual, search
 from app.engine.evaluate import POLICY_FILE, CompiledPolicy, Evaluation, data_document, rego_problem
 from app.engine.model import Body, PolicyModel, build_model
+from app.engine.values import fmt_value, unit_of
 
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "data" / "policies"
 UNDEFINED = {"undefined": True}  # JSON marker for an undefined value
@@ -59,19 +62,7 @@ class RuleNode:
     line: int
     state: str  # 'true' | 'false' | 'undefined' | 'value' | 'function' | 'error'
     value: Any
-    children: tuple["RuleNode", ...] = ()
-
-
-@dataclass(frozen=True)
-class Counterfactual:
-    """The smallest change of one param that flips the verdict, verified by evaluating it."""
-
-    param: str
-    kind: str  # 'number' | 'wei' | 'bool' | 'list_add' | 'list_remove'
-    current: Any
-    value: Any
-    flips_to: bool
-    text: str
+    children: tuple[RuleNode, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -207,7 +198,9 @@ def _plan(model: PolicyModel, names: list[str]) -> tuple[list[tuple[str, Body]],
     return bodies, prefixes, terms
 
 
-def plan_of(policy: CompiledPolicy, model: PolicyModel, names: list[str]) -> tuple[list[tuple[str, Body]], dict[str, str], dict[str, str]]:
+def plan_of(
+    policy: CompiledPolicy, model: PolicyModel, names: list[str]
+) -> tuple[list[tuple[str, Body]], dict[str, str], dict[str, str]]:
     """The probe plan of a compiled policy for these rule names, built once per policy (it does not depend on input)."""
     key = tuple(names)
     cached = getattr(policy, "_lens_plan", None)
@@ -237,8 +230,9 @@ def probe_engine(policy: CompiledPolicy, model: PolicyModel, names: list[str]):
     return engine
 
 
-def _probe_bodies(engine, model: PolicyModel, names: list[str], compiled_probes: bool, plan=None,
-                  raw_counts: dict | None = None) -> list[BodyOutcome]:
+def _probe_bodies(
+    engine, model: PolicyModel, names: list[str], compiled_probes: bool, plan=None, raw_counts: dict | None = None
+) -> list[BodyOutcome]:
     """For each body of the named rules: did it hold, and if not, its first failing condition with term values.
 
     With `compiled_probes` the engine already holds every probe rule (and `raw_counts` may hold `__lens_all`,
@@ -272,8 +266,16 @@ def _probe_bodies(engine, model: PolicyModel, names: list[str], compiled_probes:
                 break
         if failed_k is None:
             ok = unknown is None
-            outcomes.append(BodyOutcome(body.rule, body.head, body.line, True if ok else None, None,
-                                        "" if ok else f"could not probe: {unknown}"))
+            outcomes.append(
+                BodyOutcome(
+                    body.rule,
+                    body.head,
+                    body.line,
+                    True if ok else None,
+                    None,
+                    "" if ok else f"could not probe: {unknown}",
+                )
+            )
             continue
         stmt = body.stmts[failed_k - 1]
         wanted.extend(f"{bid}_{failed_k}_t{j}" for j in range(len(stmt.terms)))
@@ -304,18 +306,23 @@ def _probe_bodies(engine, model: PolicyModel, names: list[str], compiled_probes:
             else:
                 terms.append(TermValue(term, res[0][0], True, len(res) - 1))
         o = outcomes[idx]
-        outcomes[idx] = BodyOutcome(o.rule, o.head, o.line, False, Condition(stmt.text, stmt.line, tuple(terms)), o.note)
+        outcomes[idx] = BodyOutcome(
+            o.rule, o.head, o.line, False, Condition(stmt.text, stmt.line, tuple(terms)), o.note
+        )
     return _mark_unreached_else(outcomes, [b for _, b in bodies])
 
 
 def _mark_unreached_else(outcomes: list[BodyOutcome], bodies: list[Body]) -> list[BodyOutcome]:
     """An `else` branch after a branch that held is never evaluated: report it as not reached, not as failed."""
     out, done = [], False
-    for o, body in zip(outcomes, bodies):
+    for outcome, body in zip(outcomes, bodies):
+        o = outcome
         if not body.is_else:
             done = False
         if done and body.is_else:
-            out.append(BodyOutcome(o.rule, "else " + o.head, o.line, None, None, "not reached: an earlier branch applied"))
+            out.append(
+                BodyOutcome(o.rule, "else " + o.head, o.line, None, None, "not reached: an earlier branch applied")
+            )
             continue
         if body.is_else:
             o = BodyOutcome(o.rule, "else " + o.head, o.line, o.succeeded, o.failed_at, o.note)
@@ -419,38 +426,6 @@ def _coverage(engine, query_both: str) -> tuple[tuple[int, ...], tuple[int, ...]
 # --------------------------------------------------------------------------- sentence
 
 
-def _is_uint(v: Any) -> bool:
-    return isinstance(v, str) and v.isdigit() and len(v) <= 78
-
-
-MAX_UINT256 = 2**256 - 1
-
-
-def fmt_wei(raw: str, unit: str = "ETH") -> str:
-    """`12500000000000000000` → `12.5 ETH (12500000000000000000 wei)` — exact, no float rounding."""
-    n = int(raw)
-    if n == MAX_UINT256:  # an "infinite" approval: 78 digits of it would only hide what it means
-        return f"an unlimited amount (type(uint256).max = {raw} wei)"
-    whole, frac = divmod(n, 10**18)
-    frac_s = f"{frac:018d}".rstrip("0")
-    return f"{whole:,}{'.' + frac_s if frac_s else ''} {unit} ({raw} wei)"
-
-
-def _fmt(v: Any, key: str = "", unit: str = "ETH") -> str:
-    """A value for a sentence: wei strings with units, lists joined, booleans as words."""
-    if _is_uint(v) and (key.endswith("_wei") or key in ("amount", "value")):
-        return fmt_wei(v, unit)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    if isinstance(v, list):
-        return "[" + ", ".join(_fmt(x) for x in v[:8]) + (", …" if len(v) > 8 else "") + "]"
-    if v is None:
-        return "undefined"
-    return str(v)
-
-
 class _Vars(dict):
     def __missing__(self, key: str) -> str:
         return "?"
@@ -466,12 +441,7 @@ def _sentence_vars(values: dict, params: dict, wasm: dict, unit: str) -> dict[st
     for name, (state, value) in values.items():
         if state in ("value", "true", "false") and not isinstance(value, (dict,)):
             raw.setdefault(name, value)
-    return {k: _fmt(v, k, unit) for k, v in raw.items()}
-
-
-def unit_of(input: Any) -> str:
-    """What wei amounts count: ETH for a plain native transfer, 18-decimal tokens for a contract call."""
-    return "ETH" if not isinstance(input, dict) or not input.get("function") else "tokens"
+    return {k: fmt_value(v, k, unit) for k, v in raw.items()}
 
 
 def _param_desc(schema: dict, name: str) -> str:
@@ -479,8 +449,16 @@ def _param_desc(schema: dict, name: str) -> str:
     return ((schema.get("properties") or {}).get(name) or {}).get("description", "")
 
 
-def build_sentence(ev: Evaluation, entry: str, values: dict, bodies: list[BodyOutcome],
-                   params: dict, wasm: dict, meta: dict, schema: dict) -> str:
+def build_sentence(
+    ev: Evaluation,
+    entry: str,
+    values: dict,
+    bodies: list[BodyOutcome],
+    params: dict,
+    wasm: dict,
+    meta: dict,
+    schema: dict,
+) -> str:
     """One plain-language sentence: the verdict and why, using metadata reason texts and the params schema."""
     unit = unit_of(values.get("__input__", ("value", {}))[1])
     if ev.error:
@@ -497,7 +475,11 @@ def build_sentence(ev: Evaluation, entry: str, values: dict, bodies: list[BodyOu
                 text = spec["text"].format_map(tvars)
                 named = [p for p in spec.get("params", []) if p in params]
                 if named:
-                    text += " (" + "; ".join(f"{p}: {_param_desc(schema, p) or 'a param of this client'}" for p in named) + ")"
+                    text += (
+                        " ("
+                        + "; ".join(f"{p}: {_param_desc(schema, p) or 'a param of this client'}" for p in named)
+                        + ")"
+                    )
                 parts.append(text)
             else:
                 parts.append(reason.replace("_", " "))
@@ -506,11 +488,15 @@ def build_sentence(ev: Evaluation, entry: str, values: dict, bodies: list[BodyOu
         entry = next((b for b in bodies if b.rule == entry and b.succeeded is False and b.failed_at), None)
         if entry:
             why = entry.failed_at.text
-            terms = ", ".join(f"{t.text} = {_fmt(t.value) if t.defined else 'undefined'}" for t in entry.failed_at.terms)
-            return f"Denied: the condition `{why}` (line {entry.failed_at.line}) does not hold" + (f" ({terms})." if terms else ".")
+            terms = ", ".join(
+                f"{t.text} = {fmt_value(t.value) if t.defined else 'undefined'}" for t in entry.failed_at.terms
+            )
+            return f"Denied: the condition `{why}` (line {entry.failed_at.line}) does not hold" + (
+                f" ({terms})." if terms else "."
+            )
         return "Denied: the entrypoint is not true for this intent (no rule body applies)."
     checks = [k.replace("_", " ") for k in reasons if ":" not in k][:8]
-    shown = [f"{p} = {_fmt(v, p, unit)}" for p, v in (params or {}).items() if not isinstance(v, (dict, list))][:4]
+    shown = [f"{p} = {fmt_value(v, p, unit)}" for p, v in (params or {}).items() if not isinstance(v, (dict, list))][:4]
     text = "Allowed: no deny reason applies"
     if checks:
         text += " (checked: " + ", ".join(checks) + ")"
@@ -533,15 +519,23 @@ def tree_names(policy: CompiledPolicy, model: PolicyModel) -> list[str]:
     return list(names)
 
 
-def explain_evaluation(policy: CompiledPolicy, input: dict, params: dict, wasm: dict, *,
-                       counterfactuals: bool = True, budget_ms: float = 50.0, probe: bool = True,
-                       evaluation: Evaluation | None = None, input_json: str | None = None,
-                       data_json: str | None = None) -> Explanation:
+def explain_evaluation(
+    policy: CompiledPolicy,
+    input: dict,
+    params: dict,
+    wasm: dict,
+    *,
+    counterfactuals: bool = True,
+    budget_ms: float = 50.0,
+    probe: bool = True,
+    evaluation: Evaluation | None = None,
+    input_json: str | None = None,
+    data_json: str | None = None,
+) -> Explanation:
     """Evaluate and explain one (input, params, wasm) against a compiled policy.
 
     `probe=False` keeps only the verdict, rule values and sentence (the audit's cheap path). A caller that has
     already evaluated (replay) passes its `evaluation` and the JSON texts, so nothing is evaluated or encoded twice."""
-    from app.engine.counterfactual import search  # local: counterfactual imports this module's types
 
     t0 = time.perf_counter()
     input_json = input_json if input_json is not None else json.dumps(input)
@@ -554,34 +548,63 @@ def explain_evaluation(policy: CompiledPolicy, input: dict, params: dict, wasm: 
     pe = probe_engine(policy, model, names) if probe else None
     engine = _prepared(policy, input_json, data_json, pe)
     t1 = time.perf_counter()
-    row, raw_counts = _values_and_counts(engine, model, names) if pe is not None and names and not ev.error else (None, None)
+    row, raw_counts = (
+        _values_and_counts(engine, model, names) if pe is not None and names and not ev.error else (None, None)
+    )
     values = _rule_values(engine, model, names, row) if names else {}
     tree = _tree(model, entry, values, set()) if entry in model.rules else None
-    bodies = _probe_bodies(engine, model, names, pe is not None, plan_of(policy, model, names), raw_counts) \
-        if probe and not ev.error else []
+    bodies = (
+        _probe_bodies(engine, model, names, pe is not None, plan_of(policy, model, names), raw_counts)
+        if probe and not ev.error
+        else []
+    )
     t2 = time.perf_counter()
     reached, not_reached = _coverage(engine, policy._both) if probe else ((), ())
     if reached:
         # probes evaluate every rule of the tree; the verdict itself may never have needed some of them
         seen = set(reached)
-        bodies = [b if b.failed_at is None or b.failed_at.line in seen else
-                  BodyOutcome(b.rule, b.head, b.line, b.succeeded, b.failed_at, "not needed by this evaluation (probed separately)")
-                  for b in bodies]
+        bodies = [
+            b
+            if b.failed_at is None or b.failed_at.line in seen
+            else BodyOutcome(
+                b.rule, b.head, b.line, b.succeeded, b.failed_at, "not needed by this evaluation (probed separately)"
+            )
+            for b in bodies
+        ]
     bodies = mark_decisive(bodies, entry, ev)
-    failed_lines = tuple(sorted({b.failed_at.line for b in bodies if b.failed_at and not b.note.startswith("not needed")}))
+    failed_lines = tuple(
+        sorted({b.failed_at.line for b in bodies if b.failed_at and not b.note.startswith("not needed")})
+    )
     sentence = build_sentence(ev, entry, {**values, "__input__": ("value", input)}, bodies, params, wasm, meta, schema)
     t3 = time.perf_counter()
     cfs, note = ((), "")
     if counterfactuals and not ev.error:
-        hints = [(b.failed_at.text, tuple((t.text, t.value) for t in b.failed_at.terms if t.defined))
-                 for b in bodies if b.failed_at is not None]
+        hints = [
+            (b.failed_at.text, tuple((t.text, t.value) for t in b.failed_at.terms if t.defined))
+            for b in bodies
+            if b.failed_at is not None
+        ]
         cfs, note = search(policy, input_json, params, wasm, ev, budget_ms=budget_ms, schema=schema, hints=hints)
     t4 = time.perf_counter()
     return Explanation(
-        entrypoint=policy.entrypoint, allow=ev.allow, deny=ev.deny, error=ev.error, sentence=sentence,
-        rule_tree=tree, bodies=tuple(bodies), lines_reached=reached, lines_not_reached=not_reached,
-        lines_failed=failed_lines, counterfactuals=tuple(cfs), counterfactual_note=note,
-        policy_name=meta.get("name", model.package.removeprefix("data.")), source=policy.source,
-        timings_ms={"evaluate": round((t1 - t0) * 1000, 3), "probe": round((t2 - t1) * 1000, 3),
-                    "lines_sentence": round((t3 - t2) * 1000, 3), "counterfactuals": round((t4 - t3) * 1000, 3)},
+        entrypoint=policy.entrypoint,
+        allow=ev.allow,
+        deny=ev.deny,
+        error=ev.error,
+        sentence=sentence,
+        rule_tree=tree,
+        bodies=tuple(bodies),
+        lines_reached=reached,
+        lines_not_reached=not_reached,
+        lines_failed=failed_lines,
+        counterfactuals=tuple(cfs),
+        counterfactual_note=note,
+        policy_name=meta.get("name", model.package.removeprefix("data.")),
+        source=policy.source,
+        timings_ms={
+            "evaluate": round((t1 - t0) * 1000, 3),
+            "probe": round((t2 - t1) * 1000, 3),
+            "lines_sentence": round((t3 - t2) * 1000, 3),
+            "counterfactuals": round((t4 - t3) * 1000, 3),
+        },
     )

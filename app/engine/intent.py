@@ -1,4 +1,5 @@
 """Build the Newton policy input (POLICIES.md §4.1) from an intent: exact decimal strings, decoded calldata."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ def parse_signature(signature: str) -> tuple[str, list[str]]:
     sig = signature.strip()
     open_at = sig.find("(")
     if open_at <= 0 or not sig.endswith(")"):
-        raise IntentDecodeError(f"not a function signature: {signature!r}", "expected name(type,...), e.g. transfer(address,uint256)")
+        raise IntentDecodeError(
+            f"not a function signature: {signature!r}", "expected name(type,...), e.g. transfer(address,uint256)"
+        )
     return sig[:open_at], _split_top(sig[open_at + 1 : -1])
 
 
@@ -59,8 +62,12 @@ def _abi_param(typ: str) -> dict[str, Any]:
     if typ.startswith("("):
         close = _matching_paren(typ)
         suffix = typ[close + 1 :]
-        return {"name": "", "type": "tuple" + suffix, "internalType": "tuple" + suffix,
-                "components": [_abi_param(t) for t in _split_top(typ[1:close])]}
+        return {
+            "name": "",
+            "type": "tuple" + suffix,
+            "internalType": "tuple" + suffix,
+            "components": [_abi_param(t) for t in _split_top(typ[1:close])],
+        }
     return {"name": "", "type": typ, "internalType": typ}
 
 
@@ -101,19 +108,28 @@ def decode_call(function_signature: bytes, data: bytes) -> dict[str, Any]:
     try:
         text = function_signature.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise IntentDecodeError("functionSignature is not UTF-8 text", "Newton expects the human-readable signature bytes") from err
+        raise IntentDecodeError(
+            "functionSignature is not UTF-8 text", "Newton expects the human-readable signature bytes"
+        ) from err
     name, types = parse_signature(text)
     canonical = f"{name}({','.join(types)})"
     if len(data) < 4 or data[:4] != keccak(text=canonical)[:4]:
-        raise IntentDecodeError(f"calldata selector does not match {canonical}",
-                                "the intent's data must start with the selector of its functionSignature")
+        raise IntentDecodeError(
+            f"calldata selector does not match {canonical}",
+            "the intent's data must start with the selector of its functionSignature",
+        )
     try:
         values = eth_abi.decode(types, data[4:]) if types else ()
     except Exception as err:  # eth_abi raises several unrelated types
         raise IntentDecodeError(f"calldata does not decode as {canonical}: {err}", "check the intent's data") from err
     return {
-        "function": {"name": name, "type": "function", "inputs": [_abi_param(t) for t in types],
-                     "outputs": [], "stateMutability": "nonpayable"},
+        "function": {
+            "name": name,
+            "type": "function",
+            "inputs": [_abi_param(t) for t in types],
+            "outputs": [],
+            "stateMutability": "nonpayable",
+        },
         "decoded_function_signature": canonical,
         "decoded_function_arguments": [_json_value(v, t) for v, t in zip(values, types)],
     }
@@ -141,8 +157,14 @@ def _hex(text: str | None) -> bytes:
 
 
 def intent_from_row(row: dict[str, Any]) -> Intent:
-    """An Intent from a `tasks` row (INTERFACES §3 column names)."""
+    """An Intent from a `tasks` row (column names of `indexer.load.DERIVED_DDL["tasks"]`)."""
     fs = row.get("function_signature_hex") or row.get("function_signature") or ""
     sig = _hex(fs) if isinstance(fs, str) and fs.startswith("0x") else str(fs or "").encode()
-    return Intent(from_=row["intent_from"], to=row["intent_to"], value=int(row["intent_value"]),
-                  data=_hex(row.get("intent_data")), chain_id=int(row["intent_chain_id"]), function_signature=sig)
+    return Intent(
+        from_=row["intent_from"],
+        to=row["intent_to"],
+        value=int(row["intent_value"]),
+        data=_hex(row.get("intent_data")),
+        chain_id=int(row["intent_chain_id"]),
+        function_signature=sig,
+    )

@@ -1,4 +1,5 @@
 """A policy's structure from the regorus AST: rules, bodies, statements with source text, dependencies, params used."""
+
 from __future__ import annotations
 
 import json
@@ -139,7 +140,9 @@ def _terms(src: _Src, literal: dict) -> list[str]:
         exprs = _expr_terms(p["expr"])
     elif kind == "NotExpr":
         inner_kind, _ = _node(p["expr"])
-        exprs = _expr_terms(p["expr"]) if inner_kind in ("BoolExpr", "Call", "Membership", "AssignExpr") else [p["expr"]]
+        exprs = (
+            _expr_terms(p["expr"]) if inner_kind in ("BoolExpr", "Call", "Membership", "AssignExpr") else [p["expr"]]
+        )
     elif kind == "SomeIn":
         exprs = [p["collection"]]
     elif kind == "Every":
@@ -191,7 +194,9 @@ def build_model(ast_json: str, path: str, source: str) -> PolicyModel:
     ast = module["ast"]
     src = _Src(source)
     package = "data." + ".".join(_ref_parts(ast["package"]["refr"]))
-    imports = tuple(src.text(i["span"]) if i["span"]["end"] > i["span"]["start"] else "" for i in ast.get("imports", []))
+    imports = tuple(
+        src.text(i["span"]) if i["span"]["end"] > i["span"]["start"] else "" for i in ast.get("imports", [])
+    )
     raw: dict[str, dict] = {}
     for rule in ast.get("rules", []):
         if "Default" in rule:
@@ -215,7 +220,11 @@ def build_model(ast_json: str, path: str, source: str) -> PolicyModel:
                 text = src.text(st["span"])
                 stmts.append(Stmt(text, st["span"]["line"], tuple(_terms(src, st["literal"]))))
             line = body["span"]["line"] if body.get("span") else spec["span"]["line"]
-            entry["bodies"].append(Body(name, len(entry["bodies"]), line, head_text, tuple(stmts), bi > 0 and body.get("assign") is not None))
+            entry["bodies"].append(
+                Body(
+                    name, len(entry["bodies"]), line, head_text, tuple(stmts), bi > 0 and body.get("assign") is not None
+                )
+            )
     names = set(raw)
     rules = {}
     for name, e in raw.items():

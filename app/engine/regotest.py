@@ -1,4 +1,5 @@
 """`opa test` semantics on regorus: find test_* rules in .rego files, run each, report pass / fail / error."""
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,9 @@ def collect_files(paths: list[str]) -> tuple[tuple[str, str], ...]:
         for f in files:
             found.setdefault(str(f), f.read_text(encoding="utf-8"))
     if not found:
-        raise LensError(f"no .rego files in {', '.join(paths)}", "pass the policy folder, e.g. data/policies/spending_limits")
+        raise LensError(
+            f"no .rego files in {', '.join(paths)}", "pass the policy folder, e.g. data/policies/spending_limits"
+        )
     return tuple(sorted(found.items()))
 
 
@@ -100,7 +103,7 @@ def list_tests(modules: tuple[tuple[str, str], ...]) -> list[TestCase]:
             if kind == "Func":
                 continue
             name = ".".join(_ref_name(head["refr"]))
-            if name.startswith("test_") or name.startswith("todo_test_"):
+            if name.startswith(("test_", "todo_test_")):
                 cases.setdefault((pkg, name), TestCase(pkg, name, module["source"]["file"], spec["span"]["line"]))
     return list(cases.values())
 

@@ -1,13 +1,21 @@
 """Replay an indexed task from what the chain recorded (source, params, oracle output) and compare with the attested verdict."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-
-from app.engine.evaluate import (CompiledPolicy, Evaluation, PolicyParseError, compiled, data_document, is_canonical_allow,
-                                 source_hash, wasm_from_policy_data)
+from app.engine.evaluate import (
+    CompiledPolicy,
+    Evaluation,
+    PolicyParseError,
+    compiled,
+    data_document,
+    is_canonical_allow,
+    source_hash,
+    wasm_from_policy_data,
+)
 from app.engine.explain import Explanation, explain_evaluation
 from app.engine.intent import Intent, IntentDecodeError, intent_from_row, intent_input
 from app.errors import LensError
@@ -45,17 +53,24 @@ class Replay:
 
 
 def task_from_row(row: dict[str, Any], source: str | None) -> TaskRecord:
-    """A TaskRecord from a `tasks` row (INTERFACES §3) and the Rego source from `blobs`."""
+    """A TaskRecord from a `tasks` row (the columns of `indexer.load.DERIVED_DDL["tasks"]`) and the Rego source from `blobs`."""
     result = row.get("evaluation_result")
     allow = row.get("allow")
     if allow is None and result:
         allow = is_canonical_allow(bytes.fromhex(result.removeprefix("0x")))
     return TaskRecord(
-        chain_id=int(row.get("chain_id") or 0), task_id=row["task_id"], intent=intent_from_row(row),
-        entrypoint=row.get("entrypoint") or "", policy_code_hash=(row.get("policy_code_hash") or "").lower(),
-        source=source, params_json=row.get("params_json"), policy_data_json=row.get("policy_data_json"),
-        evaluation_result=result, attested_allow=None if allow is None else bool(allow),
-        policy_client=row.get("policy_client") or "", status=row.get("status") or "",
+        chain_id=int(row.get("chain_id") or 0),
+        task_id=row["task_id"],
+        intent=intent_from_row(row),
+        entrypoint=row.get("entrypoint") or "",
+        policy_code_hash=(row.get("policy_code_hash") or "").lower(),
+        source=source,
+        params_json=row.get("params_json"),
+        policy_data_json=row.get("policy_data_json"),
+        evaluation_result=result,
+        attested_allow=None if allow is None else bool(allow),
+        policy_client=row.get("policy_client") or "",
+        status=row.get("status") or "",
     )
 
 
@@ -71,11 +86,16 @@ class Prepared:
 def prepare(task: TaskRecord) -> Prepared:
     """Rebuild input, data.params and data.wasm; LensError with the cannot-replay reason if impossible."""
     if task.source is None:
-        raise LensError("the policy source is not indexed (no blob for the code hash)", "re-run the indexer over the TaskResponded block")
+        raise LensError(
+            "the policy source is not indexed (no blob for the code hash)",
+            "re-run the indexer over the TaskResponded block",
+        )
     digest = source_hash(task.source)
     if task.policy_code_hash and digest != task.policy_code_hash:
-        raise LensError(f"source hash {digest[:10]}… differs from the policy's code hash {task.policy_code_hash[:10]}…",
-                        "the recorded source is not the policy the operators were bound to")
+        raise LensError(
+            f"source hash {digest[:10]}… differs from the policy's code hash {task.policy_code_hash[:10]}…",
+            "the recorded source is not the policy the operators were bound to",
+        )
     try:
         params = json.loads(task.params_json) if task.params_json else {}
     except ValueError as err:
@@ -120,7 +140,9 @@ def replay_full(task: TaskRecord) -> Replayed:
         prep = prepare(task)
         policy = compiled(task.source or "", task.entrypoint)
     except PolicyParseError as err:
-        return Replayed(Replay(task.task_id, "cannot_replay", f"policy does not parse: {err.problem}", task.attested_allow, None))
+        return Replayed(
+            Replay(task.task_id, "cannot_replay", f"policy does not parse: {err.problem}", task.attested_allow, None)
+        )
     except LensError as err:
         return Replayed(Replay(task.task_id, "cannot_replay", str(err), task.attested_allow, None))
     input_json = json.dumps(prep.input)
@@ -130,7 +152,11 @@ def replay_full(task: TaskRecord) -> Replayed:
         rep = Replay(task.task_id, "cannot_replay", _classify(ev.error), task.attested_allow, None, (), ev.error)
     else:
         result = "match" if ev.allow == task.attested_allow else "mismatch"
-        reason = "" if result == "match" else f"attested {'allow' if task.attested_allow else 'deny'}, replay gives {'allow' if ev.allow else 'deny'}"
+        reason = (
+            ""
+            if result == "match"
+            else f"attested {'allow' if task.attested_allow else 'deny'}, replay gives {'allow' if ev.allow else 'deny'}"
+        )
         rep = Replay(task.task_id, result, reason, task.attested_allow, ev.allow, ev.deny)
     return Replayed(rep, prep, policy, input_json, data_json, ev)
 
@@ -140,8 +166,14 @@ def replay(task: TaskRecord) -> Replay:
     return replay_full(task).replay
 
 
-def explain(task: TaskRecord, *, counterfactuals: bool = True, budget_ms: float = 50.0, probe: bool = True,
-            timeout_ms: int | None = None) -> Explanation:
+def explain(
+    task: TaskRecord,
+    *,
+    counterfactuals: bool = True,
+    budget_ms: float = 50.0,
+    probe: bool = True,
+    timeout_ms: int | None = None,
+) -> Explanation:
     """Replay a task and explain its verdict (the record pages and `lens explain` format).
 
     With `timeout_ms` the work runs in the sandbox worker process and is stopped after that long (a runaway
@@ -158,24 +190,55 @@ def explain(task: TaskRecord, *, counterfactuals: bool = True, budget_ms: float 
 
 def _cannot_replay(task: TaskRecord, reason: str, replayed_allow: bool | None = None) -> Explanation:
     """The explanation of a task that cannot be replayed (no tree, no counterfactuals; the reason as sentence)."""
-    return Explanation(entrypoint=task.entrypoint, allow=False, deny=(), error=reason,
-                       sentence=f"Cannot replay this decision: {reason}.", rule_tree=None, bodies=(),
-                       lines_reached=(), lines_not_reached=(), lines_failed=(), counterfactuals=(),
-                       source=task.source or "", task_id=task.task_id, attested_allow=task.attested_allow,
-                       replayed_allow=replayed_allow, replay="cannot_replay", replay_reason=reason)
+    return Explanation(
+        entrypoint=task.entrypoint,
+        allow=False,
+        deny=(),
+        error=reason,
+        sentence=f"Cannot replay this decision: {reason}.",
+        rule_tree=None,
+        bodies=(),
+        lines_reached=(),
+        lines_not_reached=(),
+        lines_failed=(),
+        counterfactuals=(),
+        source=task.source or "",
+        task_id=task.task_id,
+        attested_allow=task.attested_allow,
+        replayed_allow=replayed_allow,
+        replay="cannot_replay",
+        replay_reason=reason,
+    )
 
 
-def _explain_unguarded(task: TaskRecord, counterfactuals: bool = True, budget_ms: float = 50.0, probe: bool = True) -> Explanation:
+def _explain_unguarded(
+    task: TaskRecord, counterfactuals: bool = True, budget_ms: float = 50.0, probe: bool = True
+) -> Explanation:
     """`explain` in this process (module level and positional, so the sandbox worker can run it)."""
     done = replay_full(task)
     rep = done.replay
-    base = dict(task_id=task.task_id, attested_allow=task.attested_allow, replayed_allow=rep.replayed_allow,
-                replay=rep.result, replay_reason=rep.reason)
+    base = dict(
+        task_id=task.task_id,
+        attested_allow=task.attested_allow,
+        replayed_allow=rep.replayed_allow,
+        replay=rep.result,
+        replay_reason=rep.reason,
+    )
     if done.prep is None or done.policy is None:
         return _cannot_replay(task, rep.reason, rep.replayed_allow)
     prep = done.prep
-    ex = explain_evaluation(done.policy, prep.input, prep.params, prep.wasm, counterfactuals=counterfactuals, budget_ms=budget_ms,
-                            probe=probe, evaluation=done.evaluation, input_json=done.input_json, data_json=done.data_json)
+    ex = explain_evaluation(
+        done.policy,
+        prep.input,
+        prep.params,
+        prep.wasm,
+        counterfactuals=counterfactuals,
+        budget_ms=budget_ms,
+        probe=probe,
+        evaluation=done.evaluation,
+        input_json=done.input_json,
+        data_json=done.data_json,
+    )
     return replace(ex, sentence=phrase_for_replay(task, rep, ex.sentence), **base)
 
 
@@ -192,14 +255,16 @@ def explain_task(task: TaskRecord, counterfactuals: bool = True, budget_ms: floa
     return explain(task, counterfactuals=counterfactuals, budget_ms=budget_ms)
 
 
-def audit_one(task: TaskRecord) -> tuple[Replay, str]:
-    """Replay one task and phrase its verdict as `explain` does (the audit's fast path): a row of the `replays` table."""
-    from app.engine.audit import audit_task  # local: audit builds on this module
-
-    return audit_task(task)
-
-
-def explain_input(source: str, entrypoint: str, input: dict, params: dict, wasm: dict, counterfactuals: bool = True,
-                  budget_ms: float = 500.0) -> Explanation:
+def explain_input(
+    source: str,
+    entrypoint: str,
+    input: dict,
+    params: dict,
+    wasm: dict,
+    counterfactuals: bool = True,
+    budget_ms: float = 500.0,
+) -> Explanation:
     """Explain an ad-hoc evaluation (`lens policy eval --explain`, what-if pages)."""
-    return explain_evaluation(compiled(source, entrypoint), input, params, wasm, counterfactuals=counterfactuals, budget_ms=budget_ms)
+    return explain_evaluation(
+        compiled(source, entrypoint), input, params, wasm, counterfactuals=counterfactuals, budget_ms=budget_ms
+    )

@@ -1,4 +1,5 @@
 """Run engine work in a worker process that can be killed: regorus has no timeout, so a runaway policy is stopped here."""
+
 from __future__ import annotations
 
 import atexit
@@ -9,8 +10,9 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any
 
 from app.errors import LensError
 
@@ -53,8 +55,9 @@ class Sandbox:
         code = f"from app.engine.sandbox import serve; serve({theirs.fileno()})"
         # the worker imports functions by module name: give it the caller's import path
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        self._proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                                      env=env)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env
+        )
         theirs.close()
         self._conn = Connection(ours.detach())
 
@@ -77,18 +80,24 @@ class Sandbox:
                 self._conn.send(("app.engine.sandbox", "ping", ()))
                 if not self._conn.poll(60):
                     self.kill()
-                    raise LensError("the engine worker process did not start", "check that `python -c 'import regorus'` works")
+                    raise LensError(
+                        "the engine worker process did not start", "check that `python -c 'import regorus'` works"
+                    )
                 self._conn.recv()
             self._conn.send((fn.__module__, fn.__name__, args))
             if not self._conn.poll(timeout_s):
                 self.kill()
-                raise EvalTimeout(f"evaluation stopped after {timeout_s * 1000:.0f} ms: the policy runs too long (runaway?)",
-                                  "raise LENS_EVAL_TIMEOUT_MS if the policy is just slow, else fix the policy's iteration")
+                raise EvalTimeout(
+                    f"evaluation stopped after {timeout_s * 1000:.0f} ms: the policy runs too long (runaway?)",
+                    "raise LENS_EVAL_TIMEOUT_MS if the policy is just slow, else fix the policy's iteration",
+                )
             try:
                 status, payload = self._conn.recv()
             except (EOFError, OSError):
                 self.kill()
-                raise LensError("the engine worker process died during evaluation", "run again; report the policy if it repeats") from None
+                raise LensError(
+                    "the engine worker process died during evaluation", "run again; report the policy if it repeats"
+                ) from None
         if status == "ok":
             return payload
         kind, message, hint = payload

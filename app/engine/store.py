@@ -1,11 +1,13 @@
 """DuckDB edges of the engine: load TaskRecords (tasks + blobs), find the nearest id, write the `replays` table."""
+
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -18,15 +20,21 @@ ENGINE_TASK_SELECT = """
 SELECT t.*, b.content AS policy_source
 FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash
 """
-ENGINE_TASK_BY_KEY_SQL = ENGINE_TASK_SELECT + """
+ENGINE_TASK_BY_KEY_SQL = (
+    ENGINE_TASK_SELECT
+    + """
 WHERE t.task_id = lower(?) OR t.created_tx = lower(?) OR t.responded_tx = lower(?)
 ORDER BY t.created_block
 LIMIT 1
 """
-ENGINE_TASKS_SQL = ENGINE_TASK_SELECT + """
+)
+ENGINE_TASKS_SQL = (
+    ENGINE_TASK_SELECT
+    + """
 ORDER BY t.created_block, t.task_id
 LIMIT ?
 """
+)
 ENGINE_NEAREST_KEY_SQL = """
 SELECT key, levenshtein(key, lower(?)) AS distance
 FROM (SELECT task_id AS key FROM tasks UNION ALL SELECT created_tx FROM tasks WHERE created_tx IS NOT NULL
@@ -34,7 +42,9 @@ FROM (SELECT task_id AS key FROM tasks UNION ALL SELECT created_tx FROM tasks WH
 ORDER BY starts_with(key, lower(substr(?, 1, 10))) DESC, distance, key
 LIMIT 1
 """
-ENGINE_REPLAYS_DELETE_SQL = "DELETE FROM replays WHERE (chain_id, task_id) IN (SELECT chain_id, task_id FROM replay_rows)"
+ENGINE_REPLAYS_DELETE_SQL = (
+    "DELETE FROM replays WHERE (chain_id, task_id) IN (SELECT chain_id, task_id FROM replay_rows)"
+)
 ENGINE_REPLAYS_INSERT_SQL = "INSERT INTO replays BY NAME SELECT * FROM replay_rows"
 
 
@@ -46,13 +56,17 @@ def connect(path: str, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(p), read_only=read_only)
     except duckdb.Error as err:
-        raise LensError(f"cannot open {p}: {err}", "another process may be writing it (the indexer); retry when it is done") from None
+        raise LensError(
+            f"cannot open {p}: {err}", "another process may be writing it (the indexer); retry when it is done"
+        ) from None
 
 
 @contextlib.contextmanager
 def reading(path: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived read-only connection, retried while a writer holds the file (the indexer's `connect_read`)."""
-    from indexer.load import connect_read  # local: only the audit pages through the DB; `lens explain` skips the indexer import
+    from indexer.load import (
+        connect_read,  # local: only the audit pages through the DB; `lens explain` skips the indexer import
+    )
 
     if not Path(path).expanduser().is_file():
         connect(path)  # raises the engine's own "no database" error
@@ -109,11 +123,14 @@ def iter_tasks(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> Iter
 
 
 # keyset paging for the audit: a page at a time, on a short-lived read connection (the indexer may be writing)
-_PAGE_SQL = ENGINE_TASK_SELECT + """
+_PAGE_SQL = (
+    ENGINE_TASK_SELECT
+    + """
 WHERE coalesce(t.created_block, -1) > ? OR (coalesce(t.created_block, -1) = ? AND t.task_id > ?)
 ORDER BY coalesce(t.created_block, -1), t.task_id
 LIMIT ?
 """
+)
 
 
 def count_tasks(db_path: str) -> int:
@@ -149,14 +166,25 @@ def iter_task_pages(db_path: str, page: int = 20000, limit: int | None = None) -
 
 def write_replays(con: duckdb.DuckDBPyConnection, chain_ids: dict[str, int], results: list[tuple[Replay, str]]) -> int:
     """Upsert audit results into `replays` (one transaction, from a DataFrame)."""
-    from app.schema import ddl
+    from indexer.load import ddl
 
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    frame = pd.DataFrame([{
-        "chain_id": chain_ids.get(r.task_id, 0), "task_id": r.task_id, "replayed_at": now,
-        "replayed_allow": r.replayed_allow, "result": r.result, "reason": r.reason,
-        "deny_json": json.dumps(list(r.deny)), "sentence": sentence,
-    } for r, sentence in results], columns=["chain_id", "task_id", "replayed_at", "replayed_allow", "result", "reason", "deny_json", "sentence"])
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    frame = pd.DataFrame(
+        [
+            {
+                "chain_id": chain_ids.get(r.task_id, 0),
+                "task_id": r.task_id,
+                "replayed_at": now,
+                "replayed_allow": r.replayed_allow,
+                "result": r.result,
+                "reason": r.reason,
+                "deny_json": json.dumps(list(r.deny)),
+                "sentence": sentence,
+            }
+            for r, sentence in results
+        ],
+        columns=["chain_id", "task_id", "replayed_at", "replayed_allow", "result", "reason", "deny_json", "sentence"],
+    )
     frame["replayed_allow"] = frame["replayed_allow"].astype("boolean")
     con.execute(ddl("replays"))
     con.register("replay_rows", frame)

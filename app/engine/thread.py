@@ -1,4 +1,5 @@
 """The one thread the dashboard runs the engine on, and the engine work it runs there (explain a verdict, audit sentences)."""
+
 from __future__ import annotations
 
 import threading
@@ -43,37 +44,55 @@ def _explain_record(data: dict[str, Any]) -> dict[str, Any]:
     if t.get("responded_block") is None:
         return {"state": "no_response", "replay": "", "reason": "the task has no response yet", "explanation": None}
     if not data.get("source"):
-        return {"state": "cannot_replay", "replay": "cannot_replay",
-                "reason": f"the policy source (code hash {data.get('code_hash') or 'unknown'}) is not in the DB", "explanation": None}
+        return {
+            "state": "cannot_replay",
+            "replay": "cannot_replay",
+            "reason": f"the policy source (code hash {data.get('code_hash') or 'unknown'}) is not in the DB",
+            "explanation": None,
+        }
     from app import engine, settings
 
     try:
         task = engine.task_from_row(t, data["source"])
     except (LensError, ValueError, TypeError, KeyError) as err:
-        return {"state": "cannot_replay", "replay": "cannot_replay", "reason": f"the intent cannot be rebuilt: {err}",
-                "explanation": None}
+        return {
+            "state": "cannot_replay",
+            "replay": "cannot_replay",
+            "reason": f"the intent cannot be rebuilt: {err}",
+            "explanation": None,
+        }
     try:
         # the time limit keeps a runaway policy from stalling the page; explanations get 5x one evaluation's limit
         exp = engine.explain(task, timeout_ms=int(settings.get("eval_timeout_ms")) * 5)
     except LensError as err:
         return {"state": "cannot_replay", "replay": "cannot_replay", "reason": str(err), "explanation": None}
     if exp.replay == "cannot_replay":
-        return {"state": "cannot_replay", "replay": "cannot_replay", "reason": exp.replay_reason or exp.error or "",
-                "explanation": None}
-    return {"state": "ok", "replay": exp.replay, "reason": exp.replay_reason, "explanation": exp,
-            "replayed_allow": exp.replayed_allow, "deny": exp.deny}
+        return {
+            "state": "cannot_replay",
+            "replay": "cannot_replay",
+            "reason": exp.replay_reason or exp.error or "",
+            "explanation": None,
+        }
+    return {
+        "state": "ok",
+        "replay": exp.replay,
+        "reason": exp.replay_reason,
+        "explanation": exp,
+        "replayed_allow": exp.replayed_allow,
+        "deny": exp.deny,
+    }
 
 
 def audit_sentences(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     """task_id → {'sentence', 'replay'}: the engine's audit sentence per task row (NULLs as None; replay + plain
     sentence, no probing: the fast path `lens audit` uses). Call it through on_engine_thread."""
     from app import engine
-    from app.engine.replay import audit_one
+    from app.engine.audit import audit_task
 
     out = {}
     for r in rows:
         try:
-            rep, sentence = audit_one(engine.task_from_row(r, r.get("source")))
+            rep, sentence = audit_task(engine.task_from_row(r, r.get("source")))
             out[r["task_id"]] = {"sentence": sentence, "replay": rep.result}
         except (LensError, ValueError, TypeError, KeyError) as e:
             out[r["task_id"]] = {"sentence": f"Cannot replay this decision: {e}.", "replay": "cannot_replay"}

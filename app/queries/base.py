@@ -1,4 +1,5 @@
 """What every query domain shares: running SQL, the DB's tables, meta and freshness, its state, the deployment document."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,9 @@ def query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str
         cur.close()
 
 
-def query_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple]:
+def query_rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> list[tuple]:
     """Run one parameterised SELECT → list of tuples (for scalars and small lookups)."""
     cur = con.cursor()
     try:
@@ -58,6 +61,7 @@ def row_dict(df: pd.DataFrame) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------
 # The DB's state for the pages
 
+
 def db_state() -> db.DbState:
     """The state of this session's DB: ok, empty, missing, locked (being written) or error — never raises."""
     path = db.db_path()
@@ -68,7 +72,9 @@ def db_state() -> db.DbState:
     except duckdb.Error as err:
         return db.DbState("error", str(path), f"cannot read {path.name}: {err}")
     if not filled:
-        return db.DbState("empty", str(path), f"{path.name} has no indexed tasks yet", "run `lens index` (or `lens synth`) to fill it")
+        return db.DbState(
+            "empty", str(path), f"{path.name} has no indexed tasks yet", "run `lens index` (or `lens synth`) to fill it"
+        )
     return db.DbState("ok", str(path), "")
 
 
@@ -145,8 +151,12 @@ def deployment_from_meta(meta: dict[str, str]) -> dict | None:
     if not meta:
         return None
     # a DB without the whole document (indexed before `deployment_json` existed): name, chain and RPC only
-    return {"name": meta.get("name") or meta.get("deployment") or "", "chain_id": _int_or_none(meta.get("chain_id")),
-            "rpc_url": meta.get("rpc_url") or "", "contracts": {}}
+    return {
+        "name": meta.get("name") or meta.get("deployment") or "",
+        "chain_id": _int_or_none(meta.get("chain_id")),
+        "rpc_url": meta.get("rpc_url") or "",
+        "contracts": {},
+    }
 
 
 def choose_deployment(meta_doc: dict | None, file_doc: dict | None) -> dict | None:

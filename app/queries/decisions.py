@@ -1,4 +1,5 @@
 """Decisions browser queries: the filter (to and from URL params), its WHERE clause, count, page, facets and exports."""
+
 from __future__ import annotations
 
 import re
@@ -25,10 +26,18 @@ STATUSES = ("created", "allowed", "denied", "spent", "expired", "challenged")
 VERDICTS = ("allowed", "denied", "awaiting")
 REPLAY_RESULTS = ("match", "mismatch", "cannot_replay", "not_audited")
 # Sort keys map to fixed SQL expressions: what a URL says never becomes SQL text.
-SORTS = {"block": "t.created_block", "time": "t.created_time", "amount": "t.amount_num", "status": "t.status",
-         "latency": "t.latency_respond_s", "client": "t.policy_client"}
-DECISION_COLS = ("t.task_id, t.created_time, t.created_block, t.policy_client, t.policy_address, t.intent_from, t.counterparty, "
-                 "t.function_name, t.amount_num, t.amount_wei, t.asset, t.allow, t.status, t.latency_respond_s")
+SORTS = {
+    "block": "t.created_block",
+    "time": "t.created_time",
+    "amount": "t.amount_num",
+    "status": "t.status",
+    "latency": "t.latency_respond_s",
+    "client": "t.policy_client",
+}
+DECISION_COLS = (
+    "t.task_id, t.created_time, t.created_block, t.policy_client, t.policy_address, t.intent_from, t.counterparty, "
+    "t.function_name, t.amount_num, t.amount_wei, t.asset, t.allow, t.status, t.latency_respond_s"
+)
 _LIST_KEYS = ("client", "policy", "verdict", "status", "replay")
 
 
@@ -92,11 +101,21 @@ def filter_from_params(params: dict[str, Any]) -> DecisionFilter:
     sender_kind, sender = classify_lookup(str(g("sender")))
     sort = str(g("sort")) if str(g("sort")) in SORTS else "block"
     return DecisionFilter(
-        client=_addr_list(g("client")), policy=_addr_list(g("policy")), sender=sender if sender_kind == "address" else "",
-        verdict=_choices(g("verdict"), VERDICTS), status=_choices(g("status"), STATUSES), replay=_choices(g("replay"), REPLAY_RESULTS),
-        time_from=_date_or_empty(g("from")), time_to=_date_or_empty(g("to")), block_from=_int_or(g("block_from")),
-        block_to=_int_or(g("block_to")), amount_min=_float_or(g("amount_min")), amount_max=_float_or(g("amount_max")),
-        sort=sort, desc=str(g("dir") or "desc") != "asc")
+        client=_addr_list(g("client")),
+        policy=_addr_list(g("policy")),
+        sender=sender if sender_kind == "address" else "",
+        verdict=_choices(g("verdict"), VERDICTS),
+        status=_choices(g("status"), STATUSES),
+        replay=_choices(g("replay"), REPLAY_RESULTS),
+        time_from=_date_or_empty(g("from")),
+        time_to=_date_or_empty(g("to")),
+        block_from=_int_or(g("block_from")),
+        block_to=_int_or(g("block_to")),
+        amount_min=_float_or(g("amount_min")),
+        amount_max=_float_or(g("amount_max")),
+        sort=sort,
+        desc=str(g("dir") or "desc") != "asc",
+    )
 
 
 def filter_to_params(f: DecisionFilter) -> dict[str, str]:
@@ -207,20 +226,28 @@ def facets(con: Con) -> dict[str, list[tuple[str, str]]]:
     """Filter choices: clients and policies as (address, label) — names from the deployment and the policies table."""
     doc = deployment_from_meta_safe(con) or {}
     clients = [r[0] for r in query_rows(con, "SELECT DISTINCT policy_client FROM tasks ORDER BY 1")]
-    policies = query_rows(con, "SELECT DISTINCT t.policy_address, p.name FROM (SELECT DISTINCT policy_address FROM tasks) t "
-                               "LEFT JOIN policies p ON p.policy_address = t.policy_address ORDER BY 1") \
-        if "policies" in table_names(con) else [(r[0], None) for r in query_rows(con, "SELECT DISTINCT policy_address FROM tasks")]
+    policies = (
+        query_rows(
+            con,
+            "SELECT DISTINCT t.policy_address, p.name FROM (SELECT DISTINCT policy_address FROM tasks) t "
+            "LEFT JOIN policies p ON p.policy_address = t.policy_address ORDER BY 1",
+        )
+        if "policies" in table_names(con)
+        else [(r[0], None) for r in query_rows(con, "SELECT DISTINCT policy_address FROM tasks")]
+    )
     return {
         "client": [(c, client_name_from(doc, c) or short(c)) for c in clients],
         "policy": [(a, str(n) if n else (policy_name_from(doc, a) or short(a))) for a, n in policies],
     }
 
 
-EXPORT_COLUMNS = ("t.chain_id, t.task_id, t.created_block, t.created_time, t.created_tx, t.policy_client, t.policy_address, "
-                  "t.policy_id, t.intent_from, t.intent_to, t.intent_value, t.function_signature, t.function_args_json, t.asset, "
-                  "t.amount_wei, t.amount_num, t.counterparty, t.responded_block, t.responded_time, t.allow, t.status, "
-                  "t.response_expire_block, t.spent_block, t.challenged_block, t.challenge_success, t.signer_count, "
-                  "t.non_signer_count, t.latency_respond_s, t.latency_spend_s")
+EXPORT_COLUMNS = (
+    "t.chain_id, t.task_id, t.created_block, t.created_time, t.created_tx, t.policy_client, t.policy_address, "
+    "t.policy_id, t.intent_from, t.intent_to, t.intent_value, t.function_signature, t.function_args_json, t.asset, "
+    "t.amount_wei, t.amount_num, t.counterparty, t.responded_block, t.responded_time, t.allow, t.status, "
+    "t.response_expire_block, t.spent_block, t.challenged_block, t.challenge_success, t.signer_count, "
+    "t.non_signer_count, t.latency_respond_s, t.latency_spend_s"
+)
 
 
 def export_frame(con: Con, f: DecisionFilter, explain_missing: bool = True) -> pd.DataFrame:
@@ -230,8 +257,11 @@ def export_frame(con: Con, f: DecisionFilter, explain_missing: bool = True) -> p
     row now with the engine (slower: audit first for large exports).
     """
     has_replays, from_where, params = _filtered(con, f)
-    extra = ", r.result AS replay, r.sentence AS explanation" if has_replays else \
-        ", CAST(NULL AS VARCHAR) AS replay, CAST(NULL AS VARCHAR) AS explanation"
+    extra = (
+        ", r.result AS replay, r.sentence AS explanation"
+        if has_replays
+        else ", CAST(NULL AS VARCHAR) AS replay, CAST(NULL AS VARCHAR) AS explanation"
+    )
     df = query(con, f"SELECT {EXPORT_COLUMNS}{extra} {from_where} {_order_by(f)}", params)
     if explain_missing and len(df):
         todo = df.index[df["explanation"].isna() & df["responded_block"].notna()]
@@ -258,8 +288,10 @@ def sentences_for(con: Con, task_ids: list[str], chunk: int = 5000) -> dict[str,
 
     out: dict[str, dict[str, str]] = {}
     for i in range(0, len(task_ids), chunk):
-        rows = [{k: (None if is_null(v) else v) for k, v in r.items()}
-                for r in query(con, SENTENCE_ROWS_SQL, [task_ids[i:i + chunk]]).to_dict("records")]
+        rows = [
+            {k: (None if is_null(v) else v) for k, v in r.items()}
+            for r in query(con, SENTENCE_ROWS_SQL, [task_ids[i : i + chunk]]).to_dict("records")
+        ]
         out.update(on_engine_thread(audit_sentences, rows))
     return out
 
@@ -300,8 +332,11 @@ def with_client_names(con: Con, df: pd.DataFrame) -> pd.DataFrame:
     doc = deployment_from_meta_safe(con) or {}
     names = {str((c or {}).get("address", "")).lower(): str(n) for n, c in (doc.get("clients") or {}).items()}
     if "policy_client" in df.columns:
-        df.insert(int(df.columns.get_loc("policy_client")), "client",
-                  [names.get(str(a).lower()) or short(a) for a in df["policy_client"]])
+        df.insert(
+            int(df.columns.get_loc("policy_client")),
+            "client",
+            [names.get(str(a).lower()) or short(a) for a in df["policy_client"]],
+        )
     if "asset" in df.columns:
         token = str((doc.get("contracts") or {}).get("token", ""))
         df["asset"] = [asset_label(a, token) for a in df["asset"]]

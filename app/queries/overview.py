@@ -1,4 +1,5 @@
 """Overview queries: headline KPIs, decisions over time, latency histograms, the latest decisions, the deployment."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,7 +22,9 @@ SELECT count(*) AS tasks,
        max(greatest(created_block, coalesce(responded_block, 0), coalesce(spent_block, 0))) AS last_block
 FROM tasks
 """
-LAST_BLOCK_SQL = "SELECT max(greatest(created_block, coalesce(responded_block, 0), coalesce(spent_block, 0))) FROM tasks"
+LAST_BLOCK_SQL = (
+    "SELECT max(greatest(created_block, coalesce(responded_block, 0), coalesce(spent_block, 0))) FROM tasks"
+)
 LIVE_OPERATORS_SQL = "SELECT count(*) FROM operators WHERE deregistered_block IS NULL AND coalesce(stake_num, 0) > 0"
 TIME_RANGE_SQL = "SELECT min(created_time), max(created_time) FROM tasks"
 # The bucket width is chosen from a fixed list (never user text), passed as an INTERVAL parameter.
@@ -54,7 +57,14 @@ FROM tasks
 ORDER BY created_block DESC, task_id
 LIMIT ?
 """
-BUCKETS = (("1 minute", 60), ("10 minutes", 600), ("1 hour", 3600), ("6 hours", 21600), ("1 day", 86400), ("7 days", 604800))
+BUCKETS = (
+    ("1 minute", 60),
+    ("10 minutes", 600),
+    ("1 hour", 3600),
+    ("6 hours", 21600),
+    ("1 day", 86400),
+    ("7 days", 604800),
+)
 LATENCY_BINS = 40
 
 
@@ -113,16 +123,24 @@ def deployment_tables(doc: dict) -> dict[str, pd.DataFrame]:
     )
     policies = pd.DataFrame(
         [
-            {"policy": k, "address": str((v or {}).get("address", "")), "entrypoint": str((v or {}).get("entrypoint", "")),
-             "code hash": str((v or {}).get("policy_code_hash", ""))}
+            {
+                "policy": k,
+                "address": str((v or {}).get("address", "")),
+                "entrypoint": str((v or {}).get("entrypoint", "")),
+                "code hash": str((v or {}).get("policy_code_hash", "")),
+            }
             for k, v in (doc.get("policies") or {}).items()
         ],
         columns=["policy", "address", "entrypoint", "code hash"],
     )
     clients = pd.DataFrame(
-        [{"client": k, "address": str((v or {}).get("address", "")), "policy": str((v or {}).get("policy", ""))}
-         for k, v in (doc.get("clients") or {}).items()],
+        [
+            {"client": k, "address": str((v or {}).get("address", "")), "policy": str((v or {}).get("policy", ""))}
+            for k, v in (doc.get("clients") or {}).items()
+        ],
         columns=["client", "address", "policy"],
     )
-    roles = pd.DataFrame([{"role": k, "address": str(v)} for k, v in (doc.get("roles") or {}).items()], columns=["role", "address"])
+    roles = pd.DataFrame(
+        [{"role": k, "address": str(v)} for k, v in (doc.get("roles") or {}).items()], columns=["role", "address"]
+    )
     return {"contracts": contracts, "policies": policies, "clients": clients, "roles": roles}

@@ -1,4 +1,5 @@
 """Policies queries: the catalog, one policy's source, params schema and current values, rules, params history."""
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,10 @@ def policy_catalog(con: Con) -> pd.DataFrame:
     else:
         df = query(con, CATALOG_SQL)
     doc = deployment_from_meta_safe(con) or {}
-    df["name"] = [n if isinstance(n, str) and n else (policy_name_from(doc, a) or short(a))
-                  for n, a in zip(df["name"], df["policy_address"])]
+    df["name"] = [
+        n if isinstance(n, str) and n else (policy_name_from(doc, a) or short(a))
+        for n, a in zip(df["name"], df["policy_address"])
+    ]
     clients: dict[str, list[str]] = {}
     if "policy_versions" in table_names(con):
         for client, addr in query_rows(con, "SELECT DISTINCT client, policy_address FROM policy_versions"):
@@ -63,17 +66,28 @@ def policy_detail(con: Con, policy_address: str) -> dict[str, Any]:
     info = row_dict(row) or {"policy_address": policy_address, "name": short(policy_address)}
     code_hash = info.get("policy_code_hash")
     if not code_hash:
-        hashes = query_rows(con, "SELECT policy_code_hash FROM tasks WHERE policy_address = ? AND policy_code_hash IS NOT NULL LIMIT 1",
-                            [policy_address])
+        hashes = query_rows(
+            con,
+            "SELECT policy_code_hash FROM tasks WHERE policy_address = ? AND policy_code_hash IS NOT NULL LIMIT 1",
+            [policy_address],
+        )
         code_hash = hashes[0][0] if hashes else None
     blob = query_rows(con, BLOB_SQL, [code_hash]) if code_hash and "blobs" in table_names(con) else []
-    versions = query(con, POLICY_VERSIONS_SQL, [policy_address]) if "policy_versions" in table_names(con) else pd.DataFrame()
+    versions = (
+        query(con, POLICY_VERSIONS_SQL, [policy_address]) if "policy_versions" in table_names(con) else pd.DataFrame()
+    )
     doc = deployment_from_meta_safe(con) or {}
     if len(versions):
         versions.insert(1, "client_name", [client_name_from(doc, c) or short(c) for c in versions["client"]])
     meta_doc, schema_doc = local_policy_files(str(info.get("name") or ""), info.get("entrypoint"))
-    return {"info": info, "code_hash": code_hash, "source": blob[0][0] if blob else None, "versions": versions,
-            "metadata": meta_doc, "schema": schema_doc}
+    return {
+        "info": info,
+        "code_hash": code_hash,
+        "source": blob[0][0] if blob else None,
+        "versions": versions,
+        "metadata": meta_doc,
+        "schema": schema_doc,
+    }
 
 
 def local_policy_files(name: str, entrypoint: Any = None) -> tuple[dict, dict]:
@@ -107,8 +121,12 @@ def params_table(schema_doc: dict, versions: pd.DataFrame) -> pd.DataFrame:
         typ = spec.get("type") or _json_type(next((d[name] for d in current.values() if name in d), None))
         if spec.get("unit"):
             typ = f"{typ} ({spec['unit']})"
-        row = {"param": name, "type": str(typ), "description": str(spec.get("description") or "—"),
-               "required": "yes" if name in ((schema_doc or {}).get("required") or []) else ""}
+        row = {
+            "param": name,
+            "type": str(typ),
+            "description": str(spec.get("description") or "—"),
+            "required": "yes" if name in ((schema_doc or {}).get("required") or []) else "",
+        }
         for client, doc in current.items():
             row[client] = value_text(doc[name]) if name in doc else "—"
         rows.append(row)
@@ -116,31 +134,54 @@ def params_table(schema_doc: dict, versions: pd.DataFrame) -> pd.DataFrame:
 
 
 def _json_type(v: Any) -> str:
-    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(type(v), "—")
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(v), "—"
+    )
 
 
 def rules_summary(metadata: dict, source: str | None) -> pd.DataFrame:
     """Deny reasons in plain language with the params each depends on (metadata), else the reasons found in the source."""
     reasons = (metadata or {}).get("reasons") or {}
     if reasons:
-        return pd.DataFrame([{"deny reason": k, "what it means": str(v.get("text", "")),
-                              "depends on params": ", ".join(v.get("params") or []) or "—"} for k, v in reasons.items()])
+        return pd.DataFrame(
+            [
+                {
+                    "deny reason": k,
+                    "what it means": str(v.get("text", "")),
+                    "depends on params": ", ".join(v.get("params") or []) or "—",
+                }
+                for k, v in reasons.items()
+            ]
+        )
     found = sorted(set(re.findall(r'deny\s+contains\s+"([^"]+)"', source or "")))
-    return pd.DataFrame([{"deny reason": r, "what it means": r.replace("_", " "), "depends on params": "—"} for r in found],
-                        columns=["deny reason", "what it means", "depends on params"])
+    return pd.DataFrame(
+        [{"deny reason": r, "what it means": r.replace("_", " "), "depends on params": "—"} for r in found],
+        columns=["deny reason", "what it means", "depends on params"],
+    )
 
 
 def version_history(versions: pd.DataFrame) -> pd.DataFrame:
     """Params versions per client, each with the diff from that client's previous version."""
     if versions is None or versions.empty:
-        return pd.DataFrame(columns=["client_name", "block_number", "block_time", "sender", "change", "tx_hash", "policy_id"])
+        return pd.DataFrame(
+            columns=["client_name", "block_number", "block_time", "sender", "change", "tx_hash", "policy_id"]
+        )
     rows = []
     for _client, part in versions.sort_values(["client", "block_number"]).groupby("client", sort=False):
         prev = None
         for _, v in part.iterrows():
             doc = parsed_json(v["params_json"], {})
-            rows.append({"client_name": v["client_name"], "block_number": v["block_number"], "block_time": v["block_time"],
-                         "sender": v["sender"], "change": params_diff(prev, doc), "expire_after": v["expire_after"],
-                         "tx_hash": v["tx_hash"], "policy_id": v["policy_id"]})
+            rows.append(
+                {
+                    "client_name": v["client_name"],
+                    "block_number": v["block_number"],
+                    "block_time": v["block_time"],
+                    "sender": v["sender"],
+                    "change": params_diff(prev, doc),
+                    "expire_after": v["expire_after"],
+                    "tx_hash": v["tx_hash"],
+                    "policy_id": v["policy_id"],
+                }
+            )
             prev = doc
     return pd.DataFrame(rows).sort_values("block_number", ascending=False, kind="stable")

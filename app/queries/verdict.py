@@ -1,4 +1,5 @@
 """Verdict queries: one decision looked up by task id, tx hash or address; its record, lifecycle, quorum and replay."""
+
 from __future__ import annotations
 
 import json
@@ -35,10 +36,14 @@ FROM task_signers s LEFT JOIN operators o ON o.operator_id = s.operator_id AND o
 WHERE s.task_id = ? ORDER BY s.signed DESC, s.stake_num DESC
 """
 CHALLENGES_SQL = "SELECT block_number, block_time, tx_hash, challenger, success FROM challenges WHERE task_id = ? ORDER BY block_number"
-REPLAY_SQL = "SELECT result, replayed_allow, reason, deny_json, sentence, replayed_at FROM replays WHERE task_id = ? LIMIT 1"
+REPLAY_SQL = (
+    "SELECT result, replayed_allow, reason, deny_json, sentence, replayed_at FROM replays WHERE task_id = ? LIMIT 1"
+)
 FIND_TASK_SQL = "SELECT task_id FROM tasks WHERE task_id = ? LIMIT 1"
 FIND_TX_SQL = "SELECT task_id FROM tasks WHERE created_tx = ? OR responded_tx = ? ORDER BY created_block DESC LIMIT 200"
-ADDRESS_COUNT_SQL = "SELECT count(*) FROM tasks WHERE intent_from = ? OR policy_client = ? OR counterparty = ? OR intent_to = ?"
+ADDRESS_COUNT_SQL = (
+    "SELECT count(*) FROM tasks WHERE intent_from = ? OR policy_client = ? OR counterparty = ? OR intent_to = ?"
+)
 ADDRESS_SQL = """
 SELECT task_id, created_time, created_block, policy_client, intent_from, counterparty, function_name, amount_num, asset, allow, status
 FROM tasks WHERE intent_from = ? OR policy_client = ? OR counterparty = ? OR intent_to = ?
@@ -70,7 +75,11 @@ def verdict(con: Con, task_id: str) -> dict[str, Any] | None:
     policy = row_dict(query(con, POLICY_SQL, [task["policy_address"]])) or {}
     code_hash = task.get("policy_code_hash") or policy.get("policy_code_hash")
     blob = query_rows(con, BLOB_SQL, [code_hash]) if code_hash else []
-    version = row_dict(query(con, TASK_VERSION_SQL, [task["policy_client"], task["policy_id"]])) if task.get("policy_id") else None
+    version = (
+        row_dict(query(con, TASK_VERSION_SQL, [task["policy_client"], task["policy_id"]]))
+        if task.get("policy_id")
+        else None
+    )
     replay = row_dict(query(con, REPLAY_SQL, [task_id])) if "replays" in names else None
     doc = deployment_from_meta_safe(con)
     return {
@@ -99,17 +108,33 @@ def timeline(data: dict[str, Any]) -> pd.DataFrame:
         rows.append(("awaiting response", None, None, "no TaskResponded yet" + ends))
     else:
         verdict_word = "allowed" if t.get("allow") else "denied"
-        rows.append((f"responded: {verdict_word}", t["responded_block"], t.get("responded_time"),
-                     f"{int(t.get('signer_count') or 0)} signers, {int(t.get('non_signer_count') or 0)} non-signers · tx {t.get('responded_tx') or '—'}"))
+        rows.append(
+            (
+                f"responded: {verdict_word}",
+                t["responded_block"],
+                t.get("responded_time"),
+                f"{int(t.get('signer_count') or 0)} signers, {int(t.get('non_signer_count') or 0)} non-signers · tx {t.get('responded_tx') or '—'}",
+            )
+        )
         if t.get("spent_block") is not None:
-            rows.append(("attestation spent", t["spent_block"], t.get("spent_time"), "the policy client executed the intent"))
+            rows.append(
+                ("attestation spent", t["spent_block"], t.get("spent_time"), "the policy client executed the intent")
+            )
         elif t.get("status") == "expired":
-            rows.append(("expired", t.get("response_expire_block"), None, "the allow was never spent before its expiry block"))
+            rows.append(
+                ("expired", t.get("response_expire_block"), None, "the allow was never spent before its expiry block")
+            )
         elif t.get("allow"):
             rows.append(("valid, unspent", None, None, f"spendable until block {t.get('response_expire_block')}"))
     for _, c in (data.get("challenges") if data.get("challenges") is not None else pd.DataFrame()).iterrows():
-        rows.append(("challenged " + ("successfully" if c["success"] else "unsuccessfully"), c["block_number"], c["block_time"],
-                     f"by {c['challenger']}"))
+        rows.append(
+            (
+                "challenged " + ("successfully" if c["success"] else "unsuccessfully"),
+                c["block_number"],
+                c["block_time"],
+                f"by {c['challenger']}",
+            )
+        )
     df = pd.DataFrame(rows, columns=["stage", "block", "time", "detail"])
     df["block"] = df["block"].astype("Int64")
     return df
@@ -142,11 +167,18 @@ def intent_facts(data: dict[str, Any]) -> pd.DataFrame:
     except ValueError:
         args = []
     rows = [
-        ("from (agent)", t.get("intent_from")), ("to", t.get("intent_to")), ("policy client", client),
-        ("call", call), ("arguments", ", ".join(str(a) for a in args) if args else "—"),
+        ("from (agent)", t.get("intent_from")),
+        ("to", t.get("intent_to")),
+        ("policy client", client),
+        ("call", call),
+        ("arguments", ", ".join(str(a) for a in args) if args else "—"),
         ("counterparty", t.get("counterparty") or "—"),
-        ("amount", f"{fmt_amount(t.get('amount_num'), t.get('asset'), data.get('token', ''))} = {t.get('amount_wei') or '0'} wei"),
-        ("native value (wei)", t.get("intent_value") or "0"), ("chain id", str(t.get("intent_chain_id"))),
+        (
+            "amount",
+            f"{fmt_amount(t.get('amount_num'), t.get('asset'), data.get('token', ''))} = {t.get('amount_wei') or '0'} wei",
+        ),
+        ("native value (wei)", t.get("intent_value") or "0"),
+        ("chain id", str(t.get("intent_chain_id"))),
         ("calldata", t.get("intent_data") or "0x"),
     ]
     return pd.DataFrame(rows, columns=["field", "value"]).astype(str)
@@ -157,12 +189,22 @@ def policy_facts(data: dict[str, Any]) -> pd.DataFrame:
     t, p, v = data["task"], data.get("policy") or {}, data.get("version")
     version = "unknown (no PolicySet indexed for this policy id)"
     if v:
-        version = (f"#{int(v['version_no'])} of {int(v['versions'])} for this client, set at block {int(v['block_number']):,} "
-                   f"by {v.get('sender')}" + (" (current)" if v.get("valid_to_block") is None else f" (until block {int(v['valid_to_block']):,})"))
-    rows = [("policy", data.get("policy_name") or "—"), ("policy address", t.get("policy_address")),
-            ("policy version", p.get("version") or "—"), ("params version", version), ("policy id", t.get("policy_id")),
-            ("entrypoint", t.get("entrypoint") or p.get("entrypoint") or "—"), ("code hash", data.get("code_hash") or "—"),
-            ("policy CID", p.get("policy_cid") or "—"), ("schema CID", p.get("schema_cid") or "—")]
+        version = (
+            f"#{int(v['version_no'])} of {int(v['versions'])} for this client, set at block {int(v['block_number']):,} "
+            f"by {v.get('sender')}"
+            + (" (current)" if v.get("valid_to_block") is None else f" (until block {int(v['valid_to_block']):,})")
+        )
+    rows = [
+        ("policy", data.get("policy_name") or "—"),
+        ("policy address", t.get("policy_address")),
+        ("policy version", p.get("version") or "—"),
+        ("params version", version),
+        ("policy id", t.get("policy_id")),
+        ("entrypoint", t.get("entrypoint") or p.get("entrypoint") or "—"),
+        ("code hash", data.get("code_hash") or "—"),
+        ("policy CID", p.get("policy_cid") or "—"),
+        ("schema CID", p.get("schema_cid") or "—"),
+    ]
     return pd.DataFrame(rows, columns=["field", "value"]).astype(str)
 
 
@@ -173,15 +215,31 @@ def failing_conditions(exp: Any, decisive: bool) -> pd.DataFrame:
     for b in exp.bodies:
         if b.succeeded is False and b.failed_at is not None and b.decisive == decisive:
             terms = "; ".join(
-                f"{t.text} = {json.dumps(t.value, default=str) if t.defined else 'undefined'}" + (f" (+{t.more} more)" if t.more else "")
-                for t in b.failed_at.terms)
-            rows.append({"rule": b.head or b.rule, "line": b.failed_at.line, "failed condition": b.failed_at.text, "values": terms})
+                f"{t.text} = {json.dumps(t.value, default=str) if t.defined else 'undefined'}"
+                + (f" (+{t.more} more)" if t.more else "")
+                for t in b.failed_at.terms
+            )
+            rows.append(
+                {
+                    "rule": b.head or b.rule,
+                    "line": b.failed_at.line,
+                    "failed condition": b.failed_at.text,
+                    "values": terms,
+                }
+            )
     return pd.DataFrame(rows, columns=["rule", "line", "failed condition", "values"])
 
 
 def counterfactuals(exp: Any) -> pd.DataFrame:
     """The explanation's counterfactuals: param, current value, value that flips the verdict, and the sentence."""
-    rows = [{"param": c.param, "current": json.dumps(c.current, default=str), "would need": json.dumps(c.value, default=str),
-             "verdict then": "allowed" if c.flips_to else "denied", "what it means": c.text}
-            for c in exp.counterfactuals]
+    rows = [
+        {
+            "param": c.param,
+            "current": json.dumps(c.current, default=str),
+            "would need": json.dumps(c.value, default=str),
+            "verdict then": "allowed" if c.flips_to else "denied",
+            "what it means": c.text,
+        }
+        for c in exp.counterfactuals
+    ]
     return pd.DataFrame(rows, columns=["param", "current", "would need", "verdict then", "what it means"])

@@ -2,6 +2,7 @@
 
 Used by `lens bench index` (volume) and the indexer tests (exact payloads, undecodable logs).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -10,7 +11,7 @@ import requests
 from eth_abi import encode
 from eth_utils import keccak
 
-from app.errors import LensError
+from indexer.errors import LensError
 
 SOURCE = """// SPDX-License-Identifier: MIT
 pragma solidity ^0.8.20;
@@ -59,9 +60,15 @@ def bytecode() -> str:
     """Creation bytecode of LogEmitter, compiled once per process with the pinned solcjs (the devnet's solc driver)."""
     from devnet.contracts import _run_solc  # the one node+solc standard-JSON driver of the project
 
-    request = {"language": "Solidity", "sources": {"LogEmitter.sol": {"content": SOURCE}},
-               "settings": {"optimizer": {"enabled": True, "runs": 200}, "evmVersion": "cancun",
-                            "outputSelection": {"*": {"*": ["evm.bytecode.object"]}}}}
+    request = {
+        "language": "Solidity",
+        "sources": {"LogEmitter.sol": {"content": SOURCE}},
+        "settings": {
+            "optimizer": {"enabled": True, "runs": 200},
+            "evmVersion": "cancun",
+            "outputSelection": {"*": {"*": ["evm.bytecode.object"]}},
+        },
+    }
     _, out = _run_solc(request)
     errors = [e for e in out.get("errors", []) if e.get("severity") == "error"]
     if errors:
@@ -112,11 +119,15 @@ def emit_many(url: str, emitter: str, logs: list[tuple[list[str], bytes]]) -> di
 
 def emit_repeat(url: str, emitter: str, topics: list[str], data: bytes, n: int) -> dict:
     """One transaction emitting the same log n times."""
-    return send(url, emitter, SEL_EMIT_REPEAT + encode(["bytes32[]", "bytes", "uint256"],
-                                                       [[bytes.fromhex(t[2:]) for t in topics], data, n]))
+    return send(
+        url,
+        emitter,
+        SEL_EMIT_REPEAT + encode(["bytes32[]", "bytes", "uint256"], [[bytes.fromhex(t[2:]) for t in topics], data, n]),
+    )
 
 
 # ---- encoding Newton events (eth-abi, the reference encoder) ------------------------------------------
+
 
 def _topic(type_: str, v) -> str:
     if type_ == "address":
@@ -139,7 +150,9 @@ def encode_event(topic0: str, values: dict) -> tuple[list[str], bytes]:
     return topics, data
 
 
-def sample_task_logs(i: int, policy_source: bytes, client: str, policy: str, operator_ids: list[bytes]) -> list[tuple[list[str], bytes]]:
+def sample_task_logs(
+    i: int, policy_source: bytes, client: str, policy: str, operator_ids: list[bytes]
+) -> list[tuple[list[str], bytes]]:
     """Realistic current-layout logs of one task: NewTaskCreated, PolicyDenied (every 5th), TaskResponded, AttestationSpent."""
     from indexer.abi import topic0_of
 
@@ -155,16 +168,43 @@ def sample_task_logs(i: int, policy_source: bytes, client: str, policy: str, ope
     deny = i % 5 == 0
     result = encode(["bool"], [not deny])
     pdata = [(b'{"asset":"dUSD"}', b'{"sanctions":{"listed":false},"spend":{"today":"5"}}', "0x" + "22" * 20, 10**6)]
-    response = (task_id, client, policy_id, policy, intent, b"\x01" * 65, result, (policy_id, policy, policy_source, pdata),
-                (params, 100), 1_700_000_000 + i)
-    g1 = [(int.from_bytes(keccak(o), "big") % (2**254), int.from_bytes(keccak(o + b"y"), "big") % (2**254)) for o in operator_ids[:1]]
-    nss = encode(["(uint32[],(uint256,uint256)[],(uint256,uint256)[],(uint256[2],uint256[2]),(uint256,uint256),uint32[],uint32[],uint32[][])"],
-                 [([0] * len(g1), g1, [(1, 2)], ([3, 4], [5, 6]), (7, 8), [0], [0], [[0] * len(g1)])])
+    response = (
+        task_id,
+        client,
+        policy_id,
+        policy,
+        intent,
+        b"\x01" * 65,
+        result,
+        (policy_id, policy, policy_source, pdata),
+        (params, 100),
+        1_700_000_000 + i,
+    )
+    g1 = [
+        (int.from_bytes(keccak(o), "big") % (2**254), int.from_bytes(keccak(o + b"y"), "big") % (2**254))
+        for o in operator_ids[:1]
+    ]
+    nss = encode(
+        [
+            "(uint32[],(uint256,uint256)[],(uint256,uint256)[],(uint256[2],uint256[2]),(uint256,uint256),uint32[],uint32[],uint32[][])"
+        ],
+        [([0] * len(g1), g1, [(1, 2)], ([3, 4], [5, 6]), (7, 8), [0], [0], [[0] * len(g1)])],
+    )
     cert = (200 + i, 300 + i, keccak(b"nonsigners" + i.to_bytes(8, "big")), nss)
     logs = [encode_event(topic0_of("NewTaskCreated"), {"taskId": task_id, "task": task, "state": state})]
     if deny:
-        logs.append(encode_event(topic0_of("PolicyDenied"), {"policyClient": client, "taskId": task_id, "policyId": policy_id,
-                                                             "intentHash": keccak(b"intent"), "referenceBlock": 200 + i}))
+        logs.append(
+            encode_event(
+                topic0_of("PolicyDenied"),
+                {
+                    "policyClient": client,
+                    "taskId": task_id,
+                    "policyId": policy_id,
+                    "intentHash": keccak(b"intent"),
+                    "referenceBlock": 200 + i,
+                },
+            )
+        )
     logs.append(encode_event(topic0_of("TaskResponded"), {"taskResponse": response, "responseCertificate": cert}))
     if not deny:
         att = (task_id, policy_id, client, 300 + i, intent, b"\x01" * 65)

@@ -1,22 +1,24 @@
 """`lens bench index`: build a devnet range of Newton-shaped logs, then time a raw eth_getLogs client and the indexer on it."""
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import requests
 from eth_utils import keccak
 
-from indexer import emitter
-from indexer.deployment import load as load_deployment, parse
+from devnet import emitter
+from indexer.deployment import load as load_deployment
+from indexer.deployment import parse
 from indexer.extract import Rpc, plan_ranges
-from indexer.run import IndexOptions, Indexer, _filters
+from indexer.run import Indexer, IndexOptions, _filters
 
-POLICY = (Path(__file__).resolve().parent.parent / "data" / "policies" / "spending_limits" / "policy.rego")
+POLICY = Path(__file__).resolve().parent.parent / "data" / "policies" / "spending_limits" / "policy.rego"
 
 
 def build_range(url: str, events: int, per_tx: int = 48) -> tuple[str, int]:
@@ -48,8 +50,12 @@ def raw_fetch(url: str, ranges: list[tuple[int, int]], filters) -> tuple[int, fl
             flt = {"fromBlock": hex(lo), "toBlock": hex(hi), "topics": [list(f.topics)]}
             if f.addresses:
                 flt["address"] = list(f.addresses)
-            r = s.post(url, data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [flt]}),
-                       headers={"Content-Type": "application/json"}, timeout=120)
+            r = s.post(
+                url,
+                data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [flt]}),
+                headers={"Content-Type": "application/json"},
+                timeout=120,
+            )
             n += len(r.json()["result"])
     return n, time.perf_counter() - t0
 
@@ -67,24 +73,49 @@ def measure(dep, url: str, head: int, log: Callable[[str], None]) -> dict:
     log(f"raw eth_getLogs: {got} logs in {best:.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "bench.duckdb")
-        ix = Indexer(dep, IndexOptions(db=db, rpc_url=url, start=dep.start_block, end=head, batch_blocks=2000,
-                                       confirmations=0, metadata_timeout_s=0.1))
+        ix = Indexer(
+            dep,
+            IndexOptions(
+                db=db,
+                rpc_url=url,
+                start=dep.start_block,
+                end=head,
+                batch_blocks=2000,
+                confirmations=0,
+                metadata_timeout_s=0.1,
+            ),
+        )
         c0 = os.times()
         t0 = time.perf_counter()
         st = ix.run()
         wall = time.perf_counter() - t0
         c1 = os.times()
     rate = st.logs / wall
-    return {"events": st.logs, "blocks": head - dep.start_block + 1, "raw_logs_per_s": raw_rate, "indexer_logs_per_s": rate,
-            "ratio": rate / raw_rate, "raw_s": best, "indexer_s": wall, "rows": st.rows, "undecodable": st.undecodable,
-            "commits": st.commits, "stages_s": {k: round(v, 3) for k, v in st.seconds.items()}, "target_ratio": 0.5,
-            "cpu_s": {"writer": round(c1.user + c1.system - c0.user - c0.system, 2),
-                      "fetch_decode_workers": round(c1.children_user + c1.children_system
-                                                    - c0.children_user - c0.children_system, 2)}}
+    return {
+        "events": st.logs,
+        "blocks": head - dep.start_block + 1,
+        "raw_logs_per_s": raw_rate,
+        "indexer_logs_per_s": rate,
+        "ratio": rate / raw_rate,
+        "raw_s": best,
+        "indexer_s": wall,
+        "rows": st.rows,
+        "undecodable": st.undecodable,
+        "commits": st.commits,
+        "stages_s": {k: round(v, 3) for k, v in st.seconds.items()},
+        "target_ratio": 0.5,
+        "cpu_s": {
+            "writer": round(c1.user + c1.system - c0.user - c0.system, 2),
+            "fetch_decode_workers": round(
+                c1.children_user + c1.children_system - c0.children_user - c0.children_system, 2
+            ),
+        },
+    }
 
 
-def run_bench(events: int = 50_000, log: Callable[[str], None] = print, deployment: str | None = None,
-              rpc_url: str | None = None) -> dict:
+def run_bench(
+    events: int = 50_000, log: Callable[[str], None] = print, deployment: str | None = None, rpc_url: str | None = None
+) -> dict:
     """Measure over an existing deployment's range (reuse), or build a fresh devnet range of >= `events` logs."""
     if deployment:
         dep = load_deployment(deployment)
@@ -99,8 +130,16 @@ def run_bench(events: int = 50_000, log: Callable[[str], None] = print, deployme
         log(f"building a devnet range of >= {events} events on {node.url} …")
         em, n = build_range(node.url, events)
         head = int(emitter.rpc(node.url, "eth_blockNumber", []), 16)
-        dep = parse({"name": "bench", "chain_id": node.chain_id, "rpc_url": node.url, "start_block": 0, "confirmations": 0,
-                     "contracts": {"taskManager": em}})
+        dep = parse(
+            {
+                "name": "bench",
+                "chain_id": node.chain_id,
+                "rpc_url": node.url,
+                "start_block": 0,
+                "confirmations": 0,
+                "contracts": {"taskManager": em},
+            }
+        )
         return dict(measure(dep, node.url, head, log), emitted=n, source="LogEmitter range (task-lifecycle logs)")
     finally:
         node.stop()
