@@ -1,4 +1,4 @@
-"""Plotly figures for the dashboard: pure functions of DataFrames, readable on light and dark themes."""
+"""Charts: pure functions from frames to plotly figures (shared styling here; one module per domain beside it)."""
 
 from __future__ import annotations
 
