@@ -1,0 +1,576 @@
+"""Operator queries: per-operator figures (stake, participation, streaks, slashing, disputes), history, latency, alerts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from app.queries.base import Con, query, query_rows, table_names
+from app.queries.decisions import decision_rows
+from app.text import is_null
+
+# The columns of `operator_figures`, in order (engineers building exporters rely on these names: keep them stable).
+FIGURE_COLUMNS = (
+    "operator",
+    "operator_id",
+    "name",
+    "organisation",
+    "socket",
+    "metadata_uri",
+    "metadata_ok",
+    "metadata_error",
+    "registered_block",
+    "deregistered_block",
+    "active",
+    "stake_wei",
+    "stake",
+    "stake_share",
+    "eligible",
+    "signed",
+    "missed",
+    "participation",
+    "recent_eligible",
+    "recent_signed",
+    "recent_participation",
+    "streak",
+    "streak_kind",
+    "longest_recent_miss",
+    "last_signed_block",
+    "last_signed_time",
+    "slashed",
+    "stake_slashed",
+    "disputes",
+    "disputes_lost",
+)
+
+# task_signers holds, per responded task, every operator registered in the task's quorum at its reference block
+# (taskCreatedBlock) with whether it signed: exactly the eligibility the participation figures need.
+# Tasks are ordered by (created block, task id); a direct-only task has no created block and uses its response's.
+_ORDERED = """
+SELECT ts.operator_id, any_value(ts.operator) AS operator, ts.task_id, bool_or(ts.signed) AS signed,
+       any_value(coalesce(t.created_block, t.responded_block)) AS blk, any_value({pos}) AS pos,
+       any_value(t.created_time) AS created_time
+FROM task_signers ts JOIN tasks t ON t.chain_id = ts.chain_id AND t.task_id = ts.task_id {join}
+GROUP BY ts.operator_id, ts.task_id
+"""
+# Many tasks share a block: inside one, the NewTaskCreated log index is the order they were created in.
+_CREATED_POS = (
+    "LEFT JOIN (SELECT chain_id, task_id, min(log_index) AS pos FROM ev_new_task_created GROUP BY ALL) c "
+    "ON c.chain_id = t.chain_id AND c.task_id = t.task_id"
+)
+
+
+def _ordered(names: set[str]) -> str:
+    """The signer rows with each task's position (block, log index) — log index 0 where the raw table is absent."""
+    if "ev_new_task_created" in names:
+        return _ORDERED.format(pos="coalesce(c.pos, 0)", join=_CREATED_POS)
+    return _ORDERED.format(pos="0", join="")
+
+
+PARTICIPATION_SQL = """
+WITH s AS ({ordered}),
+recent_tasks AS (
+  SELECT task_id FROM (SELECT DISTINCT task_id, blk, pos FROM s) ORDER BY blk DESC, pos DESC, task_id DESC LIMIT $recent
+),
+ranked AS (
+  SELECT s.*, row_number() OVER (PARTITION BY operator_id ORDER BY blk DESC, pos DESC, task_id DESC) AS rn,
+         task_id IN (SELECT task_id FROM recent_tasks) AS recent
+  FROM s
+),
+last AS (SELECT operator_id, signed AS last_signed FROM ranked WHERE rn = 1),
+agg AS (
+  SELECT r.operator_id, any_value(r.operator) AS operator, count(*) AS eligible,
+         count(*) FILTER (WHERE r.signed) AS signed,
+         count(*) FILTER (WHERE r.recent) AS recent_eligible,
+         count(*) FILTER (WHERE r.recent AND r.signed) AS recent_signed,
+         any_value(l.last_signed) AS streak_signed,
+         coalesce(min(r.rn) FILTER (WHERE r.signed <> l.last_signed) - 1, count(*)) AS streak_len,
+         max(r.blk) FILTER (WHERE r.signed) AS last_signed_block,
+         max(r.created_time) FILTER (WHERE r.signed) AS last_signed_time
+  FROM ranked r JOIN last l ON l.operator_id = r.operator_id
+  GROUP BY r.operator_id
+),
+-- the longest run of consecutive missed tasks inside the recent window (an outage that is over still shows)
+runs AS (
+  SELECT operator_id, rn - row_number() OVER (PARTITION BY operator_id ORDER BY rn) AS grp
+  FROM ranked WHERE recent AND NOT signed
+),
+longest AS (
+  SELECT operator_id, max(n) AS longest_recent_miss
+  FROM (SELECT operator_id, grp, count(*) AS n FROM runs GROUP BY operator_id, grp) GROUP BY operator_id
+)
+SELECT agg.*, coalesce(longest.longest_recent_miss, 0) AS longest_recent_miss
+FROM agg LEFT JOIN longest ON longest.operator_id = agg.operator_id
+"""
+
+OPERATORS_SQL = """
+SELECT operator, operator_id, name, organisation, socket, metadata_uri, metadata_error,
+       registered_block, deregistered_block, stake AS stake_wei, stake_num,
+       country, city, latitude, longitude, provider, region, asn, client_version
+FROM operators
+"""
+
+# Slashing: one OperatorSlashed per operator per successful challenge; the stake it cost is the drop of the
+# operator's stake at the OperatorStakeUpdate of the same transaction.
+SLASHED_SQL = """
+WITH ops AS (SELECT DISTINCT operator, operator_id FROM operators),
+su AS (SELECT operator_id, tx_hash, block_number, log_index, stake_num,
+              lag(stake_num) OVER (PARTITION BY operator_id ORDER BY block_number, log_index) AS before
+       FROM ev_operator_stake_update),
+sl AS (SELECT lower(s.operator) AS operator, s.tx_hash, count(*) AS n
+       FROM ev_operator_slashed s GROUP BY ALL)
+SELECT ops.operator, sum(sl.n) AS slashed,
+       sum(coalesce((SELECT sum(greatest(su.before - su.stake_num, 0)) FROM su
+                     WHERE su.operator_id = ops.operator_id AND su.tx_hash = sl.tx_hash), 0)) AS stake_slashed_num
+FROM sl JOIN ops ON ops.operator = sl.operator
+GROUP BY ops.operator
+"""
+
+DISPUTES_SQL = """
+SELECT ts.operator_id, count(DISTINCT c.task_id) AS disputes,
+       count(DISTINCT c.task_id) FILTER (WHERE c.success) AS disputes_lost
+FROM challenges c JOIN task_signers ts ON ts.chain_id = c.chain_id AND ts.task_id = c.task_id AND ts.signed
+GROUP BY ts.operator_id
+"""
+
+WEI_PER_ETH = 1e18
+DEFAULT_RECENT = 500  # the `operator_recent_tasks` setting's default; the CLI and pages pass the setting in
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """When an operator raises an alert (the CLI and pages fill it from the settings `alert_*`)."""
+
+    participation_below: float = 0.9  # recent participation under this share
+    missed_streak: int = 5  # this many missed tasks in a row, now or within the recent window
+
+
+@dataclass(frozen=True)
+class OperatorFigures:
+    """One operator's health figures (see FIGURE_COLUMNS; stake in ETH, shares and participation as 0..1)."""
+
+    operator: str
+    operator_id: str
+    name: str
+    organisation: str
+    socket: str
+    metadata_uri: str
+    metadata_ok: bool | None
+    metadata_error: str
+    registered_block: int | None
+    deregistered_block: int | None
+    active: bool
+    stake_wei: str
+    stake: float
+    stake_share: float | None
+    eligible: int
+    signed: int
+    missed: int
+    participation: float | None
+    recent_eligible: int
+    recent_signed: int
+    recent_participation: float | None
+    streak: int  # +n: the last n eligible tasks signed; -n: the last n missed; 0: never eligible
+    streak_kind: str  # 'signed' | 'missed' | ''
+    longest_recent_miss: int
+    last_signed_block: int | None
+    last_signed_time: Any
+    slashed: int
+    stake_slashed: float
+    disputes: int
+    disputes_lost: int
+    alerts: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (timestamps as ISO text)."""
+        out = asdict(self)
+        out["alerts"] = list(self.alerts)
+        if out["last_signed_time"] is not None:
+            out["last_signed_time"] = pd.Timestamp(out["last_signed_time"]).isoformat()
+        return out
+
+
+def _empty_figures() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(FIGURE_COLUMNS))
+
+
+def operator_figures(con: Con, recent: int = DEFAULT_RECENT) -> pd.DataFrame:
+    """Per-operator figures, one row per operator (FIGURE_COLUMNS), ordered by stake, largest first.
+
+    `recent`: the recent window in tasks; recent participation is signed / eligible over the network's last `recent`
+    responded tasks.
+    """
+    names = table_names(con)
+    if "operators" not in names:
+        return _empty_figures()
+    recent = int(recent)
+    ops = query(con, OPERATORS_SQL)
+    if ops.empty:
+        return _empty_figures()
+    if {"task_signers", "tasks"} <= names:
+        part = query(con, PARTICIPATION_SQL.format(ordered=_ordered(names)), {"recent": max(recent, 0)})
+    else:
+        part = pd.DataFrame(columns=["operator_id"])
+    df = ops.merge(part.drop(columns=["operator"], errors="ignore"), on="operator_id", how="left")
+    for col in ("eligible", "signed", "recent_eligible", "recent_signed", "streak_len", "longest_recent_miss"):
+        df[col] = pd.to_numeric(df.get(col), errors="coerce").fillna(0).astype("int64")
+    df["missed"] = df["eligible"] - df["signed"]
+    df["participation"] = _ratio(df["signed"], df["eligible"])
+    df["recent_participation"] = _ratio(df["recent_signed"], df["recent_eligible"])
+    kind = df.get("streak_signed")
+    df["streak_kind"] = [
+        "" if is_null(k) or n == 0 else ("signed" if bool(k) else "missed")
+        for k, n in zip(kind if kind is not None else [None] * len(df), df["streak_len"])
+    ]
+    df["streak"] = [
+        n if k == "signed" else (-n if k == "missed" else 0) for k, n in zip(df["streak_kind"], df["streak_len"])
+    ]
+    df["active"] = df["deregistered_block"].isna() & df["registered_block"].notna()
+    wei = pd.to_numeric(df["stake_wei"], errors="coerce")
+    df["stake"] = (wei.fillna(pd.to_numeric(df["stake_num"], errors="coerce")).fillna(0.0) / WEI_PER_ETH).astype(float)
+    live = df["stake"].where(df["active"], 0.0)
+    total = float(live.sum())
+    df["stake_share"] = (live / total) if total > 0 else None
+    df["metadata_ok"] = [
+        None if is_null(u) or u == "" else is_null(e) for u, e in zip(df["metadata_uri"], df["metadata_error"])
+    ]
+    df = _with_slashing(con, names, df)
+    df = _with_disputes(con, names, df)
+    for col in ("last_signed_block",):
+        if col not in df:
+            df[col] = None
+    if "last_signed_time" not in df:
+        df["last_signed_time"] = None
+    df = df.sort_values(["stake", "operator"], ascending=[False, True]).reset_index(drop=True)
+    return df[list(FIGURE_COLUMNS)]
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    """num / den as floats, None where den is 0."""
+    out = num.astype(float) / den.where(den > 0).astype(float)
+    return out.astype(object).where(out.notna(), None)
+
+
+def _with_slashing(con: Con, names: set[str], df: pd.DataFrame) -> pd.DataFrame:
+    """Add `slashed` (OperatorSlashed events) and `stake_slashed` (ETH lost at them)."""
+    if {"ev_operator_slashed", "ev_operator_stake_update"} <= names:
+        sl = query(con, SLASHED_SQL)
+        df = df.merge(sl, on="operator", how="left")
+        df["stake_slashed"] = pd.to_numeric(df["stake_slashed_num"], errors="coerce").fillna(0.0) / WEI_PER_ETH
+    else:
+        df["slashed"] = 0
+        df["stake_slashed"] = 0.0
+    df["slashed"] = pd.to_numeric(df["slashed"], errors="coerce").fillna(0).astype("int64")
+    return df
+
+
+def _with_disputes(con: Con, names: set[str], df: pd.DataFrame) -> pd.DataFrame:
+    """Add `disputes` (challenges of tasks it signed) and `disputes_lost` (the successful ones)."""
+    if {"challenges", "task_signers"} <= names:
+        df = df.merge(query(con, DISPUTES_SQL), on="operator_id", how="left")
+    else:
+        df["disputes"] = 0
+        df["disputes_lost"] = 0
+    for col in ("disputes", "disputes_lost"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
+    return df
+
+
+def operator_records(
+    con: Con, recent: int = DEFAULT_RECENT, thresholds: AlertThresholds = AlertThresholds()
+) -> list[OperatorFigures]:
+    """operator_figures as typed records, each with its alerts."""
+    df = operator_figures(con, recent)
+    alerts = alerts_by_operator(df, thresholds)
+    out = []
+    for row in df.to_dict("records"):
+        clean = {k: (None if is_null(v) else v) for k, v in row.items()}
+        out.append(
+            OperatorFigures(
+                operator=str(clean["operator"]),
+                operator_id=str(clean["operator_id"] or ""),
+                name=str(clean["name"] or ""),
+                organisation=str(clean["organisation"] or ""),
+                socket=str(clean["socket"] or ""),
+                metadata_uri=str(clean["metadata_uri"] or ""),
+                metadata_ok=clean["metadata_ok"],
+                metadata_error=str(clean["metadata_error"] or ""),
+                registered_block=_int(clean["registered_block"]),
+                deregistered_block=_int(clean["deregistered_block"]),
+                active=bool(clean["active"]),
+                stake_wei=str(clean["stake_wei"] or "0"),
+                stake=float(clean["stake"] or 0.0),
+                stake_share=None if clean["stake_share"] is None else float(clean["stake_share"]),
+                eligible=int(clean["eligible"]),
+                signed=int(clean["signed"]),
+                missed=int(clean["missed"]),
+                participation=None if clean["participation"] is None else float(clean["participation"]),
+                recent_eligible=int(clean["recent_eligible"]),
+                recent_signed=int(clean["recent_signed"]),
+                recent_participation=(
+                    None if clean["recent_participation"] is None else float(clean["recent_participation"])
+                ),
+                streak=int(clean["streak"]),
+                streak_kind=str(clean["streak_kind"]),
+                longest_recent_miss=int(clean["longest_recent_miss"]),
+                last_signed_block=_int(clean["last_signed_block"]),
+                last_signed_time=clean["last_signed_time"],
+                slashed=int(clean["slashed"]),
+                stake_slashed=float(clean["stake_slashed"]),
+                disputes=int(clean["disputes"]),
+                disputes_lost=int(clean["disputes_lost"]),
+                alerts=tuple(a.message for a in alerts.get(str(clean["operator"]), [])),
+            )
+        )
+    return out
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert about one operator: what kind, and a sentence saying what is wrong."""
+
+    operator: str
+    name: str
+    kind: str  # 'low_participation' | 'losing_streak' | 'outage' | 'metadata'
+    message: str
+
+
+def alerts_by_operator(df: pd.DataFrame, thresholds: AlertThresholds = AlertThresholds()) -> dict[str, list[Alert]]:
+    """operator address → its alerts."""
+    out: dict[str, list[Alert]] = {}
+    for a in alerts(df, thresholds):
+        out.setdefault(a.operator, []).append(a)
+    return out
+
+
+def alerts(df: pd.DataFrame, thresholds: AlertThresholds = AlertThresholds()) -> list[Alert]:
+    """Alerts over operator_figures: participation under the threshold over the recent window, a losing streak, a
+    long run of misses inside the recent window, metadata that cannot be fetched."""
+    threshold = float(thresholds.participation_below)
+    streak_at = int(thresholds.missed_streak)
+    out: list[Alert] = []
+    for r in df.to_dict("records"):
+        who, name = str(r["operator"]), str(r["name"] if not is_null(r["name"]) else "") or str(r["operator"])[:10]
+        rp = r["recent_participation"]
+        if not is_null(rp) and float(rp) < threshold:
+            out.append(
+                Alert(
+                    who,
+                    name,
+                    "low_participation",
+                    f"{name} signed {int(r['recent_signed'])} of the {int(r['recent_eligible'])} recent tasks it was "
+                    f"eligible for ({float(rp):.1%}, under the {threshold:.0%} threshold)",
+                )
+            )
+        if r["streak_kind"] == "missed" and -int(r["streak"]) >= streak_at and bool(r["active"]):
+            out.append(Alert(who, name, "losing_streak", f"{name} missed its last {-int(r['streak'])} tasks in a row"))
+        elif int(r["longest_recent_miss"]) >= streak_at:
+            out.append(
+                Alert(
+                    who,
+                    name,
+                    "outage",
+                    f"{name} missed {int(r['longest_recent_miss'])} tasks in a row within the recent window",
+                )
+            )
+        if r["metadata_ok"] is False:
+            out.append(
+                Alert(who, name, "metadata", f"{name}'s metadata cannot be fetched: {r['metadata_error'] or 'unknown'}")
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# History and detail
+
+REGISTRATION_SQL = """
+SELECT block_number, block_time, tx_hash, 'registered' AS event FROM ev_operator_registered WHERE lower(operator) = $op
+UNION ALL
+SELECT block_number, block_time, tx_hash, 'deregistered' FROM ev_operator_deregistered WHERE lower(operator) = $op
+ORDER BY block_number
+"""
+STAKE_HISTORY_SQL = """
+SELECT su.block_number, su.block_time, su.tx_hash, su.stake_num / 1e18 AS stake,
+       EXISTS (SELECT 1 FROM ev_operator_slashed sl WHERE sl.tx_hash = su.tx_hash AND lower(sl.operator) = $op) AS slashed
+FROM ev_operator_stake_update su WHERE su.operator_id = $id
+ORDER BY su.block_number, su.log_index
+"""
+STAKE_HISTORY_DERIVED_SQL = """
+SELECT block_number, NULL::TIMESTAMP AS block_time, NULL AS tx_hash, stake_num / 1e18 AS stake, FALSE AS slashed
+FROM operator_stakes WHERE operator_id = $id ORDER BY block_number
+"""
+SLASHINGS_SQL = """
+SELECT block_number, block_time, tx_hash, description, wads_to_slash FROM ev_operator_slashed
+WHERE lower(operator) = $op ORDER BY block_number, log_index
+"""
+OPERATOR_DISPUTES_SQL = """
+SELECT c.task_id, c.block_number, c.block_time, c.success, c.challenger, ts.signed
+FROM challenges c JOIN task_signers ts ON ts.chain_id = c.chain_id AND ts.task_id = c.task_id
+WHERE ts.operator_id = $id
+ORDER BY c.block_number DESC
+"""
+MISSED_SQL = """
+SELECT t.task_id, t.created_time, t.created_block, t.policy_client, t.intent_from, t.function_name, t.amount_num,
+       t.asset, t.allow, t.status, t.non_signer_count
+FROM task_signers ts JOIN tasks t ON t.chain_id = ts.chain_id AND t.task_id = ts.task_id
+WHERE ts.operator_id = $id AND NOT ts.signed
+ORDER BY t.created_block DESC, t.task_id DESC
+LIMIT $limit
+"""
+
+
+def operator_detail(
+    con: Con, operator: str, recent: int = DEFAULT_RECENT, thresholds: AlertThresholds = AlertThresholds()
+) -> dict[str, Any] | None:
+    """Everything the detail view shows for one operator (None when the DB does not know it)."""
+    op = str(operator).strip().lower()
+    figures = operator_figures(con, recent)
+    row = figures[figures["operator"].str.lower() == op]
+    if row.empty:
+        return None
+    info = {k: (None if is_null(v) else v) for k, v in row.iloc[0].to_dict().items()}
+    names = table_names(con)
+    p = {"op": op, "id": info["operator_id"]}
+    meta = query(con, OPERATORS_SQL + " WHERE lower(operator) = $op", {"op": op})
+    info.update({k: (None if is_null(v) else v) for k, v in meta.iloc[0].to_dict().items() if k not in info})
+    out: dict[str, Any] = {"info": info, "alerts": alerts_by_operator(row, thresholds).get(info["operator"], [])}
+    out["registrations"] = (
+        query(con, REGISTRATION_SQL, {"op": op})
+        if {"ev_operator_registered", "ev_operator_deregistered"} <= names
+        else pd.DataFrame(columns=["block_number", "block_time", "tx_hash", "event"])
+    )
+    if {"ev_operator_stake_update", "ev_operator_slashed"} <= names:
+        out["stakes"] = query(con, STAKE_HISTORY_SQL, p)
+    elif "operator_stakes" in names:
+        out["stakes"] = query(con, STAKE_HISTORY_DERIVED_SQL, {"id": p["id"]})
+    else:
+        out["stakes"] = pd.DataFrame(columns=["block_number", "block_time", "tx_hash", "stake", "slashed"])
+    out["slashings"] = (
+        query(con, SLASHINGS_SQL, {"op": op})
+        if "ev_operator_slashed" in names
+        else pd.DataFrame(columns=["block_number", "block_time", "tx_hash", "description", "wads_to_slash"])
+    )
+    if {"challenges", "task_signers"} <= names:
+        d = query(con, OPERATOR_DISPUTES_SQL, {"id": p["id"]})
+        d.insert(0, "verdict_page", "/verdict?task=" + d["task_id"].astype(str))
+        d["role"] = d["signed"].map({True: "signed the response", False: "did not sign"})
+        out["disputes"] = d.drop(columns=["signed"])
+    else:
+        out["disputes"] = pd.DataFrame(columns=["verdict_page", "task_id", "block_number", "success", "role"])
+    out["missed"] = missed_tasks(con, info["operator_id"]) if "task_signers" in names else pd.DataFrame()
+    return out
+
+
+def missed_tasks(con: Con, operator_id: str, limit: int = 200) -> pd.DataFrame:
+    """The operator's missed tasks, newest first, each with a link to its verdict page."""
+    return decision_rows(con, query(con, MISSED_SQL, {"id": operator_id, "limit": int(limit)}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Heatmap and latency
+
+BUCKETS = (
+    ("1 minute", 60),
+    ("10 minutes", 600),
+    ("1 hour", 3600),
+    ("6 hours", 21600),
+    ("1 day", 86400),
+    ("7 days", 604800),
+    ("30 days", 2592000),
+)
+TIME_RANGE_SQL = "SELECT min(created_time), max(created_time) FROM tasks WHERE signer_count IS NOT NULL"
+HEATMAP_SQL = """
+SELECT ts.operator, time_bucket(CAST($width AS INTERVAL), t.created_time) AS bucket,
+       count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed
+FROM task_signers ts JOIN tasks t ON t.chain_id = ts.chain_id AND t.task_id = ts.task_id
+WHERE t.created_time IS NOT NULL
+GROUP BY ALL ORDER BY bucket
+"""
+LATENCY_TIME_SQL = """
+SELECT time_bucket(CAST($width AS INTERVAL), created_time) AS bucket, count(*) AS tasks,
+       quantile_cont(latency_respond_s, 0.5) AS p50, quantile_cont(latency_respond_s, 0.95) AS p95
+FROM tasks WHERE latency_respond_s IS NOT NULL AND created_time IS NOT NULL
+GROUP BY ALL ORDER BY bucket
+"""
+LATENCY_NONSIGNERS_SQL = """
+SELECT coalesce(non_signer_count, 0) AS missing, count(*) AS tasks,
+       quantile_cont(latency_respond_s, 0.5) AS p50, quantile_cont(latency_respond_s, 0.95) AS p95
+FROM tasks WHERE latency_respond_s IS NOT NULL AND signer_count IS NOT NULL
+GROUP BY ALL ORDER BY missing
+"""
+LATENCY_BY_MISSING_SQL = """
+SELECT ts.operator, count(*) AS tasks,
+       quantile_cont(t.latency_respond_s, 0.5) AS p50, quantile_cont(t.latency_respond_s, 0.95) AS p95
+FROM task_signers ts JOIN tasks t ON t.chain_id = ts.chain_id AND t.task_id = ts.task_id
+WHERE NOT ts.signed AND t.latency_respond_s IS NOT NULL
+GROUP BY ALL ORDER BY tasks DESC
+"""
+
+
+def bucket_width(con: Con, most: int = 60) -> str | None:
+    """A time-bucket width from a fixed list giving at most `most` buckets over the tasks' span (None: no tasks)."""
+    lo, hi = query_rows(con, TIME_RANGE_SQL)[0]
+    if lo is None:
+        return None
+    span = max((pd.Timestamp(hi) - pd.Timestamp(lo)).total_seconds(), 1.0)
+    return next((name for name, secs in BUCKETS if span / secs <= most), BUCKETS[-1][0])
+
+
+def participation_heatmap(con: Con) -> pd.DataFrame:
+    """Operators × time buckets: eligible, signed and participation per cell; operator labelled by name."""
+    cols = ["operator", "label", "bucket", "eligible", "signed", "participation"]
+    if not {"task_signers", "tasks", "operators"} <= table_names(con):
+        return pd.DataFrame(columns=cols)
+    width = bucket_width(con)
+    if width is None:
+        return pd.DataFrame(columns=cols)
+    df = query(con, HEATMAP_SQL, {"width": width})
+    df["participation"] = df["signed"] / df["eligible"]
+    df["label"] = df["operator"].map(operator_labels(con)).fillna(df["operator"].str[:10])
+    return df[cols]
+
+
+def operator_labels(con: Con) -> dict[str, str]:
+    """operator address → a short unique label (its metadata name, else its short address)."""
+    rows = query_rows(con, "SELECT operator, name FROM operators ORDER BY operator")
+    labels: dict[str, str] = {}
+    seen: set[str] = set()
+    for op, name in rows:
+        label = str(name) if name else f"{str(op)[:6]}…{str(op)[-4:]}"
+        if label in seen:
+            label = f"{label} ({str(op)[:8]})"
+        seen.add(label)
+        labels[str(op)] = label
+    return labels
+
+
+def latency(con: Con) -> dict[str, pd.DataFrame]:
+    """Created → responded latency: p50/p95 per time bucket, by number of non-signers, and by which operator missed."""
+    empty = {
+        "over_time": pd.DataFrame(columns=["bucket", "tasks", "p50", "p95"]),
+        "by_missing_count": pd.DataFrame(columns=["missing", "tasks", "p50", "p95"]),
+        "by_missing_operator": pd.DataFrame(columns=["operator", "label", "tasks", "p50", "p95"]),
+    }
+    names = table_names(con)
+    if "tasks" not in names:
+        return empty
+    width = bucket_width(con) if "task_signers" in names else None
+    out = dict(empty)
+    if width is not None:
+        out["over_time"] = query(con, LATENCY_TIME_SQL, {"width": width})
+    out["by_missing_count"] = query(con, LATENCY_NONSIGNERS_SQL)
+    if {"task_signers", "operators"} <= names:
+        d = query(con, LATENCY_BY_MISSING_SQL)
+        d.insert(1, "label", d["operator"].map(operator_labels(con)).fillna(d["operator"].str[:10]))
+        out["by_missing_operator"] = d
+    return out
