@@ -91,7 +91,7 @@ SITES: tuple[OperatorSite, ...] = (
         "Kintsugi Labs",
         "Kintsugi Labs K.K.",
         "https://kintsugi.example",
-        ("GCP", "asia-northeast1", "JP", "Tokyo", 35.6762, 139.6503, "AS15169 Google LLC"),
+        ("GCP", "asia-northeast1", "JP", "Tokyo", 35.6762, 139.6503, "AS396982 Google LLC"),
         600,
         "newton-operator/1.4.0",
     ),
@@ -123,7 +123,7 @@ JOINER_SITE = _at(
 _EXTRA_PROVIDERS = (
     _AWS_ASHBURN,
     _HETZNER_FALKENSTEIN,
-    ("GCP", "europe-west4", "NL", "Eemshaven", 53.4386, 6.8355, "AS15169 Google LLC"),
+    ("GCP", "europe-west4", "NL", "Eemshaven", 53.4386, 6.8355, "AS396982 Google LLC"),
     ("AWS", "eu-west-1", "IE", "Dublin", 53.3498, -6.2603, "AS16509 Amazon.com, Inc."),
 )
 
@@ -167,10 +167,30 @@ def data_uri(doc: dict[str, Any]) -> str:
     return "data:application/json;base64," + base64.b64encode(raw).decode()
 
 
+# Operator sockets are IP literals inside real address ranges of the provider and region each site claims (what an
+# offline IP database places there: country and announcing ASN), keyed by (provider, region, declared AS number).
+_SOCKET_NETS = {
+    ("AWS", "us-east-1", "AS16509"): "52.94.0",  # AMAZON-02, US
+    ("AWS", "us-east-1", "AS14618"): "3.80.0",  # AMAZON-AES, US
+    ("AWS", "eu-central-1", "AS16509"): "3.120.0",  # AMAZON-02, DE
+    ("AWS", "ap-southeast-1", "AS16509"): "3.0.0",  # AMAZON-02, SG
+    ("AWS", "eu-west-1", "AS16509"): "52.16.0",  # AMAZON-02, IE
+    ("Hetzner", "fsn1", "AS24940"): "46.4.0",  # Hetzner Online GmbH, DE
+    ("Hetzner", "hel1", "AS24940"): "65.108.0",  # Hetzner Online GmbH, FI
+    ("GCP", "asia-northeast1", "AS396982"): "34.146.0",  # GOOGLE-CLOUD-PLATFORM, JP
+    ("GCP", "europe-west4", "AS396982"): "34.90.0",  # GOOGLE-CLOUD-PLATFORM, NL
+    ("OVHcloud", "gra", "AS16276"): "51.38.0",  # OVH SAS, FR
+    ("OVHcloud", "bhs", "AS16276"): "158.69.0",  # OVH SAS, CA
+}
+# As happens in the wild, one operator's metadata declares a location its IP contradicts: it says Frankfurt, but its
+# node answers from an AWS us-east-1 address.
+MISPLACED = {"Lodestar Staking (B)": ("AWS", "us-east-1", "AS16509")}
+
+
 def _socket(site: OperatorSite, i: int) -> str:
-    """A plausible operator socket (host:port) for the site."""
-    slug = "".join(ch for ch in site.name.lower() if ch.isalnum())
-    return f"{slug}.{site.region}.nodes.example:{9000 + i}"
+    """The operator's socket: an IP literal in its provider's range for the region it claims (host:port)."""
+    key = MISPLACED.get(site.name) or (site.provider, site.region, site.asn.split()[0])
+    return f"{_SOCKET_NETS[key]}.{10 + i}:{9000 + i}"
 
 
 def _operator_spec(site: OperatorSite, seed: int, i: int | str) -> OperatorSpec:
