@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,10 @@ _TOO_LARGE = re.compile(
     re.I,
 )
 _RETRY_HTTP = {408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
+# Messages of a node (or one node behind a load balancer) that has not reached the asked block yet: ask again later.
+_BEHIND = re.compile(
+    r"beyond (the )?(current )?head|header not found|unknown block|block not found|not (yet )?synced", re.I
+)
 
 
 class RawResult:
@@ -32,6 +38,10 @@ class RawResult:
 
     def __init__(self, body: bytes) -> None:
         self.body = body
+
+    def has_id(self, rid: int) -> bool:
+        """Does the answer carry this JSON-RPC id (looked up in its first bytes, without parsing)?"""
+        return re.search(rb'"id"\s*:\s*%d\s*[,}]' % rid, self.body[:200]) is not None
 
     def count(self, key: bytes = b'"logIndex"') -> int:
         """Cheap count of the logs in the answer (no parsing)."""
@@ -67,6 +77,12 @@ class RpcStats:
     splits: int = 0
     seconds: float = 0.0
     last_error: str | None = None
+    faults: Counter = field(default_factory=Counter)  # kind of fault → times met (`lens index status` shows them)
+
+    def fault(self, kind: str, message: str) -> None:
+        """Count one fault the node answered with (and remember its message)."""
+        self.faults[kind] += 1
+        self.last_error = message
 
 
 class Rpc:
@@ -87,8 +103,10 @@ class Rpc:
         self.sleep = sleep
         self.stats = RpcStats()
         self._local = threading.local()
-        self._id = 0
-        self._rl = 0  # rate-limit answers so far (never reset: a node that keeps refusing is given up on)
+        self._ids = itertools.count(1)
+        self._rl = 0  # refusals in a row (a node that keeps refusing is given up on)
+        self.answered = False  # has the node ever answered? (refused before that: nothing listens, fail at once)
+        self.max_head = -1  # the highest head seen: a node behind a load balancer may report an older one
 
     def _session(self) -> requests.Session:
         s = getattr(self._local, "session", None)
@@ -108,9 +126,11 @@ class Rpc:
                 resp = self._session().post(
                     self.url, data=body, headers={"Content-Type": "application/json"}, timeout=self.timeout, stream=True
                 )
+                self.answered = True
                 if resp.status_code in _RETRY_HTTP:
                     resp.close()
-                    raise _Transient(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
+                    kind = "HTTP 429" if resp.status_code == 429 else f"HTTP {resp.status_code // 100}xx"
+                    raise _Transient(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"), kind)
                 if resp.status_code == 413:
                     resp.close()
                     raise RangeTooLarge(413, "HTTP 413 payload too large")
@@ -118,66 +138,96 @@ class Rpc:
                     raise RpcError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")
                 # one read of the whole body: 3x less CPU than requests' 10 KB-chunked .content on big answers
                 answer = resp.raw.read(decode_content=True)
-                if raw_ok and len(answer) > 4096 and b'"result"' in answer[:80] and answer.rstrip().endswith(b"}"):
+                if raw_ok and len(answer) > 4096 and b'"result"' in answer[:80] and answer.rstrip().endswith(b"]}"):
                     return RawResult(answer)
                 try:
                     out = json.loads(answer)
                 except ValueError:
-                    raise _Transient("malformed JSON answer", None) from None
+                    raise _Transient("malformed JSON answer", None, "malformed JSON") from None
                 return out
+            except requests.ConnectionError as e:
+                if not self.answered and _refused(e):
+                    raise LensError(
+                        f"nothing answers at {self.url}: is the node running? (`lens devnet up` for the devnet)",
+                        "start the node, or pass the URL of a running one with --rpc URL",
+                    ) from None
+                attempt = self._retry_or_raise(
+                    e, attempt, "timeout" if isinstance(e, requests.Timeout) else "connection reset"
+                )
             except (
-                requests.ConnectionError,
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
                 urllib3.exceptions.HTTPError,
                 _Transient,
             ) as e:
-                self.stats.last_error = str(e)
-                attempt += 1
-                if attempt > self.retries:
-                    raise LensError(
-                        f"RPC {self.url} failed after {self.retries} retries: {e}",
-                        "check the node is reachable (--rpc URL), or raise LENS_RPC_RETRIES",
-                    ) from None
-                self.stats.retries += 1
-                delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
-                retry_after = getattr(e, "retry_after", None)
-                if retry_after:
-                    try:
-                        delay = max(delay, min(float(retry_after), 30.0))
-                    except ValueError:
-                        pass
-                self.sleep(min(delay, 30.0))
+                kind = e.kind if isinstance(e, _Transient) else "timeout" if isinstance(e, requests.Timeout) else None
+                attempt = self._retry_or_raise(e, attempt, kind or "connection reset")
             finally:
                 self.stats.seconds += time.perf_counter() - t0
 
+    def _retry_or_raise(self, e: Exception, attempt: int, kind: str) -> int:
+        """Count the fault, give up after `retries` attempts, else sleep (exponential backoff, Retry-After honoured)."""
+        self.stats.fault(kind, str(e))
+        attempt += 1
+        if attempt > self.retries:
+            raise LensError(
+                f"RPC {self.url} failed after {self.retries} retries: {e}",
+                "check the node is reachable (--rpc URL), or raise LENS_RPC_RETRIES",
+            ) from None
+        self.stats.retries += 1
+        delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+        retry_after = getattr(e, "retry_after", None)
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), 30.0))
+            except ValueError:
+                pass
+        self.sleep(min(delay, 30.0))
+        return attempt
+
     def _next_id(self) -> int:
-        self._id += 1
-        return self._id
+        return next(self._ids)  # atomic: the fetch thread and the writer may both call
 
     def call(self, method: str, params: list, raw_ok: bool = False) -> Any:
         """One JSON-RPC call; JSON-RPC errors become RpcError (RangeTooLarge for oversized log queries)."""
         while True:
-            out = self._post({"jsonrpc": "2.0", "id": self._next_id(), "method": method, "params": params}, raw_ok)
+            rid = self._next_id()
+            out = self._post({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}, raw_ok)
             if isinstance(out, RawResult):
+                if not out.has_id(rid):
+                    self._rate_limited(f"answer to another request (expected id {rid})", "wrong JSON-RPC id")
+                    continue
                 return out
+            if isinstance(out, dict) and out.get("id") != rid:
+                # a proxy or load balancer mixed answers up: this one belongs to another request
+                self._rate_limited(
+                    f"answer to another request (id {out.get('id')!r}, expected {rid})", "wrong JSON-RPC id"
+                )
+                continue
             if isinstance(out, dict) and "error" in out:
                 err = out["error"] or {}
-                code, msg = err.get("code"), str(err.get("message", err))
+                code, msg = (
+                    (err.get("code"), str(err.get("message", err))) if isinstance(err, dict) else (None, str(err))
+                )
                 if code == 429 or "rate limit" in msg.lower():
-                    self._rate_limited(msg)
+                    self._rate_limited(msg, "rate limited (JSON-RPC)")
+                    continue
+                if _BEHIND.search(msg):  # before the range check: "block range extends beyond head" is not size
+                    self._rate_limited(msg, "node behind")
                     continue
                 if method == "eth_getLogs" and (_TOO_LARGE.search(msg) or code == -32005):
+                    self.stats.faults["too many results"] += 1
                     raise RangeTooLarge(code, msg)
                 raise RpcError(code, msg)
             if not isinstance(out, dict) or "result" not in out:
-                self._rate_limited("answer without result")
+                self._rate_limited("answer without result", "answer without result")
                 continue
+            self._rl = 0  # a node that answers again is given a fresh allowance
             return out["result"]
 
-    def _rate_limited(self, msg: str) -> None:
+    def _rate_limited(self, msg: str, kind: str) -> None:
         self.stats.retries += 1
-        self.stats.last_error = msg
+        self.stats.fault(kind, msg)
         self._rl += 1
         n = self._rl
         if n > self.retries * 4:
@@ -190,8 +240,13 @@ class Rpc:
             return []
         payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
         out = self._post(payload)
-        if not isinstance(out, list) or len(out) != len(calls) or any("result" not in r for r in out):
-            return [self.call(m, p) for m, p in calls]
+        if (
+            not isinstance(out, list)
+            or len(out) != len(calls)
+            or not all(isinstance(r, dict) and "result" in r for r in out)
+            or {r.get("id") for r in out} != set(range(len(calls)))
+        ):
+            return [self.call(m, p) for m, p in calls]  # one by one, each checked
         by_id = {r["id"]: r["result"] for r in out}
         return [by_id[i] for i in range(len(calls))]
 
@@ -201,8 +256,14 @@ class Rpc:
         return int(self.call("eth_chainId", []), 16)
 
     def head(self) -> int:
-        """eth_blockNumber as int."""
-        return int(self.call("eth_blockNumber", []), 16)
+        """eth_blockNumber as int, never below a head seen before (a lagging node behind a load balancer may answer
+        with an older one: counted as a fault)."""
+        h = int(self.call("eth_blockNumber", []), 16)
+        if h < self.max_head:
+            self.stats.fault("head went backwards", f"eth_blockNumber {h} after {self.max_head}")
+            return self.max_head
+        self.max_head = h
+        return h
 
     def headers(self, numbers: Iterable[int]) -> dict[int, dict]:
         """Block headers (hash, parentHash, timestamp) by number, one batched request."""
@@ -220,9 +281,29 @@ class Rpc:
 
 
 class _Transient(Exception):
-    def __init__(self, msg: str, retry_after: str | None) -> None:
+    def __init__(self, msg: str, retry_after: str | None, kind: str) -> None:
         super().__init__(msg)
         self.retry_after = retry_after
+        self.kind = kind
+
+
+def _refused(e: BaseException) -> bool:
+    """Is this connection error "nothing listens there" (refused, or a host that does not resolve)?"""
+    seen: set[int] = set()
+    stack: list = [e]
+    while stack:
+        x = stack.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, ConnectionRefusedError | urllib3.exceptions.NameResolutionError):
+            return True
+        if isinstance(x, urllib3.exceptions.NewConnectionError) and "refused" in str(x).lower():
+            return True
+        stack += [getattr(x, "reason", None), x.__cause__, x.__context__] + [
+            a for a in x.args if isinstance(a, BaseException)
+        ]
+    return False
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from indexer.decode import TABLES
 from indexer.derive import TASK_KEYS
@@ -44,14 +45,21 @@ def _node_hashes(rpc, blocks: list[tuple[int, str]]) -> dict[int, str | None]:
 
 
 def detect(con_read, rpc, chain_id: int) -> int | None:
-    """The fork point if the stored recent blocks disagree with the node, else None (no reorg)."""
+    """The fork point if the stored recent blocks disagree with the node, else None (no reorg).
+
+    A block the node does not have (yet) is no evidence: a node behind a load balancer, or still syncing, lacks the
+    newest blocks of the chain we indexed. Only a different hash proves a reorg; below the highest such block, a
+    missing one counts as different too.
+    """
     stored = recent_blocks(con_read, chain_id)
     if not stored:
         return None
     chain = _node_hashes(rpc, stored)
-    if all(chain.get(n) == h for n, h in stored):
+    differing = [n for n, h in stored if chain.get(n) is not None and chain[n] != h]
+    if not differing:
         return None
-    point = fork_point(stored, chain)
+    top = max(differing)
+    point = fork_point([(n, h) for n, h in stored if n < top], chain)
     below = stored[-1][0]
     while point is None:
         older = older_blocks(con_read, chain_id, below, 256)
@@ -64,7 +72,8 @@ def detect(con_read, rpc, chain_id: int) -> int | None:
 
 
 def rollback(con: duckdb.DuckDBPyConnection, chain_id: int, fork: int) -> set[str]:
-    """Delete every raw row and block above the fork point (caller's transaction); returns the task ids touched."""
+    """Delete every raw row and block above the fork point, and the replays of the tasks they named (caller's
+    transaction; the caller rebuilds the other derived rows of the returned task ids)."""
     touched: set[str] = set()
     for table, key in TASK_KEYS.items():
         touched |= {
@@ -73,6 +82,13 @@ def rollback(con: duckdb.DuckDBPyConnection, chain_id: int, fork: int) -> set[st
                 f"SELECT DISTINCT {key} FROM {table} WHERE chain_id = ? AND block_number > ?", [chain_id, fork]
             ).fetchall()
         }
+    if touched:
+        # a replay judged a response that may be gone (or differ on the new branch): `lens audit` redoes it
+        con.register("_rolled_back", pa.table({"task_id": pa.array(sorted(t for t in touched if t), pa.string())}))
+        con.execute(
+            "DELETE FROM replays WHERE chain_id = ? AND task_id IN (SELECT task_id FROM _rolled_back)", [chain_id]
+        )
+        con.unregister("_rolled_back")
     for table in TABLES:
         con.execute(f"DELETE FROM {table} WHERE chain_id = ? AND block_number > ?", [chain_id, fork])
     con.execute("DELETE FROM undecodable_logs WHERE chain_id = ? AND block_number > ?", [chain_id, fork])

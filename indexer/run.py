@@ -12,8 +12,10 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from indexer import derive, load, reorg
 from indexer.abi import BOUND_TOPICS, OPEN_TOPICS
@@ -76,6 +78,7 @@ class _Fetched:
     decode_s: float = 0.0
     retries: int = 0
     splits: int = 0
+    faults: dict = field(default_factory=dict)  # RPC faults met while fetching this range (kind → count)
 
 
 @dataclass
@@ -159,11 +162,9 @@ def fetch_ranges(
     while b <= hi and not stopped():
         e = min(hi, b + sizer.size - 1)
         t0 = time.perf_counter()
-        r0, s0 = rpc.stats.retries, rpc.stats.splits
+        r0, s0, f0 = rpc.stats.retries, rpc.stats.splits, Counter(rpc.stats.faults)
         parts = fetch_range_parts(rpc, b, e, filters, sizer, raw_ok=lazy)
-        header = rpc.headers([e]).get(e)
-        if header is None:
-            raise LensError(f"the node has no block {e}", "is the RPC synced?")
+        header = _header(rpc, e)
         n = count_logs(parts)
         times: dict = {}
         if n and not all(
@@ -187,9 +188,21 @@ def fetch_ranges(
                 fetch_s=t1 - t0,
                 retries=rpc.stats.retries - r0,
                 splits=rpc.stats.splits - s0,
+                faults=dict(rpc.stats.faults - f0),
             )
         )
         b = e + 1
+
+
+def _header(rpc: Rpc, number: int) -> dict:
+    """The header of a block the node told us about; a node behind (load-balanced, syncing) is asked again."""
+    for attempt in range(rpc.retries + 1):
+        header = rpc.headers([number]).get(number)
+        if header is not None:
+            return header
+        rpc.stats.fault("node behind", f"the node has no block {number} yet")
+        rpc.sleep(min(rpc.backoff * 2**attempt, 5.0))
+    raise LensError(f"the node has no block {number}", "is the RPC synced? (or pass --to-block below its head)")
 
 
 def torn(logs: list[dict], item: _Fetched) -> bool:
@@ -201,7 +214,11 @@ def torn(logs: list[dict], item: _Fetched) -> bool:
 def decode_item(item: _Fetched, chain_id: int) -> None:
     """Parse and decode a fetched range in place (item.batch); raises _Torn if the range was torn by a reorg."""
     t0 = time.perf_counter()
-    logs = materialize(item.logs)
+    try:
+        logs = materialize(item.logs)
+    except (ValueError, RpcError, KeyError, TypeError):
+        # an answer that looked whole but does not parse (truncated by the node or a proxy): fetch the range again
+        raise _Torn(item.lo) from None
     if torn(logs, item):
         raise _Torn(item.lo)
     item.batch = pack(decode_logs(logs, chain_id, item.block_times))
@@ -268,6 +285,7 @@ def _worker(
     def fetch() -> None:
         try:
             rpc = Rpc(url, retries=retries, timeout=timeout, backoff=backoff)
+            rpc.answered = True  # the writer reached this node already: a refusal now is a fault to retry
             fetch_ranges(rpc, lo, hi, filters, sizer, True, lambda it: put(local, it), gone)
             put(local, ("done", sizer.size))
         except LensError as e:
@@ -345,6 +363,7 @@ class Indexer:
         self.checkpoint: int | None = None
         self.max_block = -1
         self.origin = dep.start_block  # where an empty DB starts: a range beginning here may set the checkpoint
+        self.started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     # --- connection handling: hold the write lock only briefly -----------------------------------
     def _acquire(self):
@@ -407,6 +426,9 @@ class Indexer:
         self._release()
         self.origin = self.dep.start_block
         if self.opts.start is not None:
+            if self.checkpoint is None:
+                # a window of a deployment (--from-block): the checkpoint grows from there, so a later run resumes
+                self.origin = self.opts.start
             return self.opts.start
         if self.checkpoint is None and self.dep.start_block_search and self.dep.start_block_upper:
             self.origin = self._search_start()
@@ -610,8 +632,10 @@ class Indexer:
                 n_pending += item.n_logs
                 self.stats.seconds["fetch"] += item.fetch_s
                 self.stats.seconds["decode"] += item.decode_s
-                self.rpc.stats.retries += item.retries if item.batch is not None else 0
-                self.rpc.stats.splits += item.splits if item.batch is not None else 0
+                if item.batch is not None:  # fetched in a worker process: its RPC client counted these
+                    self.rpc.stats.retries += item.retries
+                    self.rpc.stats.splits += item.splits
+                    self.rpc.stats.faults.update(item.faults)
             done = item is None or self.stop.is_set()
             if pending and (
                 done or n_pending >= self.opts.commit_logs or time.monotonic() - last_commit >= self.opts.commit_s
@@ -666,11 +690,16 @@ class Indexer:
             if batch.blobs:
                 load.insert_rows(con, "blobs", BLOB_COLUMNS, [[h, t] for h, t in sorted(batch.blobs.items())])
             t3 = time.perf_counter()
-            derive.refresh(con, chain, head_for_status, task_ids, touched_tables, self.dep_policies, since=lo)
+            derive.refresh(
+                con, chain, head_for_status, task_ids, touched_tables, self.dep_policies, since=lo, call=self.rpc.call
+            )
             t4 = time.perf_counter()
             if new_checkpoint is not None and new_checkpoint >= 0:
                 load.write_checkpoint(con, chain, self.dep.addresses, new_checkpoint)
-            load.set_meta(con, {"data_version": uuid.uuid4().hex, "indexed_head": head_for_status})
+            load.set_meta(
+                con,
+                {"data_version": uuid.uuid4().hex, "indexed_head": head_for_status, **self._fault_meta()},
+            )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -692,6 +721,13 @@ class Indexer:
             ).fetchall()
             self.metadata.submit([u for (u,) in uris])
         self.on_progress(self.stats)
+
+    def _fault_meta(self) -> dict[str, str]:
+        """This run's RPC faults for `lens index status` (kind → count, and when the run started)."""
+        return {
+            "rpc_faults": json.dumps(dict(sorted(self.rpc.stats.faults.items()))),
+            "rpc_faults_since": self.started_at,
+        }
 
     def flush_metadata(self, wait_s: float) -> None:
         """Write finished metadata fetches (waiting up to wait_s) and refresh the operators table."""
@@ -733,6 +769,7 @@ class Indexer:
             start = self.prepare()
             self.stats.start_block = start
             explicit = self.opts.start is not None
+            torn_streak, torn_checkpoint = 0, -2
             if self.checkpoint is not None and not explicit:
                 fork = self.check_reorg()
                 if fork is not None:
@@ -746,7 +783,16 @@ class Indexer:
                 if start <= target:
                     try:
                         self.index_range(start, target)
-                    except _Torn:
+                    except _Torn as t:
+                        # the same checkpoint torn again and again: the node is broken, not reorging
+                        torn_streak = torn_streak + 1 if self.checkpoint == torn_checkpoint else 1
+                        torn_checkpoint = self.checkpoint
+                        self.rpc.stats.fault("range changed or broken while fetched", str(t))
+                        if torn_streak > self.opts.retries:
+                            raise LensError(
+                                f"the node keeps giving broken or changing answers from block {t.lo}",
+                                "use another RPC endpoint (--rpc)",
+                            ) from None
                         self.check_reorg()
                         start = self.origin if self.checkpoint is None else self.checkpoint + 1
                         continue

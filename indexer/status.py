@@ -63,8 +63,14 @@ def summary(con: duckdb.DuckDBPyConnection, head_rpc: str | None = None) -> dict
     if rpc_url:
         try:
             head = Rpc(rpc_url, retries=0, timeout=3).head()
-        except Exception as e:
+        except Exception as e:  # any failure only means "head unknown", said with its reason
             head_error = str(e)
+    else:
+        head_error = "no RPC URL recorded in this DB (pass --rpc URL)"
+    try:
+        faults = json.loads(meta.get("rpc_faults") or "{}")
+    except ValueError:
+        faults = {}
     for c in contracts:
         c["head"] = head
         c["lag"] = None if head is None or c["last_block"] is None else head - c["last_block"]
@@ -84,4 +90,6 @@ def summary(con: duckdb.DuckDBPyConnection, head_rpc: str | None = None) -> dict
         "contracts": contracts,
         "last_error": next((c["last_error"] for c in contracts if c["last_error"]), None),
         "last_reorg": meta.get("last_reorg"),
+        "rpc_faults": faults,
+        "rpc_faults_since": meta.get("rpc_faults_since"),
     }

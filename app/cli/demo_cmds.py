@@ -6,6 +6,8 @@ import click
 
 from app import settings
 
+MISMATCHES_SHOWN = 5
+
 
 def _command(root: click.Group, *path: str) -> click.Command:
     """A registered command by its path (e.g. "devnet", "up")."""
@@ -45,7 +47,8 @@ def register(cli: click.Group, bench: click.Group) -> None:
         click.secho(f"3/5 index: chain → {db}", bold=True)
         ctx.invoke(_command(cli, "index"), deployment="devnet", db=db)
         click.secho("4/5 audit: replaying every indexed decision", bold=True)
-        ctx.invoke(_command(cli, "audit"), db=db)
+        # the first few mismatches, then a count and the command that lists them all (a demo may have hundreds)
+        ctx.invoke(_command(cli, "audit"), db=db, max_listed=MISMATCHES_SHOWN)
         if no_serve:
             return
         click.secho("5/5 dashboard: Ctrl-C stops it; the chain keeps running until `make down`", bold=True)

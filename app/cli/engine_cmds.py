@@ -375,7 +375,16 @@ def register(cli: click.Group, bench: click.Group) -> None:
         is_flag=True,
         help="Print one JSON object (replayed, match, mismatch, cannot_replay, mismatches).",
     )
-    def audit_cmd(db: str, eval_timeout_ms: int, limit: int | None, workers: int | None, as_json: bool) -> None:
+    @click.option(
+        "--list",
+        "max_listed",
+        type=click.IntRange(min=0),
+        default=None,
+        help="List at most this many mismatching tasks (default: every one); the rest are counted.",
+    )
+    def audit_cmd(
+        db: str, eval_timeout_ms: int, limit: int | None, workers: int | None, as_json: bool, max_listed: int | None
+    ) -> None:
         """Replay every indexed decision, write the `replays` table, and report matches and mismatches."""
         from app.engine import store
         from app.engine.audit import AuditPool
@@ -436,8 +445,15 @@ def register(cli: click.Group, bench: click.Group) -> None:
         )
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             click.echo(f"  cannot replay ({n}): {reason}")
-        for tid in mismatches:
+        shown = mismatches if max_listed is None else mismatches[:max_listed]
+        for tid in shown:
             click.secho(f"  MISMATCH {tid}", fg="red")
+        if len(shown) < len(mismatches):
+            click.secho(
+                f"  … and {len(mismatches) - len(shown)} more mismatches: `lens audit --db {db}` lists all "
+                f"(`lens explain TASK_ID --db {db}` explains one)",
+                fg="red",
+            )
         click.echo("wrote the replays table")
 
     @bench.command("replay")

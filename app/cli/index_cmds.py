@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from app import settings
+from app.errors import LensError
 
 
 def index_options(**fields):
@@ -32,6 +33,58 @@ def index_options(**fields):
         duckdb_checkpoint=settings.get("duckdb_checkpoint"),
     )
     return IndexOptions(**{**tuned, **fields})
+
+
+def _short(address: str) -> str:
+    """0x1234…abcd: an address that fits a narrow column (the full one is in `--json`)."""
+    return address if len(address) <= 14 else f"{address[:6]}…{address[-4:]}"
+
+
+def print_status(s: dict, console: Console) -> None:
+    """`lens index status` for a terminal: short lines (readable in 80 columns), the head and lag, or why unknown."""
+    from rich.markup import escape
+
+    console.print(
+        f"[bold]{escape(str(s['deployment']))}[/bold]  chain {s['chain_id']}  rpc {escape(str(s['rpc_url']))}"
+    )
+    if s["head"] is not None:
+        lag = s["lag"]
+        behind = "" if lag is None else f"  lag {lag} block{'s' if lag != 1 else ''}"
+        console.print(f"indexed to block {s['last_block']}  head {s['head']}{behind}")
+    else:
+        console.print(f"indexed to block {s['last_block']}  head unknown: {escape(str(s['head_error']))}")
+    line = f"undecodable logs {s['undecodable']}"
+    if s.get("last_reorg"):
+        line += f"  last reorg: {escape(s['last_reorg'])}"
+    console.print(line)
+    if s.get("rpc_faults"):
+        faults = ", ".join(f"{k} ×{v}" for k, v in s["rpc_faults"].items())
+        console.print(f"RPC faults met (run since {s.get('rpc_faults_since') or '?'}): {escape(faults)}")
+    else:
+        console.print("RPC faults met: none")
+    if s["last_error"]:
+        console.print(f"[red]last error: {escape(s['last_error'])}[/red]")
+    t = Table("contract", "address", "last block", "lag", "updated (UTC)", title="checkpoints", title_justify="left")
+    for c in s["contracts"]:
+        t.add_row(
+            escape(c.get("role", "") or ""),
+            _short(c["address"]),
+            str(c["last_block"]),
+            "?" if c["lag"] is None else str(c["lag"]),
+            (c["updated_at"] or "")[:19].replace("T", " "),
+        )
+    console.print(t)
+    t = Table("event", "rows", title="rows per event", title_justify="left")
+    for ev, n in sorted(s["rows"].items()):
+        t.add_row(ev, str(n))
+    console.print(t)
+    if s["undecodable_by_topic0"]:
+        t = Table("topic0 of undecodable logs", "logs", title="undecodable", title_justify="left")
+        for topic, n in sorted(s["undecodable_by_topic0"].items(), key=lambda kv: -kv[1]):
+            t.add_row(_short(topic), str(n))
+        console.print(t)
+    if s["tasks"]:
+        console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in s["tasks"].items()))
 
 
 def _progress_columns():
@@ -54,13 +107,24 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @settings.option("rpc")
     @settings.option("db")
     @click.option(
+        "--from-block",
         "--from",
         "start",
-        type=int,
+        type=click.IntRange(min=0),
         default=None,
-        help="First block (default: the checkpoint + 1, or the deployment's start block).",
+        metavar="BLOCK",
+        help="First block, e.g. a recent one to index a window of a real deployment (default: the checkpoint + 1, "
+        "or the deployment's start block). --from is an alias.",
     )
-    @click.option("--to", "end", type=int, default=None, help="Last block (default: head - confirmations).")
+    @click.option(
+        "--to-block",
+        "--to",
+        "end",
+        type=click.IntRange(min=0),
+        default=None,
+        metavar="BLOCK",
+        help="Last block (default: head - confirmations). --to is an alias.",
+    )
     @click.option(
         "--follow", is_flag=True, help="Keep following the head; the dashboard sees new events within seconds."
     )
@@ -72,6 +136,11 @@ def register(cli: click.Group, bench: click.Group) -> None:
             return
         from indexer import deployment as deployments
         from indexer.run import Indexer
+
+        if start is not None and end is not None and end < start:
+            raise LensError(
+                f"--to-block {end} is before --from-block {start}", "give a last block at or after the first"
+            )
 
         dep = deployments.load(deployment, settings.get("deployment_file"))
         opts = index_options(
@@ -119,41 +188,19 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
     @index_cmd.command("status")
     @settings.option("db")
+    @click.option("--rpc", default=None, help="RPC URL to ask for the head (default: the one the DB was indexed from).")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-    def status_cmd(db, as_json) -> None:
-        """Per contract: last indexed block, head, lag; rows per event type; undecodable logs; last error."""
+    def status_cmd(db, rpc, as_json) -> None:
+        """Per contract: last indexed block, head, lag; rows per event type; undecodable logs; RPC faults; last error."""
         from indexer.load import connect_read
         from indexer.status import summary
 
         with connect_read(db) as con:
-            s = summary(con)
+            s = summary(con, rpc or None)
         if as_json:
             click.echo(json.dumps(s, default=str))
             return
-        console = Console()
-        console.print(
-            f"[bold]{s['deployment']}[/bold] chain {s['chain_id']}  last block {s['last_block']}  head {s['head']}"
-            f"  lag {s['lag']}  undecodable {s['undecodable']}"
-            + (f"  [red]last error: {s['last_error']}[/red]" if s["last_error"] else "")
-        )
-        t = Table("contract", "address", "last block", "head", "lag", "updated (UTC)", "last error")
-        for c in s["contracts"]:
-            t.add_row(
-                c.get("role", ""),
-                c["address"],
-                str(c["last_block"]),
-                str(c["head"]),
-                str(c["lag"]),
-                (c["updated_at"] or "")[:19],
-                c["last_error"] or "",
-            )
-        console.print(t)
-        t = Table("event", "rows")
-        for ev, n in sorted(s["rows"].items()):
-            t.add_row(ev, str(n))
-        console.print(t)
-        if s["tasks"]:
-            console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in s["tasks"].items()))
+        print_status(s, Console(highlight=False))
 
     @bench.command("index")
     @click.option("--events", type=int, default=50_000, show_default=True, help="Events on the benchmark devnet range.")
