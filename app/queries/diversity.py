@@ -505,3 +505,67 @@ def diversity_report(con: Con, resolve: geo.ResolveOptions = geo.NO_RESOLUTION) 
     dims = {d: concentration(ops, d, q) for d in DIMENSIONS}
     total = float(ops["stake"].sum()) if len(ops) else 0.0
     return DiversityReport(q, source, total, resolve.mode, ops, dims, shared_dependencies(ops, q))
+
+
+def what_if_report(con: Con, resolve: geo.ResolveOptions, fail: tuple[tuple[str, str], ...]) -> WhatIf:
+    """what_if over the currently registered operators (the page's cached entry point)."""
+    q, _ = quorum_threshold(con)
+    return what_if(con, diversity_operators(con, resolve), fail, q)
+
+
+def fail_choices(ops: pd.DataFrame) -> dict[str, list[str]]:
+    """The values the what-if can fail, per dimension (largest stake first) and operators by name."""
+    out: dict[str, list[str]] = {}
+    if ops.empty:
+        return {k: [] for k in FAIL_KEYS}
+    for dim in DIMENSIONS:
+        by = ops.groupby(dim)["stake"].sum().sort_values(ascending=False)
+        out[dim] = [str(v) for v in by.index]
+    out["operator"] = [str(n) for n in ops["name"]]
+    return out
+
+
+def dimension_table(report: DiversityReport) -> pd.DataFrame:
+    """One row per dimension: entities, the largest and its share, HHI, Nakamoto coefficient and the sentence."""
+    rows = []
+    for name, d in report.dimensions.items():
+        top = d.entities.iloc[0] if len(d.entities) else None
+        rows.append(
+            {
+                "dimension": name,
+                "entities": len(d.entities),
+                "largest": "" if top is None else str(top["name"]),
+                "largest_share": None if top is None else float(top["stake_share"]),
+                "hhi": d.hhi,
+                "nakamoto": d.nakamoto,
+                "in words": d.sentence,
+                "observed": int(d.sources.get("observed", 0)),
+                "declared": int(d.sources.get("declared", 0)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def location_table(report: DiversityReport) -> pd.DataFrame:
+    """Declared beside observed, per operator, with the disagreement (if any) spelled out."""
+    cols = [
+        "name",
+        "operator",
+        "socket",
+        "ip",
+        "observed_state",
+        "observed_country",
+        "observed_asn",
+        "observed_provider",
+        "declared_country",
+        "declared_city",
+        "declared_provider",
+        "declared_asn",
+        "disagreement",
+        "observed_detail",
+    ]
+    if report.operators.empty:
+        return pd.DataFrame(columns=cols)
+    df = report.operators[cols].copy()
+    df["observed_state"] = df["observed_state"].map(lambda s: geo.STATES.get(s, s))
+    return df

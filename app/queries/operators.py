@@ -574,3 +574,37 @@ def latency(con: Con) -> dict[str, pd.DataFrame]:
         d.insert(1, "label", d["operator"].map(operator_labels(con)).fillna(d["operator"].str[:10]))
         out["by_missing_operator"] = d
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# What the page's table shows
+
+
+def operator_table(figures: pd.DataFrame, thresholds: AlertThresholds = AlertThresholds()) -> pd.DataFrame:
+    """operator_figures for the page: a link to each operator's detail view, its alerts as text, a status word."""
+    df = figures.copy()
+    df.insert(0, "detail", "/operators?operator=" + df["operator"].astype(str))
+    found = alerts_by_operator(figures, thresholds)
+    df["alerts"] = [" · ".join(a.kind.replace("_", " ") for a in found.get(str(o), [])) for o in df["operator"]]
+    df["status"] = [
+        "left" if not active else ("alert" if found.get(str(o)) else "ok")
+        for o, active in zip(df["operator"], df["active"])
+    ]
+    df["metadata"] = [
+        "—" if ok is None else ("ok" if ok else f"cannot fetch: {err or 'unknown'}")
+        for ok, err in zip(df["metadata_ok"], df["metadata_error"])
+    ]
+    return df
+
+
+def headline(figures: pd.DataFrame, thresholds: AlertThresholds = AlertThresholds()) -> dict[str, Any]:
+    """Headline numbers: operators registered now, their stake, the median participation, how many alerts."""
+    active = figures[figures["active"]] if len(figures) else figures
+    parts = [float(p) for p in active["participation"] if not is_null(p)] if len(active) else []
+    return {
+        "registered": int(len(active)),
+        "left": int(len(figures) - len(active)),
+        "stake": float(active["stake"].sum()) if len(active) else 0.0,
+        "median_participation": float(pd.Series(parts).median()) if parts else None,
+        "alerts": len(alerts(figures, thresholds)),
+    }
