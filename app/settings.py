@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from app.errors import LensError
 from indexer.options import IndexOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,13 +148,122 @@ _SETTINGS = [
 REGISTRY: dict[str, Setting] = {s.key: s for s in _SETTINGS}
 
 
+# The commands that take each setting's flag; a setting missing here is read from its environment variable only
+# (tests/test_cli_promises.py checks this against the commands themselves).
+TAKEN_BY: dict[str, tuple[str, ...]] = {
+    "db": (
+        "audit",
+        "bench app",
+        "bench replay",
+        "demo",
+        "disputes",
+        "explain",
+        "exporter",
+        "index",
+        "index status",
+        "serve",
+        "synth",
+        "whatif",
+        "bench whatif",
+    ),
+    "rpc": ("bench index", "disputes", "exporter", "index", "index status", "simulate"),
+    "deployment": ("bench index", "index"),
+    "deployment_file": ("devnet down", "devnet status", "devnet up", "simulate"),
+    "confirmations": ("index",),
+    "batch_blocks": ("index",),
+    "rpc_retries": ("index",),
+    "metadata_timeout_s": ("index",),
+    "index_commit_logs": ("index",),
+    "index_commit_s": ("index",),
+    "index_workers": ("index",),
+    "index_worker_min_blocks": ("index",),
+    "duckdb_threads": ("index",),
+    "duckdb_checkpoint": ("index",),
+    "ipfs_gateway": ("index",),
+    "port": ("devnet up",),
+    "chain_id": ("devnet up",),
+    "block_time": ("devnet up",),
+    "accounts": ("devnet up",),
+    "challenge_window_blocks": ("devnet up",),
+    "response_window_blocks": ("devnet up",),
+    "slash_bps": ("devnet up",),
+    "tasks": ("bench app", "bench replay", "bench simulate", "demo", "simulate", "synth"),
+    "seed": ("bench simulate", "demo", "devnet up", "simulate", "synth"),
+    "operators": ("bench bls", "bench simulate", "devnet up", "simulate", "synth"),
+    "fault_rate": ("bench simulate", "simulate"),
+    "eval_timeout_ms": ("audit", "disputes", "explain", "policy eval", "policy test", "whatif"),
+    "whatif_budget_s": ("whatif",),
+    "whatif_memory_mb": ("whatif",),
+    "serve_port": ("serve",),
+    "page_size": ("serve",),
+    "operator_recent_tasks": ("operators",),
+    "alert_participation_below": ("operators",),
+    "alert_missed_streak": ("operators",),
+    "resolve_hostnames": ("diversity",),
+    "resolve_timeout_s": ("diversity",),
+    "replay_max": ("disputes",),
+    "exporter_port": ("exporter",),
+    "exporter_address": ("exporter",),
+}
+
+
+def _parse(setting: Setting, raw: str) -> Any:
+    """An environment value as the setting's type; LensError naming the variable and the expected type."""
+    if setting.type is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise LensError(
+            f"{setting.env}={raw!r} is not true or false", f"set {setting.env} to true or false, or unset it"
+        )
+    try:
+        return setting.type(raw)
+    except (TypeError, ValueError):
+        kind = {int: "a whole number", float: "a number"}.get(setting.type, setting.type.__name__)
+        raise LensError(
+            f"{setting.env}={raw!r} is not {kind}",
+            f"set {setting.env} to {kind} (default {setting.default}) or unset it",
+        ) from None
+
+
 def get(key: str) -> Any:
-    """The value of a setting: its environment variable if set, else its default."""
+    """The value of a setting: its environment variable if set, else its default (LensError if it does not parse)."""
     setting = REGISTRY[key]
     raw = os.environ.get(setting.env)
     if raw is None or raw == "":
         return setting.default
-    return setting.type(raw)
+    return _parse(setting, raw)
+
+
+@dataclass(frozen=True)
+class Effective:
+    """A setting's value in effect now and where it comes from ('environment' or 'default')."""
+
+    key: str
+    value: Any
+    source: str
+    env: str
+    flag: str
+    commands: tuple[str, ...]
+
+
+def effective() -> list[Effective]:
+    """Every setting's value in effect (environment included), in registry order; LensError on a bad value."""
+    out = []
+    for s in _SETTINGS:
+        source = "environment" if os.environ.get(s.env) not in (None, "") else "default"
+        out.append(Effective(s.key, get(s.key), source, s.env, s.flag, TAKEN_BY.get(s.key, ())))
+    return out
+
+
+def taken_by_text(key: str) -> str:
+    """'`--db` on `lens audit`, `lens explain`' or 'environment only' for the settings table."""
+    s = REGISTRY[key]
+    cmds = TAKEN_BY.get(key, ())
+    if not cmds:
+        return "environment only"
+    return f"`{s.flag}` on " + ", ".join(f"`lens {c}`" for c in cmds)
 
 
 def option(key: str, **overrides: Any) -> Callable:
@@ -174,5 +284,5 @@ def markdown_table() -> str:
     lines = ["| setting | CLI flag | environment | default | what it does |", "|---|---|---|---|---|"]
     for s in _SETTINGS:
         default = str(s.default).replace(str(ROOT) + "/", "")
-        lines.append(f"| `{s.key}` | `{s.flag}` | `{s.env}` | `{default}` | {s.help} |")
+        lines.append(f"| `{s.key}` | {taken_by_text(s.key)} | `{s.env}` | `{default}` | {s.help} |")
     return "\n".join(lines)

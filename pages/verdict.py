@@ -6,7 +6,8 @@ import streamlit as st
 
 from app import db, widgets
 from app.queries import base, verdict
-from app.text import annotated_source, fmt_amount, intent_sentence, md_escape, parsed_json, rule_tree_text
+from app.queries import trust as trust_q
+from app.text import annotated_source, fmt_amount, intent_sentence, md_code, md_escape, parsed_json, rule_tree_text
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
@@ -26,14 +27,24 @@ if text:
     kind = found["kind"]
     if kind == "invalid":
         st.warning(
-            "That is not a task id or transaction hash (0x + 64 hex digits) nor an address (0x + 40 hex digits)."
+            "That is not a task id, transaction hash or address: "
+            + md_escape(found["problem"])
+            + " — an address is 0x followed by 40 hex digits."
         )
     elif kind == "none":
-        st.info("Nothing indexed matches that task id, transaction hash or address.")
+        st.info(
+            "Nothing indexed matches that task id, transaction hash or address: it may not be indexed yet "
+            "(`lens index status` shows the last indexed block)."
+        )
+    elif kind == "ambiguous":
+        st.write(f"{len(found['candidates'])} task ids or transactions start with {md_code(found['query'])}:")
+        st.dataframe({"starts with it": found["candidates"]}, hide_index=True)
     elif kind in ("task", "tx") and len(found["task_ids"]) == 1:
         task_id = found["task_ids"][0]
+        if kind == "tx":
+            st.caption(f"Transaction {found['query']}: " + "; ".join(found["roles"]) + ".")
     elif kind == "tx":
-        st.write(f"That transaction created or answered {len(found['task_ids'])} tasks:")
+        st.write(f"That transaction is tied to {len(found['task_ids'])} tasks:")
         st.dataframe(
             {"task": [f"/verdict?task={t}" for t in found["task_ids"]]},
             hide_index=True,
@@ -95,6 +106,14 @@ with badges:
         st.badge("successfully challenged", icon=":material/flag:", color="violet")
 st.text(intent_sentence(data))
 st.caption(f"task {task_id}")
+badge = trust_q.page_badge(task_id, replay.get("replay"))
+if badge is not None:  # deferred trust: stake that signed, replay, and where the challenge window stands
+    st.markdown(f":material/verified_user: **Trust:** {md_escape(badge.line)}", help=trust_q.non_signers_text(badge))
+became = verdict.outcome(data)
+if became["state"] == "challenged":
+    st.error("Successfully challenged — " + became["text"].removeprefix("successfully challenged: "))
+else:
+    st.markdown(f"**What became of it:** {md_escape(became['text'])}")
 
 # --- why: replay, explanation, counterfactual ---------------------------------------------------------
 st.subheader("Why")
@@ -122,9 +141,14 @@ if exp is not None:
     passed = verdict.failing_conditions(exp, decisive=False)
     if len(passed):
         with st.expander(
-            f"Checks that passed ({len(passed)}): rules that did not fire, and the condition that kept each off"
+            f"Checks that passed ({len(passed)}): rules evaluated that did not fire, and the condition that kept "
+            "each off"
         ):
             st.dataframe(passed, hide_index=True)
+    unreached = verdict.unreached_rules(exp)
+    if len(unreached):
+        with st.expander(f"Never reached ({len(unreached)}): rule bodies this evaluation did not need"):
+            st.dataframe(unreached, hide_index=True)
     cfs = verdict.counterfactuals(exp)
     st.markdown("**Counterfactual**")
     if len(cfs):
@@ -148,6 +172,9 @@ with left:
     st.subheader("Intent")
     st.dataframe(verdict.intent_facts(data), hide_index=True)
     st.subheader("Lifecycle")
+    txs = verdict.transactions_table(data)
+    if len(txs):
+        st.dataframe(txs, hide_index=True, column_config={"block": st.column_config.NumberColumn("block", format="%d")})
     st.dataframe(
         verdict.timeline(data),
         hide_index=True,

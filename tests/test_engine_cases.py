@@ -120,7 +120,7 @@ CASES = [
         SPEND_P,
         {"spend": {"spent_today_wei": str(20_000 * ETH)}},
         ("exceeds_daily_cap",),
-        "already spent today plus 6,000 tokens (6000000000000000000000 wei) exceeds the daily cap of 25,000 tokens",
+        "already spent today plus 6,000 tokens of 0x3c3c…3c3c (6000000000000000000000 wei) exceeds the daily cap of 25,000 tokens of 0x3c3c…3c3c",
     ),
     (
         "spending_limits",
@@ -202,7 +202,7 @@ CASES = [
         SCREEN_P,
         sanctions(risk_score=85),
         ("risk_score_too_high",),
-        "risk score exceeds the maximum of 70",
+        "risk score of 85 exceeds the maximum of 70",
     ),
     (
         "counterparty_screening",
@@ -220,7 +220,7 @@ CASES = [
         SCREEN_P,
         {"sanctions": {"error": "timeout"}},
         ("sanctions_data_missing",),
-        "sanctions oracle returned no usable data",
+        'no usable data, so the policy fails closed; the sanctions oracle reported "timeout"',
     ),
     ("kyc_jurisdiction", "allow", eth(1), KYC_P, kyc(), (), "Allowed"),
     (
@@ -239,7 +239,7 @@ CASES = [
         KYC_P,
         kyc(expires_at=1794000000),
         ("kyc_expired",),
-        "expires too soon (-1000000 s left)",
+        "has nothing (it ran out 11 d 13 h before) left at the check; this client needs more than 0 s",
     ),
     (
         "kyc_jurisdiction",

@@ -65,7 +65,20 @@ def test_explain_mismatch_and_unknown_ids(db) -> None:
     typo = tasks[3].task_id[:-2] + "zz"
     bad = _run("explain", typo, "--db", str(path))
     assert bad.exit_code == 1
-    assert "no task or transaction" in bad.output and f"did you mean {tasks[3].task_id}" in bad.output
+    assert "not hex digits (z)" in bad.output and "64 hex digits" in bad.output
+    # a well-formed hash nothing is tied to: no made-up suggestion of an unrelated task
+    unknown = tasks[3].task_id[:-2] + ("00" if not tasks[3].task_id.endswith("00") else "11")
+    none = _run("explain", unknown, "--db", str(path))
+    assert none.exit_code == 1 and f"no task or transaction {unknown}" in none.output
+    assert "did you mean" not in none.output and tasks[3].task_id not in none.output
+    # a unique prefix (without 0x) is the task; a too-short one is refused with the format
+    ids = [t.task_id for t in tasks]
+    prefix = next(t[2:12] for t in ids if sum(x.startswith(t[:12]) for x in ids) == 1)
+    one = _run("explain", prefix, "--db", str(path), "--json", "--no-counterfactuals")
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.output)["task_id"].startswith("0x" + prefix)
+    short = _run("explain", "0xab", "--db", str(path))
+    assert short.exit_code == 1 and "has 2 hex digits" in short.output
     missing = _run("explain", "0x12", "--db", str(path.parent / "nope.duckdb"))
     assert missing.exit_code == 1 and "no database" in missing.output
 

@@ -14,6 +14,7 @@ import click
 
 from app import settings
 from app.errors import LensError
+from app.lookup import role_text as lookup_role_text
 
 
 def _read_json(path: str | None, what: str) -> Any:
@@ -129,7 +130,8 @@ def format_explanation(ex: Any) -> str:
         lines.append("")
         lines.append("Counterfactuals (verified by re-evaluating):")
         for c in ex.counterfactuals:
-            lines.append(f"  - {c.text}")
+            partial = "  (removes this deny reason only)" if c.flips_to is None else ""
+            lines.append(f"  - {c.text}{_applied_text(c)}{partial}")
         if ex.counterfactual_note:
             lines.append(f"  ({ex.counterfactual_note})")
     if ex.lines_reached or ex.lines_failed:
@@ -137,6 +139,78 @@ def format_explanation(ex: Any) -> str:
         lines.append(
             f"Lines reached: {_ranges(ex.lines_reached)}; not reached: {_ranges(ex.lines_not_reached)}; "
             f"failed conditions at: {_ranges(ex.lines_failed)}"
+        )
+    return "\n".join(lines)
+
+
+def _applied_text(c: Any) -> str:
+    """'  → allowed_functions = ["", "transfer", "swap"]': the whole param value(s) to set, ready to apply."""
+    applied = getattr(c, "applied", None)
+    if applied is None:
+        return ""
+    if c.kind == "combined" and isinstance(applied, dict):
+        return "  → " + "; ".join(f"{k} = {json.dumps(v, default=str)}" for k, v in applied.items())
+    return f"  → {c.param} = {json.dumps(applied, default=str)}"
+
+
+def _when_text(block: Any, time_iso: Any) -> str:
+    """'block 36, 2026-12-03 08:18:27 UTC' (or what of it is known)."""
+    if block is None:
+        return "—"
+    return f"block {int(block):,}" + (f", {str(time_iso).replace('T', ' ')} UTC" if time_iso else "")
+
+
+def format_story(story: dict, ex: Any) -> str:
+    """`lens explain` as text: what became of the task (a successful challenge first), who asked what, when, the
+    verdict and why, the policy, the oracle data and the quorum — the story the verdict page tells."""
+    a, w, o, q, p = story["asked"], story["when"], story["outcome"], story["quorum"], story["policy"]
+    lines = []
+    if o["state"] == "challenged":
+        lines.append("SUCCESSFULLY CHALLENGED — " + o["text"].removeprefix("successfully challenged: "))
+    lines.append(f"task {story['task_id']}")
+    found = story.get("lookup") or {}
+    if found.get("kind") == "tx":
+        lines.append(f"  (transaction {found['query']} " + "; ".join(found.get("roles") or []) + ")")
+    elif found.get("kind") == "task" and found.get("query") != story["task_id"]:
+        lines.append(f"  (the only task id or transaction starting with {found.get('typed')})")
+    lines += ["", "Who asked what", f"  {a['sentence']}"]
+    client = a["client"]
+    lines.append(f"  client     {client['name'] + ' ' if client['name'] else ''}{client['address']}")
+    lines.append(f"  sender     {a['sender']}")
+    lines.append(f"  recipient  {a['recipient']}")
+    lines.append(
+        f"  amount     {a['amount']} ({a['amount_wei']} wei)"
+        + (f" of {a['asset_address']}" if a["asset_address"] not in (None, "ETH") else "")
+    )
+    call = a["call"] or "(plain native transfer)"
+    lines.append(
+        f"  call       {call}" + (f"  arguments: {', '.join(str(x) for x in a['arguments'])}" if a["arguments"] else "")
+    )
+    lines += ["", "When", f"  created    {_when_text(w['created_block'], w['created_time'])}"]
+    lines.append(f"  responded  {_when_text(w['responded_block'], w['responded_time'])}")
+    lines += ["", "What became of it", f"  {o['text']}"]
+    for t in story["transactions"]:
+        lines.append(f"    block {t['block']:>8,}  {t['tx_hash']}  {t['text'].split(' (')[0]} ({t['event']})")
+    lines += ["", "Verdict", *("  " + x for x in format_explanation(ex).splitlines())]
+    lines += ["", "Policy", f"  {p['name'] or '—'} at {p['address']}, entrypoint {p['entrypoint'] or '—'}"]
+    lines.append(f"  code hash  {p['code_hash'] or '—'}")
+    lines.append(f"  params     {json.dumps(p['params'], default=str) if p['params'] is not None else '—'}")
+    lines += ["", "Oracle data"]
+    lines.append(
+        f"  {json.dumps(story['oracle_data'], default=str)}"
+        if story["oracle_data"] is not None
+        else "  none recorded (no response yet)"
+    )
+    for e in story["oracle_errors"]:
+        lines.append(f'  the {e["oracle"]} oracle reported: "{e["error"]}"')
+    lines += ["", "Quorum"]
+    if q["signers"] is None:
+        lines.append("  no attested result yet")
+    else:
+        lines.append(
+            f"  threshold {q['threshold_pct']}%: {q['signers']} signed, {q['non_signers']} did not"
+            + (f"; signed: {', '.join(q['signed'])}" if q["signed"] else "")
+            + (f"; did not sign: {', '.join(q['did_not_sign'])}" if q["did_not_sign"] else "")
         )
     return "\n".join(lines)
 
@@ -154,33 +228,41 @@ def _format_body(b: Any) -> list[str]:
 
 
 def _format_conditions(ex: Any) -> list[str]:
-    """What decided the verdict first; every other body that did not hold folded under "checks that passed"."""
+    """What decided the verdict first; then the checks that passed (deny rules evaluated and false), other bodies
+    that did not apply, and the rule bodies the evaluation never reached — each under its own heading."""
+    from app.queries.verdict import body_groups
+
+    g = body_groups(ex)
     lines: list[str] = []
-    decisive = [b for b in ex.bodies if b.decisive]
-    rest = [b for b in ex.bodies if not b.decisive and b.succeeded is False and b.failed_at]
-    checks = [b for b in rest if b.rule == "deny"]
-    other = [b for b in rest if b.rule != "deny"]
-    if decisive:
+    if g["decisive"]:
         lines.append("")
         lines.append(
             "What decided the verdict:"
             if ex.allow
             else "What decided the verdict (failing conditions and the deny rules that fired):"
         )
-        for b in decisive:
+        for b in g["decisive"]:
             lines.extend(_format_body(b))
-    if checks:
+    if g["passed"]:
         lines.append("")
         lines.append(
-            f"Checks that passed ({len(checks)} deny rules that did not fire; the first condition that did not hold):"
+            f"Checks that passed ({len(g['passed'])} deny rules evaluated and false; the first condition that did "
+            "not hold):"
         )
-        for b in checks:
+        for b in g["passed"]:
             lines.extend("  " + x for x in _format_body(b))
-    if other:
+    if g["other"]:
         lines.append("")
-        lines.append(f"Other rule bodies that did not apply ({len(other)}; e.g. an `else` branch was taken instead):")
-        for b in other:
+        lines.append(
+            f"Other rule bodies that did not apply ({len(g['other'])}; e.g. an `else` branch was taken instead):"
+        )
+        for b in g["other"]:
             lines.extend("  " + x for x in _format_body(b))
+    if g["not_reached"]:
+        lines.append("")
+        lines.append(f"Never reached by this evaluation ({len(g['not_reached'])}; not checks that passed):")
+        for b in g["not_reached"]:
+            lines.append(f"    line {b.line:>4}  {b.head or b.rule}  ({b.note or 'not evaluated'})")
     return lines
 
 
@@ -343,26 +425,50 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @settings.option("db")
     @settings.option("eval_timeout_ms")
     @click.option("--no-counterfactuals", is_flag=True, help="Skip the counterfactual search.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the explanation record as one JSON object.")
-    def explain_cmd(key: str, db: str, eval_timeout_ms: int, no_counterfactuals: bool, as_json: bool) -> None:
-        """Replay one indexed decision (TASK_ID or TX_HASH) and explain why it came out as it did."""
+    @click.option("--source", "with_source", is_flag=True, help="Also print the policy source, annotated line by line.")
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print the explanation and the whole story as one JSON object."
+    )
+    def explain_cmd(
+        key: str, db: str, eval_timeout_ms: int, no_counterfactuals: bool, with_source: bool, as_json: bool
+    ) -> None:
+        """Explain one indexed decision: KEY is its task id, any transaction tied to it (creation, response, the
+        vault's execution or refusal, the spend of its attestation, a challenge) or a unique prefix; 0x optional."""
         from app.engine import store
         from app.engine.replay import explain_task
         from app.engine.sandbox import guarded
+        from app.queries import verdict as vq
 
         con = store.connect(db)
         try:
-            task = store.load_task(con, key)
+            task, found = store.load_lookup(con, key)
+            data = vq.verdict(con, task.task_id)
         finally:
             con.close()
         # the whole explanation (many evaluations) gets a multiple of the one-evaluation limit
-        ex = guarded(explain_task, task, not no_counterfactuals, timeout_ms=eval_timeout_ms * 5)
+        ex = guarded(
+            explain_task, task, not no_counterfactuals, 500.0, vq.token_symbols(data), timeout_ms=eval_timeout_ms * 5
+        )
+        lookup_doc = {
+            "typed": key.strip(),
+            "kind": found.kind,
+            "query": found.query,
+            "roles": [lookup_role_text(r) for r in found.roles],
+        }
+        story = vq.story(data, ex, lookup_doc)
         if as_json:
             d = ex.to_dict()
             d.pop("source", None)
+            d["story"] = story
             click.echo(json.dumps(d, default=str))
-        else:
-            click.echo(format_explanation(ex))
+            return
+        click.echo(format_story(story, ex))
+        if with_source and data.get("source"):
+            from app.text import annotated_source
+
+            click.echo("")
+            click.echo("Policy source (✗ failing condition, • line reached):")
+            click.echo(annotated_source(data["source"], ex.lines_reached, ex.lines_failed))
 
     @cli.command("audit")
     @settings.option("db")

@@ -7,7 +7,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app.engine.evaluate import CompiledPolicy, Evaluation
@@ -29,8 +29,10 @@ class Counterfactual:
     kind: str  # 'number' | 'wei' | 'bool' | 'list_add' | 'list_remove'
     current: Any
     value: Any
-    flips_to: bool
+    flips_to: bool | None  # None: a per-reason change, which removes one deny reason but does not flip alone
     text: str
+    applied: Any = None  # the param's whole value with the change applied (combined: param → whole value)
+    removes: str = ""  # for a per-reason change: the deny reason it removes
 
 
 class _Budget(Exception):
@@ -112,6 +114,20 @@ def _hint_seeds(hints: Iterable[tuple[str, tuple]], name: str) -> list[Any]:
         if len(wei) >= 2:
             out.append(sum(wei))  # `a + b <= limit` style conditions: the sum first
         out.extend(others)
+    return out
+
+
+def _hint_strings(hints: Iterable[tuple[str, tuple]], name: str) -> list[str]:
+    """Strings compared with a list param in the failed conditions that mention it (`not fname in t.allowed_functions`
+    → "swap"): the items whose addition is most likely to flip the verdict, tried before any other."""
+    word = re.compile(rf"\b{re.escape(name)}\b")
+    out: list[str] = []
+    for text, terms in hints:
+        if not word.search(text):
+            continue
+        for t, v in terms:
+            if not word.search(t) and isinstance(v, str) and v not in out:
+                out.append(v)
     return out
 
 
@@ -245,6 +261,7 @@ def search(
     schema: dict | None = None,
     max_evals: int = MAX_EVALS,
     hints: Iterable[tuple[str, tuple]] = (),
+    symbols: dict[str, str] | None = None,
 ) -> tuple[tuple[Counterfactual, ...], str]:
     """For each numeric, wei, boolean or list param the policy reads: the nearest value that flips the verdict.
 
@@ -287,6 +304,7 @@ def search(
             target,
             found,
             hints,
+            symbols=symbols,
         )
         if found or ev.allow or len(ev.deny) < 2:
             return tuple(found), "" if found else "no single param change flips the verdict"
@@ -305,10 +323,11 @@ def search(
                 hits,
                 hints,
                 first_only=True,
+                symbols=symbols,
             )
             if not hits:
                 return tuple(per_reason), f"no param change removes the deny reason {reason}"
-            per_reason.append(hits[0])
+            per_reason.append(replace(hits[0], removes=reason))
             combined.setdefault(tuple(hits[0].param.split(".")), hits[0])
         p2 = params
         for path, cf in combined.items():
@@ -316,14 +335,16 @@ def search(
         r = run(p2)
         if r.error is None and r.allow == target:
             text = f"{verdict} if " + " and ".join(c.text.split(" if ", 1)[1] for c in combined.values())
+            whole = {c.param: _applied(c) for c in combined.values()}
             return (
                 Counterfactual(
                     "+".join(c.param for c in combined.values()),
                     "combined",
-                    None,
-                    {c.param: c.value if c.kind != "list_remove" else _applied(c) for c in combined.values()},
+                    {c.param: c.current for c in combined.values()},
+                    whole,
                     target,
                     text,
+                    whole,
                 ),
                 *per_reason,
             ), ""
@@ -362,10 +383,11 @@ def _per_param(
     out: list[Counterfactual],
     hints: list[tuple[str, tuple]],
     first_only: bool = False,
+    symbols: dict[str, str] | None = None,
 ) -> None:
     """For each param the policy reads, append to `out` the nearest single-param change reaching `goal` (verified)."""
     input_doc = json.loads(input_json)
-    unit = unit_of(input_doc)
+    unit = unit_of(input_doc, symbols)
     used = _words_of(policy)
     uints, nums, strs = _candidates(input_doc, params, wasm)
     raw_uints, raw_nums = _raw_seeds(input_doc, wasm)
@@ -417,7 +439,7 @@ def _per_param(
                         cur,
                         v,
                         target,
-                        f"{verdict} if {name} were {rel} {fmt_value(v)} (now {fmt_value(cur)})",
+                        f"{verdict} if {name} were {rel} {fmt_value(v, name)} (now {fmt_value(cur, name)})",
                     )
                 )
         elif is_uint(cur):
@@ -455,7 +477,12 @@ def _per_param(
                     )
                 )
         elif isinstance(cur, list):
-            _list_changes(name, cur, flips, strs, mentioned, verdict, target, out)
+            hinted_strs = [h for h in _hint_strings(hints, path[-1]) if isinstance(h, str)]
+            ordered = hinted_strs + [x for x in strs if x not in hinted_strs]
+            _list_changes(name, cur, flips, ordered, mentioned, verdict, target, out)
+    for i in range(start, len(out)):  # every change carries the param's whole resulting value, ready to apply
+        if out[i].applied is None:
+            out[i] = replace(out[i], applied=_applied(out[i]))
 
 
 def _list_changes(

@@ -444,9 +444,23 @@ def _sentence_vars(values: dict, params: dict, wasm: dict, unit: str) -> dict[st
     return {k: fmt_value(v, k, unit) for k, v in raw.items()}
 
 
-def _param_desc(schema: dict, name: str) -> str:
-    """The params schema description of a param (empty if none)."""
-    return ((schema.get("properties") or {}).get(name) or {}).get("description", "")
+def oracle_errors(wasm: Any) -> list[tuple[str, str]]:
+    """(pack, the oracle's own error text) for every oracle output that reports an error."""
+    out = []
+    for pack, value in wasm.items() if isinstance(wasm, dict) else []:
+        if isinstance(value, dict) and value.get("error") not in (None, False, ""):
+            err = value["error"]
+            out.append((str(pack), err if isinstance(err, str) else json.dumps(err)))
+    return out
+
+
+def _named_params(text_template: str, spec: dict, params: dict, unit: str) -> str:
+    """`allowlist_only = true; allowlist = []` for the reason's params its text does not already show."""
+    shown = []
+    for p in spec.get("params", []):
+        if p in params and "{" + p + "}" not in text_template:
+            shown.append(f"{p} = {fmt_value(params[p], p, unit)}")
+    return "; ".join(shown)
 
 
 def build_sentence(
@@ -458,12 +472,17 @@ def build_sentence(
     wasm: dict,
     meta: dict,
     schema: dict,
+    symbols: dict[str, str] | None = None,
 ) -> str:
-    """One plain-language sentence: the verdict and why, using metadata reason texts and the params schema."""
-    unit = unit_of(values.get("__input__", ("value", {}))[1])
+    """One plain-language sentence: the verdict and why, from the metadata's reason texts, with the values in force
+    (the required value beside the observed one, durations as durations, amounts in the asset's unit) and the
+    oracle's own error text. `schema` is the params schema (kept for callers; its descriptions stay out of it)."""
+    unit = unit_of(values.get("__input__", ("value", {}))[1], symbols)
     if ev.error:
         return f"Could not evaluate the policy: {ev.error}. This is an evaluation error, not a denial."
     reasons = meta.get("reasons") or {}
+    errors = oracle_errors(wasm)
+    said = "; ".join(f'the {pack} oracle reported "{err}"' for pack, err in errors)
     if not ev.allow:
         tvars = _Vars(_sentence_vars(values, params, wasm, unit))
         parts = []
@@ -473,18 +492,14 @@ def build_sentence(
             if spec:
                 tvars["detail"] = detail
                 text = spec["text"].format_map(tvars)
-                named = [p for p in spec.get("params", []) if p in params]
+                named = _named_params(spec["text"], spec, params if isinstance(params, dict) else {}, unit)
                 if named:
-                    text += (
-                        " ("
-                        + "; ".join(f"{p}: {_param_desc(schema, p) or 'a param of this client'}" for p in named)
-                        + ")"
-                    )
+                    text += f" ({named})"
                 parts.append(text)
             else:
                 parts.append(reason.replace("_", " "))
         if parts:
-            return "Denied: " + "; and ".join(parts) + "."
+            return "Denied: " + "; and ".join(parts) + (f"; {said}" if said else "") + "."
         entry = next((b for b in bodies if b.rule == entry and b.succeeded is False and b.failed_at), None)
         if entry:
             why = entry.failed_at.text
@@ -494,7 +509,9 @@ def build_sentence(
             return f"Denied: the condition `{why}` (line {entry.failed_at.line}) does not hold" + (
                 f" ({terms})." if terms else "."
             )
-        return "Denied: the entrypoint is not true for this intent (no rule body applies)."
+        return "Denied: the entrypoint is not true for this intent (no rule body applies)" + (
+            f"; {said}." if said else "."
+        )
     checks = [k.replace("_", " ") for k in reasons if ":" not in k][:8]
     shown = [f"{p} = {fmt_value(v, p, unit)}" for p, v in (params or {}).items() if not isinstance(v, (dict, list))][:4]
     text = "Allowed: no deny reason applies"
@@ -531,8 +548,9 @@ def explain_evaluation(
     evaluation: Evaluation | None = None,
     input_json: str | None = None,
     data_json: str | None = None,
+    symbols: dict[str, str] | None = None,
 ) -> Explanation:
-    """Evaluate and explain one (input, params, wasm) against a compiled policy.
+    """Evaluate and explain one (input, params, wasm) against a compiled policy (`symbols`: token address → symbol).
 
     `probe=False` keeps only the verdict, rule values and sentence (the audit's cheap path). A caller that has
     already evaluated (replay) passes its `evaluation` and the JSON texts, so nothing is evaluated or encoded twice."""
@@ -575,7 +593,9 @@ def explain_evaluation(
     failed_lines = tuple(
         sorted({b.failed_at.line for b in bodies if b.failed_at and not b.note.startswith("not needed")})
     )
-    sentence = build_sentence(ev, entry, {**values, "__input__": ("value", input)}, bodies, params, wasm, meta, schema)
+    sentence = build_sentence(
+        ev, entry, {**values, "__input__": ("value", input)}, bodies, params, wasm, meta, schema, symbols
+    )
     t3 = time.perf_counter()
     cfs, note = ((), "")
     if counterfactuals and not ev.error:
@@ -584,7 +604,9 @@ def explain_evaluation(
             for b in bodies
             if b.failed_at is not None
         ]
-        cfs, note = search(policy, input_json, params, wasm, ev, budget_ms=budget_ms, schema=schema, hints=hints)
+        cfs, note = search(
+            policy, input_json, params, wasm, ev, budget_ms=budget_ms, schema=schema, hints=hints, symbols=symbols
+        )
     t4 = time.perf_counter()
     return Explanation(
         entrypoint=policy.entrypoint,

@@ -173,6 +173,7 @@ def explain(
     budget_ms: float = 50.0,
     probe: bool = True,
     timeout_ms: int | None = None,
+    symbols: dict[str, str] | None = None,
 ) -> Explanation:
     """Replay a task and explain its verdict (the record pages and `lens explain` format).
 
@@ -182,10 +183,10 @@ def explain(
         from app.engine.sandbox import EvalTimeout, guarded
 
         try:
-            return guarded(_explain_unguarded, task, counterfactuals, budget_ms, probe, timeout_ms=timeout_ms)
+            return guarded(_explain_unguarded, task, counterfactuals, budget_ms, probe, symbols, timeout_ms=timeout_ms)
         except EvalTimeout as err:
             return _cannot_replay(task, f"evaluation stopped by the time limit: {err}")
-    return _explain_unguarded(task, counterfactuals, budget_ms, probe)
+    return _explain_unguarded(task, counterfactuals, budget_ms, probe, symbols)
 
 
 def _cannot_replay(task: TaskRecord, reason: str, replayed_allow: bool | None = None) -> Explanation:
@@ -212,7 +213,11 @@ def _cannot_replay(task: TaskRecord, reason: str, replayed_allow: bool | None = 
 
 
 def _explain_unguarded(
-    task: TaskRecord, counterfactuals: bool = True, budget_ms: float = 50.0, probe: bool = True
+    task: TaskRecord,
+    counterfactuals: bool = True,
+    budget_ms: float = 50.0,
+    probe: bool = True,
+    symbols: dict[str, str] | None = None,
 ) -> Explanation:
     """`explain` in this process (module level and positional, so the sandbox worker can run it)."""
     done = replay_full(task)
@@ -238,6 +243,7 @@ def _explain_unguarded(
         evaluation=done.evaluation,
         input_json=done.input_json,
         data_json=done.data_json,
+        symbols=symbols,
     )
     return replace(ex, sentence=phrase_for_replay(task, rep, ex.sentence), **base)
 
@@ -250,9 +256,11 @@ def phrase_for_replay(task: TaskRecord, rep: Replay, sentence: str) -> str:
     return sentence
 
 
-def explain_task(task: TaskRecord, counterfactuals: bool = True, budget_ms: float = 500.0) -> Explanation:
+def explain_task(
+    task: TaskRecord, counterfactuals: bool = True, budget_ms: float = 500.0, symbols: dict[str, str] | None = None
+) -> Explanation:
     """`explain` with positional arguments (for the sandbox worker); interactive use gets a roomier search budget."""
-    return explain(task, counterfactuals=counterfactuals, budget_ms=budget_ms)
+    return explain(task, counterfactuals=counterfactuals, budget_ms=budget_ms, symbols=symbols)
 
 
 def explain_input(

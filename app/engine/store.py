@@ -14,20 +14,14 @@ import pandas as pd
 
 from app.engine.replay import Replay, TaskRecord, task_from_row
 from app.errors import LensError
+from app.lookup import Resolved, resolve
 
 # The engine's own SQL: task rows with their policy source, nearest-key lookup, and the `replays` rewrite.
 ENGINE_TASK_SELECT = """
 SELECT t.*, b.content AS policy_source
 FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash
 """
-ENGINE_TASK_BY_KEY_SQL = (
-    ENGINE_TASK_SELECT
-    + """
-WHERE t.task_id = lower(?) OR t.created_tx = lower(?) OR t.responded_tx = lower(?)
-ORDER BY t.created_block
-LIMIT 1
-"""
-)
+ENGINE_TASK_BY_ID_SQL = ENGINE_TASK_SELECT + "\nWHERE t.task_id = ?\nLIMIT 1\n"
 ENGINE_TASKS_SQL = (
     ENGINE_TASK_SELECT
     + """
@@ -35,24 +29,30 @@ ORDER BY t.created_block, t.task_id
 LIMIT ?
 """
 )
-ENGINE_NEAREST_KEY_SQL = """
-SELECT key, levenshtein(key, lower(?)) AS distance
-FROM (SELECT task_id AS key FROM tasks UNION ALL SELECT created_tx FROM tasks WHERE created_tx IS NOT NULL
-      UNION ALL SELECT responded_tx FROM tasks WHERE responded_tx IS NOT NULL)
-ORDER BY starts_with(key, lower(substr(?, 1, 10))) DESC, distance, key
-LIMIT 1
-"""
 ENGINE_REPLAYS_DELETE_SQL = (
     "DELETE FROM replays WHERE (chain_id, task_id) IN (SELECT chain_id, task_id FROM replay_rows)"
 )
 ENGINE_REPLAYS_INSERT_SQL = "INSERT INTO replays BY NAME SELECT * FROM replay_rows"
 
 
-def connect(path: str, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """Open the Lens DB; LensError if it is missing or locked by a writer."""
+def check_db_file(path: str) -> Path:
+    """The DB path if it exists and is a DuckDB file; LensError saying which of the two it is not."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise LensError(f"no database at {p}", "index a chain with `lens index` (or pass --db PATH)")
+    with p.open("rb") as f:
+        head = f.read(12)
+    if len(head) < 12 or head[8:12] != b"DUCK":  # every DuckDB file carries its magic bytes at offset 8
+        raise LensError(
+            f"{p} is not a DuckDB database",
+            "pass --db the file `lens index` (or `lens synth`) wrote, e.g. data/lens.duckdb",
+        )
+    return p
+
+
+def connect(path: str, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the Lens DB; LensError if it is missing, not a DuckDB file, or locked by a writer."""
+    p = check_db_file(path)
     try:
         return duckdb.connect(str(p), read_only=read_only)
     except duckdb.Error as err:
@@ -68,8 +68,7 @@ def reading(path: str) -> Iterator[duckdb.DuckDBPyConnection]:
         connect_read,  # local: only the audit pages through the DB; `lens explain` skips the indexer import
     )
 
-    if not Path(path).expanduser().is_file():
-        connect(path)  # raises the engine's own "no database" error
+    check_db_file(path)
     with connect_read(str(Path(path).expanduser())) as con:
         yield con
 
@@ -96,17 +95,53 @@ def _record(row: dict[str, Any], sources: dict[str, str] | None = None) -> TaskR
 
 
 def load_task(con: duckdb.DuckDBPyConnection, key: str) -> TaskRecord:
-    """The task with this task id or tx hash (creation or response tx); LensError naming the nearest match if none."""
-    key = key.strip()
+    """The task a task id, any transaction tied to it, or a unique prefix of either names; LensError otherwise."""
+    return load_lookup(con, key)[0]
+
+
+def load_lookup(con: duckdb.DuckDBPyConnection, key: str) -> tuple[TaskRecord, Resolved]:
+    """(the task, how the key resolved to it); LensError saying what is wrong with the key or what it matches."""
     try:
-        rows = _rows(con.execute(ENGINE_TASK_BY_KEY_SQL, [key, key, key]))
+        found = resolve(con, key)
     except duckdb.CatalogException:
         raise LensError("the database has no tasks table", "index a chain first (`lens index`)") from None
-    if rows:
-        return _record(rows[0])
-    near = con.execute(ENGINE_NEAREST_KEY_SQL, [key, key]).fetchone()
-    hint = f"did you mean {near[0]}?" if near else "the database holds no tasks yet"
-    raise LensError(f"no task or transaction {key} in the database", hint)
+    if found.kind in ("invalid", "empty"):
+        raise LensError(
+            found.problem or "no task id or transaction hash given",
+            "copy the whole hash (a block explorer shows it), or a prefix of at least 6 hex digits",
+        )
+    if found.kind == "address":
+        raise LensError(
+            f"{found.query} is an address (40 hex digits), not a task id or transaction hash (64)",
+            "the verdict page lists every decision of an address: open it with ?q=" + found.query,
+        )
+    if found.kind == "ambiguous":
+        raise LensError(
+            f"{key.strip()} is the start of {len(found.candidates)} task ids or transactions: "
+            + ", ".join(found.candidates[:5])
+            + (" …" if len(found.candidates) > 5 else ""),
+            "type more of it",
+        )
+    if found.kind == "none":
+        raise LensError(
+            f"no task or transaction {found.query} in the database",
+            "it may not be indexed yet: `lens index status` shows the last indexed block",
+        )
+    if len(found.task_ids) > 1:
+        raise LensError(
+            f"transaction {found.query} is tied to {len(found.task_ids)} tasks: " + ", ".join(found.task_ids),
+            "pass one of the task ids",
+        )
+    try:
+        rows = _rows(con.execute(ENGINE_TASK_BY_ID_SQL, [found.task_ids[0]]))
+    except duckdb.CatalogException:
+        raise LensError("the database has no tasks table", "index a chain first (`lens index`)") from None
+    if not rows:  # an event names a task the tasks table does not hold (yet)
+        raise LensError(
+            f"transaction {found.query} names task {found.task_ids[0]}, which is not indexed",
+            "index the blocks of its creation and response (`lens index --from-block …`)",
+        )
+    return _record(rows[0]), found
 
 
 def iter_tasks(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> Iterator[TaskRecord]:

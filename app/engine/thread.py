@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.errors import LensError
+from app.text import asset_label
 
 # regorus engines are thread-bound (pyo3 "unsendable"): Streamlit runs each session in its own thread, so
 # every engine call of the dashboard goes through this one worker thread, where the compiled policies live.
@@ -63,7 +64,9 @@ def _explain_record(data: dict[str, Any]) -> dict[str, Any]:
         }
     try:
         # the time limit keeps a runaway policy from stalling the page; explanations get 5x one evaluation's limit
-        exp = engine.explain(task, timeout_ms=int(settings.get("eval_timeout_ms")) * 5)
+        token = str(data.get("token") or "").lower()
+        symbols = {token: asset_label(token, token)} if token else None  # amounts in the token's symbol
+        exp = engine.explain(task, timeout_ms=int(settings.get("eval_timeout_ms")) * 5, symbols=symbols)
     except LensError as err:
         return {"state": "cannot_replay", "replay": "cannot_replay", "reason": str(err), "explanation": None}
     if exp.replay == "cannot_replay":

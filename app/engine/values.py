@@ -23,21 +23,50 @@ def fmt_wei(raw: str, unit: str = "ETH") -> str:
     return f"{whole:,}{'.' + frac_s if frac_s else ''} {unit} ({raw} wei)"
 
 
+def fmt_duration(seconds: Any) -> str:
+    """7 h 54 min, 21 min 29 s, 2 d 3 h, 0 s — the two largest units; a negative span reads "nothing (… ago)"."""
+    s = int(round(float(seconds)))
+    if s < 0:
+        return f"nothing (it ran out {fmt_duration(-s)} before)"
+    parts = []
+    for size, name in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+        if s >= size or (size == 1 and not parts):
+            parts.append(f"{s // size} {name}")
+            s %= size
+        if len(parts) == 2:
+            break
+    return " ".join(p for p in parts if not p.startswith("0 ") or len(parts) == 1)
+
+
+def is_duration_key(key: str) -> bool:
+    """Whether a param or field name counts seconds (`min_remaining_validity_s`, `remaining_validity_s`, `ttl_s`)."""
+    return key.endswith(("_s", "_seconds"))
+
+
 def fmt_value(v: Any, key: str = "", unit: str = "ETH") -> str:
-    """A value for a sentence: wei strings with units, lists joined, booleans as words."""
+    """A value for a sentence: wei strings with units, seconds as durations, lists joined, booleans as words."""
     if is_uint(v) and (key.endswith("_wei") or key in ("amount", "value")):
         return fmt_wei(v, unit)
+    if is_duration_key(key) and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return fmt_duration(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     if isinstance(v, list):
-        return "[" + ", ".join(fmt_value(x) for x in v[:8]) + (", …" if len(v) > 8 else "") + "]"
+        return "[" + ", ".join('""' if x == "" else fmt_value(x) for x in v[:8]) + (", …" if len(v) > 8 else "") + "]"
     if v is None:
         return "undefined"
     return str(v)
 
 
-def unit_of(input: Any) -> str:
-    """What wei amounts count: ETH for a plain native transfer, 18-decimal tokens for a contract call."""
-    return "ETH" if not isinstance(input, dict) or not input.get("function") else "tokens"
+def unit_of(input: Any, symbols: dict[str, str] | None = None) -> str:
+    """What wei amounts count: ETH for a plain native transfer, else the called token's symbol if known (by its
+    lower-case address in `symbols`), else "tokens of 0x3c3c…3c3c" (18 decimals assumed)."""
+    if not isinstance(input, dict) or not input.get("function"):
+        return "ETH"
+    to = str(input.get("to") or "").lower()
+    symbol = (symbols or {}).get(to)
+    if symbol:
+        return symbol
+    return f"tokens of {to[:6]}…{to[-4:]}" if to.startswith("0x") and len(to) == 42 else "tokens"
