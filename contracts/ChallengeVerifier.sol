@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.27;
 
+import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
+import {AccessControlUpgradeable} from "@openzeppelin/contracts-upgradeable/access/AccessControlUpgradeable.sol";
 import {ChallengeData, IChallengeVerifier} from "./NewtonTypes.sol";
 
 /// @title ChallengeVerifier — DEVNET STAND-IN for Newton's SP1 zero-knowledge Rego proof.
@@ -9,14 +11,22 @@ import {ChallengeData, IChallengeVerifier} from "./NewtonTypes.sol";
 ///         resolver key vouches for the correct evaluation. `challenge.data = abi.encode(bytes provenEvaluationResult)`
 ///         and `challenge.proof` is the resolver's 65-byte ECDSA signature (r, s, v) over the EIP-191 personal-sign
 ///         hash of keccak256(abi.encode(taskId, keccak256(abi.encode(taskResponse)), provenEvaluationResult)).
-contract ChallengeVerifier is IChallengeVerifier {
+///         Upgradeable behind an ERC-1967 proxy; resolvers hold RESOLVER_ROLE (OpenZeppelin AccessControl), so
+///         granting and revoking a resolver is on chain as RoleGranted / RoleRevoked.
+contract ChallengeVerifier is Initializable, AccessControlUpgradeable, IChallengeVerifier {
     error InvalidChallengeProof();
     error ChallengeTaskIdMismatch();
 
-    address public immutable resolver;
+    bytes32 public constant RESOLVER_ROLE = keccak256("RESOLVER_ROLE");
 
-    constructor(address resolver_) {
-        resolver = resolver_;
+    constructor() {
+        _disableInitializers();
+    }
+
+    /// @notice Called once through the proxy by its deployment: `admin` manages roles, `resolver` vouches.
+    function initialize(address admin, address resolver) external initializer {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(RESOLVER_ROLE, resolver);
     }
 
     /// @return provenEvaluationResult the evaluation result the resolver vouches for; reverts if not vouched.
@@ -29,7 +39,7 @@ contract ChallengeVerifier is IChallengeVerifier {
         provenEvaluationResult = abi.decode(challenge.data, (bytes));
         bytes32 h = keccak256(abi.encode(taskId, responseDigest, provenEvaluationResult));
         bytes32 ethHash = keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", h));
-        if (_recover(ethHash, challenge.proof) != resolver) revert InvalidChallengeProof();
+        if (!hasRole(RESOLVER_ROLE, _recover(ethHash, challenge.proof))) revert InvalidChallengeProof();
     }
 
     function _recover(bytes32 digest, bytes calldata sig) internal pure returns (address) {

@@ -1,20 +1,22 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.27;
 
-import {PolicyConfig, SetPolicyInfo, INewtonPolicy} from "./NewtonTypes.sol";
+import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
+import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/OwnableUpgradeable.sol";
+import {PolicyConfig, PolicyInfo, SetPolicyInfo, INewtonPolicy} from "./NewtonTypes.sol";
 
 /// @title NewtonPolicy — devnet version of one Newton policy contract (one per policy logic).
 /// @notice Holds the policy's identity (Rego CID, params-schema CID, entrypoint, code hash = keccak256 of
 ///         the Rego source, policy-data oracle addresses) and every client's PolicyConfig by policyId.
-///         Not a proxy and not factory-deployed (devnet simplification); the events are the real ones.
-contract NewtonPolicy is INewtonPolicy {
+///         The implementation behind every policy proxy that NewtonPolicyFactory deploys (as on Newton);
+///         the events are the real ones.
+contract NewtonPolicy is Initializable, OwnableUpgradeable, INewtonPolicy {
     event PolicySet(address indexed client, bytes32 indexed policyId, SetPolicyInfo policy);
     event policyMetadataCidUpdated(string metadataCid);
 
-    error OnlyOwner();
     error UnknownPolicyId(bytes32 policyId);
 
-    address public owner;
+    address public factory;
     string public policyCid;
     string public schemaCid;
     string public entrypoint;
@@ -27,25 +29,22 @@ contract NewtonPolicy is INewtonPolicy {
     mapping(bytes32 => bool) internal _known;
     mapping(address => bytes32) public clientPolicyId;
 
-    constructor(
-        address owner_,
-        string memory policyCid_,
-        string memory schemaCid_,
-        string memory entrypoint_,
-        bytes32 policyCodeHash_,
-        address[] memory policyData_,
-        string memory metadataCid_,
-        string memory version_
-    ) {
-        owner = owner_;
-        policyCid = policyCid_;
-        schemaCid = schemaCid_;
-        entrypoint = entrypoint_;
-        policyCodeHash = policyCodeHash_;
-        _policyData = policyData_;
-        metadataCid = metadataCid_;
+    constructor() {
+        _disableInitializers();
+    }
+
+    /// @notice Called once through the proxy by the factory that deployed it (`info.policyAddress` is ignored).
+    function initialize(PolicyInfo calldata info, string calldata version_, address factory_) external initializer {
+        _transferOwnership(info.owner);
+        factory = factory_;
+        policyCid = info.policyCid;
+        schemaCid = info.schemaCid;
+        entrypoint = info.entrypoint;
+        policyCodeHash = info.policyCodeHash;
+        _policyData = info.policyData;
+        metadataCid = info.metadataCid;
         version = version_;
-        emit policyMetadataCidUpdated(metadataCid_);
+        emit policyMetadataCidUpdated(info.metadataCid);
     }
 
     /// @notice Binds a new PolicyConfig (params JSON + attestation lifetime) to msg.sender (the client).
@@ -55,7 +54,7 @@ contract NewtonPolicy is INewtonPolicy {
         PolicyConfig memory cfg = config;
         policyId = keccak256(
             abi.encode(
-                msg.sender, address(this), owner, policyCid, schemaCid, entrypoint, cfg, _policyData,
+                msg.sender, address(this), owner(), policyCid, schemaCid, entrypoint, cfg, _policyData,
                 block.timestamp, version
             )
         );
@@ -65,8 +64,7 @@ contract NewtonPolicy is INewtonPolicy {
         emit PolicySet(msg.sender, policyId, _info(policyId, cfg));
     }
 
-    function setMetadataCid(string calldata metadataCid_) external {
-        if (msg.sender != owner) revert OnlyOwner();
+    function setMetadataCid(string calldata metadataCid_) external onlyOwner {
         metadataCid = metadataCid_;
         emit policyMetadataCidUpdated(metadataCid_);
     }
@@ -102,7 +100,7 @@ contract NewtonPolicy is INewtonPolicy {
 
     function _info(bytes32 policyId, PolicyConfig memory cfg) internal view returns (SetPolicyInfo memory) {
         return SetPolicyInfo(
-            policyId, address(this), owner, policyCid, schemaCid, entrypoint, cfg, _policyData, policyCodeHash, version
+            policyId, address(this), owner(), policyCid, schemaCid, entrypoint, cfg, _policyData, policyCodeHash, version
         );
     }
 }

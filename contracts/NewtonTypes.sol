@@ -62,6 +62,30 @@ struct SetPolicyInfo {
     string version;
 }
 
+/// @dev INewtonPolicy.PolicyInfo as NewtonPolicyFactory's PolicyDeployed carries it (EVENTS.md §1.2).
+struct PolicyInfo {
+    address policyAddress;
+    address owner;
+    string metadataCid;
+    string policyCid;
+    string schemaCid;
+    string entrypoint;
+    address[] policyData;
+    bytes32 policyCodeHash;
+}
+
+/// @dev The 2026-02-11 Task (EVENTS.md §1.3: no initializationTimestamp), emitted by TaskManagerV1 only.
+struct TaskV5 {
+    bytes32 taskId;
+    address policyClient;
+    uint32 taskCreatedBlock;
+    uint32 quorumThresholdPercentage;
+    Intent intent;
+    bytes intentSignature;
+    bytes wasmArgs;
+    bytes quorumNumbers;
+}
+
 struct Task {
     bytes32 taskId;
     address policyClient;

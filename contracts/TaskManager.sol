@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.27;
 
+import {Initializable} from "@openzeppelin/contracts-upgradeable/proxy/utils/Initializable.sol";
+import {OwnableUpgradeable} from "@openzeppelin/contracts-upgradeable/access/OwnableUpgradeable.sol";
 import {BN254} from "./BN254.sol";
 import {
     Task,
@@ -20,7 +22,7 @@ import {
     ITaskManagerAttestation
 } from "./NewtonTypes.sol";
 
-/// @title TaskManager — devnet NewtonProverTaskManager + AttestationValidator.
+/// @title TaskManager — devnet NewtonProverTaskManager + AttestationValidator, behind an ERC-1967 proxy.
 /// @notice Task lifecycle of Newton Protocol (EVENTS.md §3): createNewTask → respondToTask (BN254 aggregate BLS
 ///         signature checked on chain with the 0x06/0x07/0x08 precompiles, as EigenLayer's BLSSignatureChecker)
 ///         → validateAttestation (one-shot spend by the policy client) → raiseAndResolveChallenge.
@@ -30,7 +32,9 @@ import {
 ///         hashed); no signer whitelist. Challenges are resolved by ChallengeVerifier, whose resolver key stands in
 ///         for Newton's SP1 ZK proof; a challenge succeeds iff the proven result's allow/deny differs from the
 ///         attested one, and an unsuccessful challenge emits TaskChallengedUnsuccessfully instead of reverting.
-contract TaskManager is ITaskManagerAttestation {
+///         Upgradeable like Newton's (OpenZeppelin Initializable + Ownable behind a TransparentUpgradeableProxy):
+///         TaskManagerV1 emits the 2026-02-11 NewTaskCreated layout, TaskManager (v2) the current one.
+abstract contract TaskManagerBase is Initializable, OwnableUpgradeable, ITaskManagerAttestation {
     using BN254 for BN254.G1Point;
 
     struct ResponseRecord {
@@ -48,8 +52,7 @@ contract TaskManager is ITaskManagerAttestation {
         bool challenged;
     }
 
-    // ---- events (canonical signatures of EVENTS.md §1.1) ----
-    event NewTaskCreated(bytes32 indexed taskId, Task task, PolicyState state);
+    // ---- events (canonical signatures of EVENTS.md §1.1; NewTaskCreated is declared by each version) ----
     event TaskResponded(TaskResponse taskResponse, ResponseCertificate responseCertificate);
     event PolicyDenied(
         address indexed policyClient, bytes32 indexed taskId, bytes32 policyId, bytes32 intentHash, uint32 referenceBlock
@@ -99,25 +102,29 @@ contract TaskManager is ITaskManagerAttestation {
     bytes4 internal constant CLIENT_INTERFACE_ID = 0x52e18a74;
     string internal constant SLASH_DESCRIPTION = "slash_the_operator";
 
-    IOperatorRegistryView public immutable operatorRegistry;
-    IChallengeVerifier public immutable challengeVerifier;
-    uint32 public immutable taskResponseWindowBlock;
-    uint32 public immutable taskChallengeWindowBlock;
-    uint32 public immutable taskCreationBufferWindow;
-    uint16 public immutable slashBps;
+    // Storage (append-only across versions: a new version adds variables after these, never between them).
+    IOperatorRegistryView public operatorRegistry;
+    IChallengeVerifier public challengeVerifier;
+    uint32 public taskResponseWindowBlock;
+    uint32 public taskChallengeWindowBlock;
+    uint32 public taskCreationBufferWindow;
+    uint16 public slashBps;
 
     mapping(bytes32 => bytes32) public allTaskHashes;
     mapping(bytes32 => ResponseRecord) public responses;
     mapping(bytes32 => bytes32) public attestationDataHashes;
 
-    constructor(
+    /// @notice Called once through the proxy by its deployment (TransparentUpgradeableProxy's init data).
+    function initialize(
+        address owner_,
         address operatorRegistry_,
         address challengeVerifier_,
         uint32 taskResponseWindowBlock_,
         uint32 taskChallengeWindowBlock_,
         uint32 taskCreationBufferWindow_,
         uint16 slashBps_
-    ) {
+    ) external initializer {
+        _transferOwnership(owner_);
         operatorRegistry = IOperatorRegistryView(operatorRegistry_);
         challengeVerifier = IChallengeVerifier(challengeVerifier_);
         taskResponseWindowBlock = taskResponseWindowBlock_;
@@ -125,6 +132,10 @@ contract TaskManager is ITaskManagerAttestation {
         taskCreationBufferWindow = taskCreationBufferWindow_;
         slashBps = slashBps_;
     }
+
+    function version() external pure virtual returns (string memory);
+
+    function _emitNewTaskCreated(bytes32 taskId, Task calldata task, PolicyState memory state) internal virtual;
 
     modifier onlyTaskGenerator() {
         if (!operatorRegistry.isTaskGenerator(msg.sender)) revert OnlyTaskGenerator(msg.sender);
@@ -145,7 +156,7 @@ contract TaskManager is ITaskManagerAttestation {
         if (task.quorumThresholdPercentage > 100) revert InvalidQuorumThreshold(task.quorumThresholdPercentage);
         if (keccak256(task.quorumNumbers) != keccak256(hex"00")) revert UnsupportedQuorumNumbers(task.quorumNumbers);
         allTaskHashes[taskId] = keccak256(abi.encode(task));
-        emit NewTaskCreated(taskId, task, _policyState(task.policyClient));
+        _emitNewTaskCreated(taskId, task, _policyState(task.policyClient));
     }
 
     // ================================================================ respond
@@ -447,5 +458,31 @@ contract TaskManager is ITaskManagerAttestation {
             if (xs[i] == x) return true;
         }
         return false;
+    }
+}
+
+/// @title TaskManager (v2) — emits the current NewTaskCreated layout (EVENTS.md §1.1).
+/// @notice Its own storage is locked by the constructor (`_disableInitializers`): nobody can initialize the
+///         implementation contract itself. `initializeV2` runs once through the proxy at the upgrade.
+contract TaskManager is TaskManagerBase {
+    event NewTaskCreated(bytes32 indexed taskId, Task task, PolicyState state);
+
+    /// @notice The block at which the proxy was upgraded to this version (appended after v1's storage).
+    uint32 public upgradedAtBlock;
+
+    constructor() {
+        _disableInitializers();
+    }
+
+    function initializeV2() external reinitializer(2) {
+        upgradedAtBlock = uint32(block.number);
+    }
+
+    function version() external pure override returns (string memory) {
+        return "2";
+    }
+
+    function _emitNewTaskCreated(bytes32 taskId, Task calldata task, PolicyState memory state) internal override {
+        emit NewTaskCreated(taskId, task, state);
     }
 }

@@ -25,8 +25,13 @@ from devnet.protocol import challenge_calldata, response_digest, selector
 
 NEW_TASK_TOPIC = "0x" + keccak(text=f"NewTaskCreated(bytes32,{TASK_T},{POLICY_STATE_T})").hex()
 TASK_RESPONDED_TOPIC = "0x" + keccak(text=f"TaskResponded({TASK_RESPONSE_T},{CERT_T})").hex()
+# The 2026-02-11 layout (EVENTS.md §1.3) the devnet's first task-manager implementation emits: Task without its
+# last field, initializationTimestamp, which the challenger then takes from the task's TaskResponded.
+TASK_V5_T = TASK_T[: TASK_T.rindex(",")] + ")"
+OLD_NEW_TASK_TOPIC = "0x" + keccak(text=f"NewTaskCreated(bytes32,{TASK_V5_T},{POLICY_STATE_T})").hex()
 ENTRYPOINT_SELECTOR = selector("getEntrypoint()")
 FRIVOLOUS_RATE = 0.004  # a few challenges of correct responses (they fail: TaskChallengedUnsuccessfully)
+CHALLENGE_RATE = 1.0  # share of wrong responses actually challenged (< 1: some stay open, then expire unchallenged)
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,12 @@ class Challenger:
     resolver_key: bytes
     seed: int
     frivolous_rate: float = FRIVOLOUS_RATE
+    challenge_rate: float = CHALLENGE_RATE
     tasks: dict[bytes, tuple] = field(default_factory=dict)
     entrypoints: dict[str, str] = field(default_factory=dict)
     replayed: int = 0
     mismatches: int = 0
+    passed_over: list[bytes] = field(default_factory=list)  # wrong responses left unchallenged (challenge_rate < 1)
     last_block: int = -1
 
     def _entrypoint(self, policy: str) -> str:
@@ -82,6 +89,14 @@ class Challenger:
         draw = int.from_bytes(keccak(b"frivolous:%d:" % self.seed + task_id)[:8], "big") / 2**64
         return draw < self.frivolous_rate
 
+    def _worth_challenging(self, task_id: bytes) -> bool:
+        """A deterministic `challenge_rate` share of the wrong responses is challenged: challenging costs gas and
+        attention, and a challenger that finds it does not pay lets some wrong responses expire unchallenged."""
+        if self.challenge_rate >= 1.0:
+            return True
+        draw = int.from_bytes(keccak(b"challenge:%d:" % self.seed + task_id)[:8], "big") / 2**64
+        return draw < self.challenge_rate
+
     @cached_property
     def _resolver(self) -> LocalAccount:
         return Account.from_key(self.resolver_key)
@@ -98,7 +113,7 @@ class Challenger:
                     "fromBlock": hex(from_block),
                     "toBlock": hex(to_block),
                     "address": self.task_manager,
-                    "topics": [[NEW_TASK_TOPIC, TASK_RESPONDED_TOPIC]],
+                    "topics": [[NEW_TASK_TOPIC, OLD_NEW_TASK_TOPIC, TASK_RESPONDED_TOPIC]],
                 }
             ],
         )
@@ -110,9 +125,15 @@ class Challenger:
                 task, _state = eth_abi.decode([TASK_T, POLICY_STATE_T], data)
                 self.tasks[bytes(task[0])] = task
                 continue
+            if log["topics"][0] == OLD_NEW_TASK_TOPIC:
+                task, _state = eth_abi.decode([TASK_V5_T, POLICY_STATE_T], data)
+                self.tasks[bytes(task[0])] = task
+                continue
             response, cert = eth_abi.decode([TASK_RESPONSE_T, CERT_T], data)
             task_id = bytes(response[0])
             task = self.tasks.get(task_id)
+            if task is not None and len(task) == 8:  # older layout: initializationTimestamp from the response
+                task = (*task, response[9])
             replayed = self.replay(response)
             if task is None or replayed is None:
                 continue
@@ -121,6 +142,9 @@ class Challenger:
             mismatch = replayed != attested
             self.mismatches += mismatch
             if not mismatch and not self._frivolous(task_id):
+                continue
+            if mismatch and not self._worth_challenging(task_id):
+                self.passed_over.append(task_id)
                 continue
             challenge = challenge_data(task_id, response_digest(response), encode_result(replayed), self._resolver)
             non_signers = list(eth_abi.decode([NSS_TYPE], bytes(cert[3]))[0][1])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
+import re
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -17,16 +19,22 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS_DIR = ROOT / "contracts"
 ARTIFACTS_DIR = CONTRACTS_DIR / "artifacts"
 SOLCJS = ROOT / "devnet" / "tools" / "node_modules" / ".bin" / "solcjs"
+NODE_MODULES = ROOT / "devnet" / "tools" / "node_modules"  # OpenZeppelin's sources, pinned in package.json
 
-# The contracts that get an artifact (libraries and interfaces are compiled into them).
+# The contracts that get an artifact (libraries and interfaces are compiled into them). ProxyAdmin and
+# TransparentUpgradeableProxy are OpenZeppelin's own (npm @openzeppelin/contracts), compiled by the same solc.
 DEPLOYABLE = (
     "OperatorRegistry",
     "NewtonPolicy",
+    "NewtonPolicyFactory",
     "PolicyDataOracle",
     "AgentVault",
     "TestToken",
     "ChallengeVerifier",
     "TaskManager",
+    "TaskManagerV1",
+    "ProxyAdmin",
+    "TransparentUpgradeableProxy",
 )
 
 # Pinned compiler settings: part of every artifact, so a changed setting shows up as an artifact diff.
@@ -34,7 +42,7 @@ SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 200},
     "evmVersion": "cancun",
     "metadata": {"bytecodeHash": "none"},
-    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "storageLayout"]}},
 }
 
 
@@ -51,9 +59,30 @@ def _solcjs() -> str:
     return str(path)
 
 
+_IMPORT = re.compile(r'^\s*import\s+(?:[^"\']*\sfrom\s+)?["\']([^"\']+)["\']', re.M)
+
+
+def _library_source(unit: str) -> str:
+    """The text of an npm library source unit (`@openzeppelin/...`), or a clear error when it is not installed."""
+    path = NODE_MODULES / unit
+    if not path.is_file():
+        raise LensError(f"imported source {unit} not found under {NODE_MODULES}", "run `make setup` (npm ci)")
+    return path.read_text()
+
+
 def sources() -> dict[str, str]:
-    """Every `contracts/*.sol` file, by file name, in a stable order."""
-    return {p.name: p.read_text() for p in sorted(CONTRACTS_DIR.glob("*.sol"))}
+    """Every `contracts/*.sol` file by file name, plus every library source unit they import (transitively,
+    by solc's source unit name, e.g. `@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol`), in a stable order."""
+    out = {p.name: p.read_text() for p in sorted(CONTRACTS_DIR.glob("*.sol"))}
+    todo = list(out)
+    while todo:
+        unit = todo.pop()
+        for imp in _IMPORT.findall(out[unit]):
+            name = posixpath.normpath(posixpath.join(posixpath.dirname(unit), imp)) if imp.startswith(".") else imp
+            if name not in out:
+                out[name] = _library_source(name)
+                todo.append(name)
+    return dict(sorted(out.items()))
 
 
 def source_hash(srcs: dict[str, str]) -> str:
@@ -120,6 +149,7 @@ def compile_all() -> dict[str, dict]:
                 "abi": c["abi"],
                 "bytecode": "0x" + c["evm"]["bytecode"]["object"],
                 "deployedBytecode": "0x" + c["evm"]["deployedBytecode"]["object"],
+                "storageLayout": c.get("storageLayout") or {"storage": [], "types": None},
                 "compiler": {"version": version, "settings": SETTINGS},
                 "sourceHash": shash,
             }

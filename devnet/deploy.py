@@ -128,11 +128,52 @@ def _deploy(w3, sender, name: str, *args) -> str:
     return tx.deploy(w3, name, *args, sender=sender)
 
 
+def _proxy(w3, sender, admin: str, implementation: str, init_data: str) -> str:
+    """A TransparentUpgradeableProxy over `implementation`, administered by `admin`, initialized by `init_data`."""
+    return tx.deploy(
+        w3,
+        "TransparentUpgradeableProxy",
+        to_checksum_address(implementation),
+        to_checksum_address(admin),
+        bytes.fromhex(init_data[2:]),
+        sender=sender,
+    )
+
+
+def deploy_policy(w3, sender, factory: str, p: PolicySpec, datas: list[str]) -> str:
+    """Deploy one policy proxy through NewtonPolicyFactory.deployPolicy (→ PolicyDeployed); returns its address."""
+    info = (
+        "0x" + "00" * 20,
+        to_checksum_address(sender),
+        p.metadata_cid,
+        p.policy_cid,
+        p.schema_cid,
+        p.entrypoint,
+        [to_checksum_address(d) for d in datas],
+        bytes.fromhex(policy_code_hash(p.source)[2:]),
+    )
+    receipt = send_tx(
+        w3,
+        sender,
+        to=to_checksum_address(factory),
+        data=calldata("NewtonPolicyFactory", "deployPolicy", info, p.version),
+        what=f"deployPolicy({p.name})",
+    )
+    for log in receipt["logs"]:
+        if log["topics"][0] == POLICY_DEPLOYED and log["address"].lower() == factory.lower():
+            return "0x" + log["data"][2 + 24 : 2 + 64].lower()
+    raise LensError(f"deployPolicy({p.name}) emitted no PolicyDeployed", "the NewtonPolicyFactory artifact is stale")
+
+
 def _event_topic(sig: str) -> str:
     return "0x" + keccak(text=sig).hex()
 
 
 POLICY_ID_UPDATED = _event_topic("PolicyIdUpdated(address,bytes32)")
+POLICY_DEPLOYED = _event_topic(
+    "PolicyDeployed(address,(address,address,string,string,string,string,address[],bytes32),string)"
+)
+POLICY_IMPL_VERSION = "1.0.0"  # NewtonPolicyFactory's implementationVersion of the devnet's NewtonPolicy
 
 
 # ---------------------------------------------------------------- operations
@@ -159,6 +200,35 @@ def register_operator(w3, registry: str, spec: OperatorSpec) -> None:
     send_tx(
         w3, acct, to=to_checksum_address(registry), data=data, what=f"registerOperator({spec.name})", chain_id=chain_id
     )
+
+
+def upgrade_calldata(doc: dict, role: str = "taskManager") -> tuple[str, str]:
+    """(ProxyAdmin address, calldata) of the deployment's prepared upgrade of proxy `role`:
+    ProxyAdmin.upgradeAndCall(proxy, new implementation, its reinitializer) → Upgraded + Initialized(2)."""
+    try:
+        up = doc["upgrades"][role]
+        admin, proxy = doc["contracts"]["proxyAdmin"], doc["contracts"][role]
+    except KeyError:
+        raise LensError(
+            f"the deployment prepares no upgrade of {role}", "redeploy with `lens devnet up` (proxied devnet)"
+        ) from None
+    init = calldata(up["contract"], up["call"]) if up.get("call") else "0x"
+    data = calldata(
+        "ProxyAdmin",
+        "upgradeAndCall",
+        to_checksum_address(proxy),
+        to_checksum_address(up["implementation"]),
+        bytes.fromhex(init[2:]),
+    )
+    return admin, data
+
+
+def upgrade_task_manager(w3, doc: dict) -> dict:
+    """Upgrade the task manager proxy to its prepared second implementation (owner of the ProxyAdmin sends it);
+    returns the receipt."""
+    admin, data = upgrade_calldata(doc)
+    owner = doc["roles"]["deployer"]
+    return send_tx(w3, to_checksum_address(owner), to=to_checksum_address(admin), data=data, what="upgrade TaskManager")
 
 
 def set_client_params(w3, deployment: dict, client_name: str, params: dict, expire_after: int) -> str:
@@ -219,18 +289,36 @@ def deploy_devnet(
 
     start = int(rpc(w3, "eth_blockNumber"), 16)
     registry = _deploy(w3, dep, "OperatorRegistry", dep)
-    verifier = _deploy(w3, dep, "ChallengeVerifier", to_checksum_address(resolver))
-    tm = _deploy(
+    # Upgradeable contracts sit behind OpenZeppelin TransparentUpgradeableProxies administered by one ProxyAdmin
+    # (owned by the deployer), each initialized in its proxy's constructor, as Newton deploys its own.
+    proxy_admin = _deploy(w3, dep, "ProxyAdmin")
+    verifier_impl = _deploy(w3, dep, "ChallengeVerifier")
+    verifier = _proxy(
         w3,
         dep,
-        "TaskManager",
-        to_checksum_address(registry),
-        to_checksum_address(verifier),
-        int(response_window_blocks),
-        int(challenge_window_blocks),
-        int(creation_buffer_blocks),
-        int(slash_bps),
+        proxy_admin,
+        verifier_impl,
+        calldata("ChallengeVerifier", "initialize", dep, to_checksum_address(resolver)),
     )
+    tm_impl = _deploy(w3, dep, "TaskManagerV1")  # left uninitialized on purpose (see TaskManagerV1.sol)
+    tm = _proxy(
+        w3,
+        dep,
+        proxy_admin,
+        tm_impl,
+        calldata(
+            "TaskManagerV1",
+            "initialize",
+            dep,
+            to_checksum_address(registry),
+            to_checksum_address(verifier),
+            int(response_window_blocks),
+            int(challenge_window_blocks),
+            int(creation_buffer_blocks),
+            int(slash_bps),
+        ),
+    )
+    tm_v2 = _deploy(w3, dep, "TaskManager")  # the second implementation: `lens simulate` upgrades to it mid-history
     send_tx(
         w3,
         dep,
@@ -252,23 +340,20 @@ def deploy_devnet(
         for provider in p.policy_data:
             if provider not in oracles:
                 oracles[provider] = _deploy(w3, dep, "PolicyDataOracle", provider, dep, 0)
+    policy_impl = _deploy(w3, dep, "NewtonPolicy")
+    factory = _deploy(
+        w3,
+        dep,
+        "NewtonPolicyFactory",
+        to_checksum_address(policy_impl),
+        to_checksum_address(proxy_admin),
+        POLICY_IMPL_VERSION,
+    )
     policy_doc: dict[str, dict] = {}
     for p in policies:
         code_hash = policy_code_hash(p.source)
         datas = [to_checksum_address(oracles[n]) for n in p.policy_data]
-        addr = _deploy(
-            w3,
-            dep,
-            "NewtonPolicy",
-            dep,
-            p.policy_cid,
-            p.schema_cid,
-            p.entrypoint,
-            bytes.fromhex(code_hash[2:]),
-            datas,
-            p.metadata_cid,
-            p.version,
-        )
+        addr = deploy_policy(w3, dep, factory, p, datas)
         policy_doc[p.name] = {
             "address": addr,
             "entrypoint": p.entrypoint,
@@ -296,7 +381,23 @@ def deploy_devnet(
             "indexRegistry": registry,
             "slasher": registry,
             "token": token,
+            "proxyAdmin": proxy_admin,
+            "policyFactory": factory,
         },
+        # ERC-1967 proxies as deployed: implementation contract names (artifacts) by address, and the prepared
+        # second task-manager implementation (`devnet.governance.upgrade_task_manager` switches to it).
+        "proxies": {
+            "taskManager": {"implementation": tm_impl, "contract": "TaskManagerV1"},
+            "challengeVerifier": {"implementation": verifier_impl, "contract": "ChallengeVerifier"},
+            **{f"policy:{n}": {"implementation": policy_impl, "contract": "NewtonPolicy"} for n in policy_doc},
+        },
+        "implementations": {
+            tm_impl: "TaskManagerV1",
+            tm_v2: "TaskManager",
+            verifier_impl: "ChallengeVerifier",
+            policy_impl: "NewtonPolicy",
+        },
+        "upgrades": {"taskManager": {"implementation": tm_v2, "contract": "TaskManager", "call": "initializeV2"}},
         "policies": policy_doc,
         "clients": {},
         "oracles": oracles,

@@ -23,7 +23,7 @@ import requests
 from eth_utils import keccak
 
 from app.engine import compiled, intent_input
-from devnet import agents, bls, protocol, providers, rawtx, scenario
+from devnet import agents, bls, governance, protocol, providers, rawtx, scenario
 from devnet.aggregator import aggregate, create_calldata_from, encoded_task, respond_calldata_from
 from devnet.challenger import Challenger
 from devnet.contracts import revert_reason
@@ -55,6 +55,9 @@ class SimConfig:
     seed: int = 7
     operators: int = 10
     fault_rate: float = 0.01
+    challenge_rate: float = 1.0  # share of wrong responses the challenger actually challenges
+    upgrade_at: float | None = 0.5  # fraction of the run at which the task manager proxy is upgraded (None: never)
+    ownership_transfer_at: float | None = 0.25  # … and one policy's ownership is transferred (None: never)
     independent_eval: bool = (
         True  # every operator runs its own engine evaluation, as on Newton; False shares one (faster)
     )
@@ -75,6 +78,7 @@ class SimResult:
     faults: list[str] = field(default_factory=list)  # task ids (0x) where a colluding quorum signed the wrong verdict
     challenged_ok: list[str] = field(default_factory=list)
     challenged_frivolous: list[str] = field(default_factory=list)
+    unchallenged: list[str] = field(default_factory=list)  # wrong responses the challenger chose not to challenge
     params_changes: int = 0
     blocks: int = 0
     first_block: int = 0
@@ -104,6 +108,7 @@ class SimResult:
             "faults": len(self.faults),
             "challenged_successfully": len(self.challenged_ok),
             "frivolous_challenges": len(self.challenged_frivolous),
+            "left_unchallenged": len(self.unchallenged),
             "params_changes": self.params_changes,
             "blocks": self.blocks,
             "first_block": self.first_block,
@@ -319,6 +324,11 @@ class Simulation:
             raise LensError(f"--tasks must be at least 1 (got {cfg.tasks})")
         if not 0.0 <= cfg.fault_rate <= 1.0:
             raise LensError(f"--fault-rate must be within 0..1 (got {cfg.fault_rate})", "0.01 means 1% of tasks")
+        if not 0.0 <= cfg.challenge_rate <= 1.0:
+            raise LensError(
+                f"--challenge-rate must be within 0..1 (got {cfg.challenge_rate})",
+                "0.5 means the challenger challenges half of the wrong responses",
+            )
         self.cfg = cfg
         self.doc = _load_deployment(deployment)
         self.rpc = Rpc(rpc_url)
@@ -543,7 +553,7 @@ class Simulation:
         plan = agents.plan_intents(cfg.tasks, cfg.seed, start, self.token, self.chain_id)
         span = max(plan[-1].t - start, 1)
         self.providers = providers.Providers(cfg.seed, start, span, {n: a for n, (a, _k) in self.personas.items()})
-        self.challenger = Challenger(self.rpc, self.tm, self.keys[2].key, cfg.seed)
+        self.challenger = Challenger(self.rpc, self.tm, self.keys[2].key, cfg.seed, challenge_rate=cfg.challenge_rate)
         self.challenger.last_block = self.start_block
         self.last_response_block = self.start_block  # the challenger reads responses up to here
         self.fault_rng = random.Random(f"faults:{cfg.seed}")
@@ -566,6 +576,7 @@ class Simulation:
         if self.blocks.pending:
             self.blocks.mine(self.blocks.last_timestamp + 15)
         self.blocks.join()
+        self.result.unchallenged = ["0x" + t.hex() for t in self.challenger.passed_over]
 
     def _events(self) -> list[tuple[float, str, Any]]:
         """Scheduled changes: (fraction of the run, kind, payload), in order."""
@@ -580,6 +591,7 @@ class Simulation:
             ev.append((joiner.profile.registered_from, "join", joiner))
         for ch in self.scn.params_schedule:
             ev.append((ch.at, "params", ch))
+        ev += governance.scheduled(self.doc, self.cfg.seed, self.cfg.upgrade_at, self.cfg.ownership_transfer_at)
         return sorted(ev, key=lambda e: (e[0], e[1]))
 
     def _admin(self, frac: float) -> None:
@@ -603,6 +615,8 @@ class Simulation:
             elif kind == "join":
                 if payload.index not in self.registered:
                     self._register(payload)
+            elif kind == "governance":
+                self.blocks.send(self.keys[0], payload.to, payload.data, gas=300_000, label=payload.label)
             elif kind == "params":
                 c = self.clients[payload.client]
                 c.version = payload.version

@@ -578,6 +578,21 @@ LAYOUTS: tuple[EventLayout, ...] = (
     _ev("Initialized", CUR, "0x7f26b83f…2498", ("version", "uint8")),
     _ev("OwnershipTransferred", CUR, "0x8be0079c…57e0", ("previousOwner", "address", I), ("newOwner", "address", I)),
     _ev("Upgraded", CUR, "0xbc7cd75a…2d3b", ("implementation", "address", I)),
+    # OpenZeppelin's other proxy and access-control events (IERC1967, Initializable v5, AccessControl): the
+    # governance history of every watched proxy. Not in EVENTS.md: signatures from OpenZeppelin's own sources.
+    _ev("Initialized", "oz5", "", ("versionU64", "uint64")),  # own column: uint64 is stored as text
+    _ev("AdminChanged", CUR, "", ("previousAdmin", "address"), ("newAdmin", "address")),
+    _ev("BeaconUpgraded", CUR, "", ("beacon", "address", I)),
+    _ev("RoleGranted", CUR, "", ("role", "bytes32", I), ("account", "address", I), ("sender", "address", I)),
+    _ev("RoleRevoked", CUR, "", ("role", "bytes32", I), ("account", "address", I), ("sender", "address", I)),
+    _ev(
+        "RoleAdminChanged",
+        CUR,
+        "",
+        ("role", "bytes32", I),
+        ("previousAdminRole", "bytes32", I),
+        ("newAdminRole", "bytes32", I),
+    ),
     # --- §1.1 (8) ChallengeVerifier ---
     _ev(
         "CrossChainChallengeRelayed",

@@ -127,6 +127,12 @@ EVENTS = {
         "0x02a919ed0e2acad1dd90f17ef2fa4ae5462ee1339170034a8531cca4b6708090",
         (0,),
     ),
+    # Proxy plumbing (EVENTS.md §1.1 (7)) and OpenZeppelin's proxy/access events the devnet's proxies emit.
+    "Initialized": ("Initialized(uint8)", None, ()),
+    "OwnershipTransferred": ("OwnershipTransferred(address,address)", None, (0, 1)),
+    "Upgraded": ("Upgraded(address)", None, (0,)),
+    "AdminChanged": ("AdminChanged(address,address)", None, ()),
+    "RoleGranted": ("RoleGranted(bytes32,address,address)", None, (0, 1, 2)),
     # Lens's own devnet events (not Newton's): checked the same way.
     "IntentExecuted": ("IntentExecuted(bytes32,address,address,uint256)", None, (0, 1)),
     "IntentDenied": ("IntentDenied(bytes32,address)", None, (0, 1)),
@@ -238,6 +244,7 @@ class Dev:
             response_window_blocks=15,
             slash_bps=1000,
         )
+        deploy.upgrade_task_manager(w3, self.doc)  # to the implementation that emits the current layouts
         c = self.doc["contracts"]
         self.tm, self.registry, self.token = c["taskManager"], c["operatorRegistry"], c["token"]
         self.vault = self.doc["clients"]["vault"]["address"]
@@ -810,10 +817,14 @@ def test_policy_set_and_client_events(dev: Dev) -> None:
         ],
     )
     names = [BY_TOPIC[log["topics"][0]] for log in logs]
-    assert names[:1] == ["policyMetadataCidUpdated"] and "PolicyAddressUpdated" in names
+    # the policy proxy's birth: Upgraded (implementation set), initialize (Initialized, OwnershipTransferred,
+    # policyMetadataCidUpdated), then AdminChanged; the client's PolicyAddressUpdated after it
+    assert names[:5] == ["Upgraded", "OwnershipTransferred", "policyMetadataCidUpdated", "Initialized", "AdminChanged"]
+    assert "PolicyAddressUpdated" in names
+    meta = next(log for log in logs if BY_TOPIC[log["topics"][0]] == "policyMetadataCidUpdated")
     birth = next(log for log in logs if BY_TOPIC[log["topics"][0]] == "PolicyAddressUpdated")
     assert decode_log(birth, "PolicyAddressUpdated") == norm(("0x" + "00" * 20, dev.policy_addr))
-    assert decode_log(logs[0], "policyMetadataCidUpdated") == ("bafy-meta",)
+    assert decode_log(meta, "policyMetadataCidUpdated") == ("bafy-meta",)
     # setPolicy is owner-only; a new task binds the new policyId
     reverts(lambda: dev.send(dev.agent, dev.vault, deploy.calldata("AgentVault", "setPolicy", (b"{}", 1))), "OnlyOwner")
     task = dev.new_task()

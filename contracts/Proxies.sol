@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.27;
+
+// OpenZeppelin's proxy plumbing (npm @openzeppelin/contracts, pinned in devnet/tools/package.json), compiled by the
+// same solc as the devnet contracts: every upgradeable devnet contract sits behind a TransparentUpgradeableProxy
+// (ERC-1967 slots) administered by one ProxyAdmin.
+import {ProxyAdmin} from "@openzeppelin/contracts/proxy/transparent/ProxyAdmin.sol";
+import {TransparentUpgradeableProxy} from "@openzeppelin/contracts/proxy/transparent/TransparentUpgradeableProxy.sol";
