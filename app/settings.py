@@ -140,6 +140,12 @@ _SETTINGS = [
     Setting(
         "eval_timeout_ms", 2000, "Time limit of one policy evaluation; a runaway policy is stopped and reported.", int
     ),
+    Setting(
+        "eval_memory_mb",
+        1024,
+        "Memory limit (resident MB) of the engine's worker process; a policy that allocates without bound is stopped.",
+        int,
+    ),
     # dashboard
     Setting("serve_port", 8501, "Port of the Streamlit dashboard.", int),
     Setting("page_size", 50, "Rows per page in the decisions browser.", int),

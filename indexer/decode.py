@@ -12,6 +12,7 @@ from typing import Any
 from Crypto.Hash import keccak as _keccak_mod
 
 from indexer.abi import LAYOUTS, STRUCTS, EventLayout, canonical, snake, split_array
+from indexer.calls import ETH, moved, scaled
 from indexer.codec import DecodeError, compile_type, generated_decoder
 
 
@@ -304,51 +305,53 @@ def _json_arg(type_: str, v: Any) -> Any:
     return v
 
 
-def decode_calldata(function_signature: bytes, data: bytes) -> tuple[str | None, list | None, str | None]:
-    """(function name, args as JSON-safe list, error) of intent calldata, using the intent's functionSignature text."""
+def decode_typed_calldata(
+    function_signature: bytes, data: bytes
+) -> tuple[str | None, tuple[str, ...] | None, list | None, str | None]:
+    """(function name, canonical argument types, args as JSON-safe list, error) of intent calldata."""
     if not function_signature:
         if not data:
-            return None, None, None
-        return None, None, "calldata without a function signature"
+            return None, None, None, None
+        return None, None, None, "calldata without a function signature"
     try:
         text = function_signature.decode("utf-8")
         name, selector, types = _calldata_plan(text)
     except (UnicodeDecodeError, DecodeError, ValueError) as e:
-        return None, None, f"bad function signature: {e}"
+        return None, None, None, f"bad function signature: {e}"
     if data[:4] != selector:
-        return name, None, f"selector 0x{data[:4].hex()} does not match {text} (0x{selector.hex()})"
+        return name, types, None, f"selector 0x{data[:4].hex()} does not match {text} (0x{selector.hex()})"
     try:
         values = generated_decoder(types)(data[4:])
-    except (DecodeError, IndexError, ValueError) as e:
-        return name, None, f"calldata does not decode as {text}: {e}"
-    return name, [_json_arg(t, v) for t, v in zip(types, values)], None
+    except (DecodeError, IndexError, ValueError, OverflowError) as e:
+        return name, types, None, f"calldata does not decode as {text}: {e}"
+    return name, types, [_json_arg(t, v) for t, v in zip(types, values)], None
 
 
-_TOKEN_DECIMALS = 18  # devnet dUSD; real tokens may differ — amount_num is then only indicative [U]
+def decode_calldata(function_signature: bytes, data: bytes) -> tuple[str | None, list | None, str | None]:
+    """(function name, args as JSON-safe list, error) of intent calldata, using the intent's functionSignature text."""
+    name, _, args, err = decode_typed_calldata(function_signature, data)
+    return name, args, err
 
 
 def intent_summary(intent: tuple) -> list:
-    """[function text, name, args JSON, calldata error, asset, amount wei, amount (units), counterparty] of an Intent."""
+    """[function text, name, args JSON, calldata error, asset, amount, amount (whole units if ETH), counterparty].
+
+    Asset and amount come from `indexer.calls.moved` (typed arguments only); an odd call has no amount. The amount
+    in whole units is only filled for ETH here: a token's decimals are read from the chain when tasks are derived.
+    """
     to, value, data, fsig = intent[1], intent[2], intent[3], intent[5]
-    name, args, err = decode_calldata(fsig, data)
-    try:
-        ftext = fsig.decode("utf-8") if fsig else None
-    except UnicodeDecodeError:
-        ftext = None
-    asset, amount, counterparty = "ETH", value, to
-    if args is not None and name in ("transfer", "approve") and len(args) == 2:
-        asset, counterparty, amount = to, args[0], int(args[1])
-    elif args is not None and name == "transferFrom" and len(args) == 3:
-        asset, counterparty, amount = to, args[1], int(args[2])
+    name, types, args, err = decode_typed_calldata(fsig, data)
+    ftext = _text(fsig) if fsig else None
+    m = moved(to, value, name, types, args)
     return [
         ftext,
         name,
         None if args is None else _dumps(args),
         err,
-        asset,
-        str(amount),
-        amount / 10**_TOKEN_DECIMALS,
-        counterparty,
+        m.asset,
+        None if m.amount is None else str(m.amount),
+        scaled(m.amount, 18) if m.asset == ETH else None,
+        m.counterparty,
     ]
 
 
@@ -435,6 +438,8 @@ def _extras_task_responded(lay: EventLayout) -> tuple[list[Column], Callable]:
     resp = _response_extras(tr_type)
     embedded = cert_type != "ResponseCertificate"
     i_sig = _field_index(cert_type, "nonSignerStakesAndSignature" if embedded else "signatureData")
+    # the response carries the intent too: a task indexed only from its response still has its decoded call
+    i_intent = _field_index(tr_type, "intent")
 
     def extra(values: tuple, chain_id: int, out: list):
         cols, blob = resp(values[0])
@@ -447,17 +452,22 @@ def _extras_task_responded(lay: EventLayout) -> tuple[list[Column], Callable]:
                 encoding, pubkeys = decode_signature_data(sig, chain_id)
         except DecodeError as e:
             out += [None, None, None, str(e)]
-            return blob
-        ids = [operator_id(x, y) for x, y in pubkeys]
-        out += [encoding, _dumps(ids), len(ids), None]
+        else:
+            ids = [operator_id(x, y) for x, y in pubkeys]
+            out += [encoding, _dumps(ids), len(ids), None]
+        out += intent_summary(values[0][i_intent])
         return blob
 
-    return _RESPONSE_COLUMNS + [
-        Column("sig_encoding", "VARCHAR"),
-        Column("non_signer_ids_json", "VARCHAR"),
-        Column("non_signer_count", "BIGINT"),
-        Column("sig_error", "VARCHAR"),
-    ], extra
+    return (
+        _RESPONSE_COLUMNS
+        + [
+            Column("sig_encoding", "VARCHAR"),
+            Column("non_signer_ids_json", "VARCHAR"),
+            Column("non_signer_count", "BIGINT"),
+            Column("sig_error", "VARCHAR"),
+        ]
+        + _INTENT_COLUMNS
+    ), extra
 
 
 def _extras_direct(lay: EventLayout) -> tuple[list[Column], Callable]:

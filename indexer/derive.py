@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pyarrow as pa
+
+from indexer.chainread import Call, fill_entrypoints, fill_tokens
 
 # Raw tables whose rows name a task, and the column holding the task id.
 TASK_KEYS = {
@@ -30,7 +34,14 @@ POLICY_TABLES = ("ev_policy_set", "ev_policy_deployed")
 CHALLENGE_TABLES = ("ev_task_challenged_successfully", "ev_task_challenged_unsuccessfully")
 
 _FIRST = "QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY block_number, log_index) = 1"
+_LAST = "QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY block_number DESC, log_index DESC) = 1"
 
+
+# Where a task's entrypoint may come from, most trusted first (tasks.entrypoint_source names the one used):
+# a PolicySet emitted by the task's own policy contract; a PolicyDeployed of that policy emitted by the
+# deployment's policy factory; the deployment document; the policy's own entrypoint() read on chain
+# (`policy_entrypoints`, filled by `resolve_from_chain`); the Newton convention `<package>.allow` of the source.
+# A PolicySet from any other address never counts: anyone can emit a look-alike naming a known policyId.
 TASKS_SQL = f"""
 INSERT INTO tasks
 WITH k AS (SELECT DISTINCT task_id FROM _touched),
@@ -46,7 +57,12 @@ chs AS (SELECT task_id, block_number, log_index, block_time, challenger, TRUE AS
         SELECT task_id, block_number, log_index, block_time, challenger, FALSE FROM ev_task_challenged_unsuccessfully
         WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k)),
 ch AS (SELECT * FROM chs QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY success DESC, block_number, log_index) = 1),
-ps AS (SELECT policy_id, policy_entrypoint FROM ev_policy_set WHERE chain_id = $chain {_FIRST.format(key="policy_id")}),
+ps AS (SELECT address, policy_id, policy_entrypoint FROM ev_policy_set WHERE chain_id = $chain AND policy_entrypoint <> ''
+       QUALIFY row_number() OVER (PARTITION BY address, policy_id ORDER BY block_number, log_index) = 1),
+psa AS (SELECT address, policy_entrypoint FROM ev_policy_set WHERE chain_id = $chain AND policy_entrypoint <> ''
+        {_LAST.format(key="address")}),
+pd AS (SELECT policy, policy_info_entrypoint FROM ev_policy_deployed WHERE chain_id = $chain AND policy_info_entrypoint <> ''
+       AND address IN (SELECT address FROM _factories) {_FIRST.format(key="policy")}),
 j AS (
   SELECT k.task_id,
     COALESCE(c.task_policy_client, d.task_policy_client, r.task_response_policy_client) AS policy_client,
@@ -62,14 +78,16 @@ j AS (
     COALESCE(c.task_intent_value, d.task_intent_value, r.task_response_intent_value) AS intent_value,
     COALESCE(c.task_intent_value_num, d.task_intent_value_num, r.task_response_intent_value_num) / 1e18 AS intent_value_num,
     COALESCE(c.task_intent_data, d.task_intent_data, r.task_response_intent_data) AS intent_data,
-    TRY_CAST(COALESCE(c.task_intent_chain_id, d.task_intent_chain_id, r.task_response_intent_chain_id) AS BIGINT) AS intent_chain_id,
-    COALESCE(c.intent_function_text, d.intent_function_text) AS function_signature,
-    COALESCE(c.intent_function_name, d.intent_function_name) AS function_name,
-    COALESCE(c.intent_function_args_json, d.intent_function_args_json) AS function_args_json,
-    COALESCE(c.intent_asset, d.intent_asset) AS asset,
-    COALESCE(c.intent_amount_wei, d.intent_amount_wei) AS amount_wei,
-    COALESCE(c.intent_amount_num, d.intent_amount_num) AS amount_num,
-    COALESCE(c.intent_counterparty, d.intent_counterparty) AS counterparty,
+    COALESCE(c.task_intent_chain_id, d.task_intent_chain_id, r.task_response_intent_chain_id) AS intent_chain_id_exact,
+    COALESCE(c.task_intent_signature, d.task_intent_signature, r.task_response_intent_signature) AS intent_signature,
+    COALESCE(c.intent_function_text, d.intent_function_text, r.intent_function_text) AS function_signature,
+    COALESCE(c.intent_function_name, d.intent_function_name, r.intent_function_name) AS function_name,
+    COALESCE(c.intent_function_args_json, d.intent_function_args_json, r.intent_function_args_json) AS function_args_json,
+    -- asset and amount come together from the one row that decoded the call (indexer.calls.moved)
+    CASE WHEN c.task_id IS NOT NULL THEN c.intent_asset WHEN d.task_id IS NOT NULL THEN d.intent_asset ELSE r.intent_asset END AS asset,
+    CASE WHEN c.task_id IS NOT NULL THEN c.intent_amount_wei WHEN d.task_id IS NOT NULL THEN d.intent_amount_wei
+         ELSE r.intent_amount_wei END AS amount_wei,
+    COALESCE(c.intent_counterparty, d.intent_counterparty, r.intent_counterparty) AS counterparty,
     COALESCE(r.block_number, d.block_number) AS responded_block,
     COALESCE(r.block_time, d.block_time) AS responded_time,
     COALESCE(r.tx_hash, d.tx_hash) AS responded_tx,
@@ -77,14 +95,25 @@ j AS (
     COALESCE(r.allow, d.allow) AS allow,
     r.response_certificate_response_expire_block AS response_expire_block,
     COALESCE(r.policy_code_hash, d.policy_code_hash) AS policy_code_hash,
-    ps.policy_entrypoint AS ps_entrypoint,
-    COALESCE(r.params_json, d.params_json, TRY(decode(unhex(substr(c.state_policy_config_policy_params, 3))))) AS params_json,
+    COALESCE(ps.policy_entrypoint, psa.policy_entrypoint) AS ps_entrypoint,
+    pd.policy_info_entrypoint AS pd_entrypoint,
+    -- the params of the response that was evaluated (never a fallback to another event's params)
+    CASE WHEN r.task_response_policy_config_policy_params IS NOT NULL THEN 'TaskResponded'
+         WHEN d.task_response_policy_config_policy_params IS NOT NULL THEN 'DirectTaskResponded'
+         WHEN c.state_policy_config_policy_params IS NOT NULL THEN 'NewTaskCreated' END AS params_source,
+    COALESCE(r.task_response_policy_config_policy_params, d.task_response_policy_config_policy_params,
+             c.state_policy_config_policy_params) AS params_hex,
+    CASE WHEN r.task_response_policy_config_policy_params IS NOT NULL THEN r.params_json
+         WHEN d.task_response_policy_config_policy_params IS NOT NULL THEN d.params_json
+         ELSE TRY(decode(unhex(substr(c.state_policy_config_policy_params, 3)))) END AS params_json,
     COALESCE(r.policy_data_json, d.policy_data_json) AS policy_data_json,
     r.response_certificate_hash_of_non_signers AS hash_of_non_signers,
     r.non_signer_count AS non_signer_count,
-    COALESCE(s.block_number, d.block_number) AS spent_block,
-    COALESCE(s.block_time, d.block_time) AS spent_time,
+    -- a direct-path response spends the attestation on chain whatever the result; only an allow executes
+    COALESCE(s.block_number, CASE WHEN d.allow THEN d.block_number END) AS spent_block,
+    COALESCE(s.block_time, CASE WHEN d.allow THEN d.block_time END) AS spent_time,
     ch.block_number AS challenged_block, ch.success AS challenge_success, ch.challenger AS challenger,
+    c.task_id IS NULL AND d.task_id IS NOT NULL AS direct_only,
     c.task_id IS NOT NULL OR r.task_response_task_id IS NOT NULL OR d.task_id IS NOT NULL AS known
   FROM k
   LEFT JOIN c ON c.task_id = k.task_id
@@ -92,15 +121,37 @@ j AS (
   LEFT JOIN d ON d.task_id = k.task_id
   LEFT JOIN s ON s.task_id = k.task_id
   LEFT JOIN ch ON ch.task_id = k.task_id
-  LEFT JOIN ps ON ps.policy_id = COALESCE(r.task_response_policy_id, c.state_policy_id, d.task_response_policy_id)
+  LEFT JOIN ps ON ps.address = COALESCE(r.task_response_policy_address, c.state_policy_address, d.task_response_policy_address)
+   AND ps.policy_id = COALESCE(r.task_response_policy_id, c.state_policy_id, d.task_response_policy_id)
+  LEFT JOIN psa ON psa.address = COALESCE(r.task_response_policy_address, c.state_policy_address, d.task_response_policy_address)
+  LEFT JOIN pd ON pd.policy = COALESCE(r.task_response_policy_address, c.state_policy_address, d.task_response_policy_address)
+),
+e AS (
+  SELECT j.*,
+    (SELECT any_value(entrypoint) FROM _dep_policies dp WHERE dp.address = j.policy_address AND dp.entrypoint <> '') AS dep_entrypoint,
+    (SELECT any_value(pe.entrypoint) FROM policy_entrypoints pe
+      WHERE pe.chain_id = $chain AND pe.address = j.policy_address AND pe.entrypoint <> '') AS call_entrypoint,
+    (SELECT any_value(regexp_extract(b.content, '(?m)^[ \t]*package[ \t]+([A-Za-z_][A-Za-z0-9_.]*)', 1)) FROM blobs b
+      WHERE b.hash = j.policy_code_hash) AS package,
+    TRY_CAST(j.intent_chain_id_exact AS BIGINT) AS intent_chain_id,
+    CASE WHEN j.asset = 'ETH' THEN 18 ELSE
+      (SELECT any_value(tk.decimals) FROM tokens tk WHERE tk.chain_id = $chain AND tk.address = j.asset) END AS asset_decimals,
+    CASE WHEN j.asset = 'ETH' THEN 'ETH' ELSE
+      (SELECT any_value(tk.symbol) FROM tokens tk WHERE tk.chain_id = $chain AND tk.address = j.asset) END AS asset_symbol
+  FROM j WHERE known
 )
-SELECT $chain, j.task_id, policy_client, j.policy_address, policy_id, created_block, created_time, created_tx,
+SELECT $chain, task_id, policy_client, policy_address, policy_id, created_block, created_time, created_tx,
   task_created_block, quorum_threshold_pct, quorum_numbers, intent_from, intent_to, intent_value, intent_value_num,
-  intent_data, intent_chain_id, function_signature, function_name, function_args_json, asset, amount_wei, amount_num,
+  intent_data, intent_chain_id, function_signature, function_name, function_args_json, asset, amount_wei,
+  TRY_CAST(amount_wei AS DOUBLE) / pow(10, asset_decimals) AS amount_num,
   counterparty, responded_block, responded_time, responded_tx, evaluation_result, allow, response_expire_block,
-  j.policy_code_hash, COALESCE(ps_entrypoint, pol.entrypoint), params_json, policy_data_json, hash_of_non_signers,
+  policy_code_hash,
+  COALESCE(ps_entrypoint, pd_entrypoint, dep_entrypoint, call_entrypoint,
+           CASE WHEN package <> '' THEN package || '.allow' END) AS entrypoint,
+  params_json, policy_data_json, hash_of_non_signers,
   non_signer_count, NULL AS signer_count, spent_block, spent_time, challenged_block, challenge_success, challenger,
   CASE WHEN challenge_success THEN 'challenged'
+       WHEN direct_only THEN 'direct_only'
        WHEN spent_block IS NOT NULL THEN 'spent'
        WHEN responded_block IS NOT NULL THEN
          CASE WHEN NOT COALESCE(allow, FALSE) THEN 'denied'
@@ -108,10 +159,17 @@ SELECT $chain, j.task_id, policy_client, j.policy_address, policy_id, created_bl
               ELSE 'allowed' END
        ELSE 'created' END AS status,
   responded_block - created_block, epoch(responded_time) - epoch(created_time),
-  spent_block - responded_block, epoch(spent_time) - epoch(responded_time)
-FROM j LEFT JOIN (SELECT address, any_value(entrypoint) AS entrypoint FROM _dep_policies GROUP BY address) pol
-  ON pol.address = j.policy_address
-WHERE known
+  spent_block - responded_block, epoch(spent_time) - epoch(responded_time),
+  intent_chain_id_exact, intent_signature,
+  CASE WHEN ps_entrypoint IS NOT NULL THEN 'PolicySet' WHEN pd_entrypoint IS NOT NULL THEN 'PolicyDeployed'
+       WHEN dep_entrypoint IS NOT NULL THEN 'deployment' WHEN call_entrypoint IS NOT NULL THEN 'entrypoint()'
+       WHEN package <> '' THEN 'package' END AS entrypoint_source,
+  params_source,
+  CASE WHEN params_hex IS NOT NULL AND params_hex <> '0x' AND params_json IS NULL THEN 'params are not valid UTF-8 JSON'
+       WHEN params_json IS NOT NULL AND trim(params_json) <> '' AND NOT COALESCE(TRY(json_valid(params_json)), FALSE)
+       THEN 'params are not valid UTF-8 JSON' END AS params_error,
+  asset_decimals, asset_symbol
+FROM e
 """
 
 SIGNERS_SQL = """
@@ -153,8 +211,6 @@ SELECT $chain, operator_id, block_number, arg_max(stake_num, log_index) FROM ev_
 WHERE chain_id = $chain GROUP BY operator_id, block_number ORDER BY operator_id, block_number
 """
 
-_LAST = "QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY block_number DESC, log_index DESC) = 1"
-
 OPERATORS_SQL = f"""
 INSERT INTO operators
 WITH reg AS (SELECT operator, operator_id, block_number FROM ev_operator_registered WHERE chain_id = $chain {_LAST.format(key="operator")}),
@@ -193,7 +249,7 @@ ORDER BY ops.operator
 # (PolicySet is an open topic: anyone could emit a look-alike from another address).
 _TRUSTED = """
   SELECT address FROM _dep_policies
-  UNION SELECT policy FROM ev_policy_deployed WHERE chain_id = $chain
+  UNION SELECT policy FROM ev_policy_deployed WHERE chain_id = $chain AND address IN (SELECT address FROM _factories)
   UNION SELECT DISTINCT policy_address FROM tasks WHERE chain_id = $chain AND policy_address IS NOT NULL
 """
 
@@ -203,7 +259,8 @@ WITH trusted AS ({_TRUSTED}),
 ps AS (SELECT address, policy_policy_cid, policy_schema_cid, policy_entrypoint, policy_policy_code_hash, policy_version
        FROM ev_policy_set WHERE chain_id = $chain AND address IN (SELECT address FROM trusted) {_LAST.format(key="address")}),
 pd AS (SELECT policy, policy_info_policy_cid, policy_info_schema_cid, policy_info_entrypoint, policy_info_policy_code_hash,
-       implementation_version FROM ev_policy_deployed WHERE chain_id = $chain {_LAST.format(key="policy")}),
+       implementation_version FROM ev_policy_deployed WHERE chain_id = $chain AND address IN (SELECT address FROM _factories)
+       {_LAST.format(key="policy")}),
 addrs AS (SELECT address FROM _dep_policies UNION SELECT address FROM ps UNION SELECT policy FROM pd)
 SELECT $chain, a.address, COALESCE(ps.policy_policy_cid, pd.policy_info_policy_cid),
   COALESCE(ps.policy_schema_cid, pd.policy_info_schema_cid), COALESCE(ps.policy_entrypoint, pd.policy_info_entrypoint, dp.entrypoint),
@@ -239,27 +296,44 @@ WHERE chain_id = $chain AND status IN ('allowed', 'expired') AND response_expire
 """
 
 
-def task_status(
-    *,
-    responded: bool,
-    allow: bool | None,
-    spent: bool,
-    challenge_success: bool | None,
-    response_expire_block: int | None,
-    head: int,
-) -> str:
-    """EVENTS.md §3.6 status rule (the SQL above implements the same): challenged > spent > denied/expired/allowed > created."""
-    if challenge_success:
-        return "challenged"
-    if spent:
-        return "spent"
-    if responded:
-        if not allow:
-            return "denied"
-        if response_expire_block is not None and head >= response_expire_block:
-            return "expired"
-        return "allowed"
-    return "created"
+def _register_factories(con: duckdb.DuckDBPyConnection) -> None:
+    """`_factories`: the policy factories the deployment names (meta `deployment_json`), whose PolicyDeployed count."""
+    try:
+        rows = con.execute("SELECT value FROM meta WHERE key = 'deployment_json'").fetchall()
+        doc = json.loads(rows[0][0] if rows else "{}")
+    except (ValueError, duckdb.Error):
+        doc = {}
+    contracts = doc.get("contracts") or {} if isinstance(doc, dict) else {}
+    addrs = sorted(
+        {
+            str(a).lower()
+            for role, a in contracts.items()
+            if role.lower().endswith("policyfactory") and isinstance(a, str)
+        }
+    )
+    con.register("_fac_arrow", pa.table({"address": pa.array(addrs, pa.string())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _factories AS SELECT * FROM _fac_arrow")
+    con.unregister("_fac_arrow")
+
+
+def _read_chain(con: duckdb.DuckDBPyConnection, call: Call, chain_id: int) -> int:
+    """Read (and cache) entrypoint() of the touched tasks' policies no trusted log or document names, and decimals()
+    of the tokens they move; returns how many new answers were cached."""
+    wanted = con.execute(
+        "SELECT policy_address, min(COALESCE(responded_block, created_block)) FROM tasks WHERE chain_id = ? "
+        "AND task_id IN (SELECT task_id FROM _touched) AND policy_address IS NOT NULL "
+        "AND (entrypoint_source IS NULL OR entrypoint_source = 'package') GROUP BY policy_address ORDER BY 1",
+        [chain_id],
+    ).fetchall()
+    tokens = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT asset FROM tasks WHERE chain_id = ? AND task_id IN (SELECT task_id FROM _touched) "
+            "AND asset LIKE '0x%' AND asset_decimals IS NULL ORDER BY 1",
+            [chain_id],
+        ).fetchall()
+    ]
+    return fill_entrypoints(con, call, chain_id, [(a, b) for a, b in wanted]) + fill_tokens(con, call, chain_id, tokens)
 
 
 def refresh(
@@ -271,13 +345,17 @@ def refresh(
     dep_policies: list[dict],
     force_all: bool = False,
     since: int = 0,
+    call: Call | None = None,
 ) -> None:
     """Rebuild derived rows for the touched tasks and the small tables whose inputs changed (caller's transaction).
 
     `since`: the first block of the new raw rows. Every event of a task is at or after its first event, so the raw
     scans start at min(since, first block of the touched tasks already known) — zone maps skip older row groups.
+    `call`: a JSON-RPC call function; with it, what the logs lack is read from the chain once and cached
+    (a policy's entrypoint() when no trusted log names it, a token's decimals() and symbol()).
     """
     p = {"chain": chain_id}
+    _register_factories(con)
     dep = pa.table(
         {
             "address": pa.array([d["address"] for d in dep_policies], pa.string()),
@@ -319,6 +397,10 @@ def refresh(
             since = 0
         con.execute("DELETE FROM tasks WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)", p)
         con.execute(TASKS_SQL, {**p, "head": head, "since": since})
+        if call is not None and _read_chain(con, call, chain_id):
+            # the chain answered something the first pass lacked: derive the touched tasks again with it
+            con.execute("DELETE FROM tasks WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)", p)
+            con.execute(TASKS_SQL, {**p, "head": head, "since": since})
         con.execute("DELETE FROM task_signers WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)", p)
         con.execute(SIGNERS_SQL, {**p, "since": since})
         con.execute(SIGNER_COUNT_SQL, p)

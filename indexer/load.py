@@ -35,6 +35,8 @@ DERIVED_DDL = {
         hash_of_non_signers VARCHAR, non_signer_count BIGINT, signer_count BIGINT, spent_block BIGINT,
         spent_time TIMESTAMP, challenged_block BIGINT, challenge_success BOOLEAN, challenger VARCHAR, status VARCHAR,
         latency_respond_blocks BIGINT, latency_respond_s DOUBLE, latency_spend_blocks BIGINT, latency_spend_s DOUBLE,
+        intent_chain_id_exact VARCHAR, intent_signature VARCHAR, entrypoint_source VARCHAR, params_source VARCHAR,
+        params_error VARCHAR, asset_decimals BIGINT, asset_symbol VARCHAR,
         PRIMARY KEY (chain_id, task_id)""",
     "task_signers": "chain_id BIGINT, task_id VARCHAR, operator_id VARCHAR, operator VARCHAR, signed BOOLEAN, stake_num DOUBLE",
     "operators": """
@@ -61,6 +63,10 @@ BASE_DDL = {
     "meta": "key VARCHAR PRIMARY KEY, value VARCHAR",
     "blobs": "hash VARCHAR PRIMARY KEY, content VARCHAR",
     "operator_metadata": "uri VARCHAR PRIMARY KEY, fetched_at TIMESTAMP, ok BOOLEAN, content VARCHAR, error VARCHAR",
+    # chain reads (eth_call), cached: a policy's entrypoint(), a token's decimals() and symbol()
+    "policy_entrypoints": "chain_id BIGINT, address VARCHAR, entrypoint VARCHAR, block_number BIGINT, error VARCHAR, "
+    "PRIMARY KEY (chain_id, address)",
+    "tokens": "chain_id BIGINT, address VARCHAR, decimals BIGINT, symbol VARCHAR, error VARCHAR, PRIMARY KEY (chain_id, address)",
 }
 
 
@@ -156,6 +162,29 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     for name, ddl in {**BASE_DDL, **DERIVED_DDL}.items():
         if name not in existing:
             con.execute(f"CREATE TABLE {name} ({ddl})")
+        else:  # a DB from an older Lens: add the columns it lacks (derived rows are rebuilt by `derive.refresh`)
+            _add_missing_columns(con, name, ddl)
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, name: str, ddl: str) -> None:
+    """ALTER TABLE … ADD COLUMN for every column of `ddl` the existing table lacks (appended, in DDL order)."""
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [name]
+        ).fetchall()
+    }
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ddl_probe ({ddl})")
+    try:
+        want = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = '_ddl_probe' ORDER BY ordinal_position"
+        ).fetchall()
+    finally:
+        con.execute("DROP TABLE _ddl_probe")
+    for col, typ in want:
+        if col not in have:
+            con.execute(f'ALTER TABLE {name} ADD COLUMN "{col}" {typ}')
 
 
 def ddl(table: str) -> str:

@@ -261,7 +261,7 @@ def test_replay_round_trip_spending(amount: int, limit: int, spent: int, cap: in
         (dict(evaluation_result=None, attested_allow=None), "no response yet"),
         (dict(source=None), "not indexed"),
         (dict(policy_code_hash="0x" + "00" * 32), "differs from the policy's code hash"),
-        (dict(params_json="{oops"), "params are not JSON"),
+        (dict(params_json="{oops"), "params are not valid UTF-8 JSON"),
         (dict(policy_data_json='["{bad"]'), "not JSON"),
     ],
 )

@@ -19,7 +19,7 @@ from app.engine.explain import (
     model_of,
     tree_names,
 )
-from app.engine.replay import Replay, TaskRecord, phrase_for_replay, replay_full
+from app.engine.replay import Replay, TaskRecord, phrase_for_replay, replay_full, stop_reason
 from app.errors import LensError
 
 CHUNK = 200  # tasks per worker call: large enough to hide the IPC, small enough for a smooth progress bar
@@ -102,9 +102,21 @@ def pack(tasks: Sequence[TaskRecord]) -> tuple[list[TaskRecord], list[int | None
     return slim, index, sources
 
 
+def audit_one(task: TaskRecord) -> tuple[Replay, str]:
+    """`audit_task`, but a task that breaks the engine in a way nothing foresaw is reported, not raised: one bad task
+    is a cannot_replay row with its reason, and the audit goes on."""
+    try:
+        return audit_task(task)
+    except Exception as err:  # the reason is recorded on the task's row
+        rep = Replay(
+            task.task_id, "cannot_replay", f"internal error: {type(err).__name__}: {err}", task.attested_allow, None
+        )
+        return rep, f"Cannot replay this decision: {rep.reason}."
+
+
 def audit_chunk(tasks: list[TaskRecord], index: list[int | None], sources: list[str]) -> list[tuple[Replay, str]]:
-    """`audit_task` over a packed chunk (runs in a worker process)."""
-    return [audit_task(replace(t, source=None if i is None else sources[i])) for t, i in zip(tasks, index)]
+    """`audit_one` over a packed chunk (runs in a worker process)."""
+    return [audit_one(replace(t, source=None if i is None else sources[i])) for t, i in zip(tasks, index)]
 
 
 @dataclass(frozen=True)
@@ -118,9 +130,7 @@ class AuditStats:
 
 
 def _timed_out(task: TaskRecord, err: Exception) -> tuple[Replay, str]:
-    rep = Replay(
-        task.task_id, "cannot_replay", f"evaluation stopped by the time limit: {err}", task.attested_allow, None
-    )
+    rep = Replay(task.task_id, "cannot_replay", stop_reason(err), task.attested_allow, None)
     return rep, f"Cannot replay this decision: {rep.reason}."
 
 
@@ -200,7 +210,7 @@ class AuditPool:
                 out = []
                 for t in part:
                     try:
-                        out.append(sb.call(audit_task, (t,), timeout_ms / 1000.0))
+                        out.append(sb.call(audit_one, (t,), timeout_ms / 1000.0))
                     except EvalTimeout as err:
                         out.append(_timed_out(t, err))
             results[k] = out

@@ -80,8 +80,28 @@ def entry_query(entrypoint: str) -> str:
     return entry if entry.startswith("data.") else f"data.{entry}"
 
 
+# Newton policies are a few KB of Rego; a source past this is refused before the parser ever sees it
+MAX_SOURCE_BYTES = 1 << 20
+
+
+class PolicyTooLarge(LensError):
+    """A policy source over MAX_SOURCE_BYTES (refused with its size, never parsed)."""
+
+
+def check_source_size(source: str, path: str = POLICY_FILE) -> None:
+    """PolicyTooLarge if the source is over MAX_SOURCE_BYTES (UTF-8 bytes)."""
+    size = len(source) if source.isascii() else len(source.encode("utf-8", "surrogatepass"))
+    if size > MAX_SOURCE_BYTES:
+        raise PolicyTooLarge(
+            f"policy source {path} is {size:,} bytes ({size / 2**20:.1f} MiB), over the {MAX_SOURCE_BYTES:,}-byte limit",
+            "a Newton policy is a few KB of Rego: check that the file is the policy and not data",
+        )
+
+
 def engine_for(modules: tuple[tuple[str, str], ...]) -> regorus.Engine:
     """A regorus engine holding every (path, source) module: Rego v1 first, else v0 (files with `import rego.v1` stay v1)."""
+    for path, source in modules:
+        check_source_size(source, path)
     problems: list[RegoProblem] = []
     for v0 in (False, True):
         engine = regorus.Engine()

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import eth_abi
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from app.errors import LensError
+from indexer.calls import Moved, moved
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Intent:
     data: bytes
     chain_id: int
     function_signature: bytes
+    signature: bytes = b""  # the Task's intentSignature (input.intent_signature), not part of the Intent struct
 
 
 class IntentDecodeError(LensError):
@@ -135,18 +137,41 @@ def decode_call(function_signature: bytes, data: bytes) -> dict[str, Any]:
     }
 
 
+def _checksummed(address: str) -> str:
+    """EIP-55 checksummed address (as Newton's operators serialise `from` / `to`); left as it is if not an address."""
+    try:
+        return to_checksum_address(address)
+    except (ValueError, TypeError):
+        return address
+
+
 def intent_input(intent: Intent) -> dict[str, Any]:
-    """The Newton input JSON of an intent (snake_case; value and chain_id as exact decimal strings)."""
+    """The Newton input JSON of an intent (POLICIES.md §4.1): snake_case; `from` / `to` checksummed; value and
+    chain_id as exact decimal strings; data, function_signature and intent_signature as 0x hex; the call decoded
+    (addresses in decoded arguments lower-case, uints as decimal strings)."""
     doc: dict[str, Any] = {
-        "from": intent.from_.lower(),
-        "to": intent.to.lower(),
+        "from": _checksummed(intent.from_),
+        "to": _checksummed(intent.to),
         "value": str(int(intent.value)),
         "data": "0x" + bytes(intent.data).hex(),
         "chain_id": str(int(intent.chain_id)),
         "function_signature": "0x" + bytes(intent.function_signature).hex(),
+        "intent_signature": "0x" + bytes(intent.signature).hex(),
     }
     doc.update(decode_call(bytes(intent.function_signature), bytes(intent.data)))
     return doc
+
+
+def moved_of(intent: Intent) -> Moved:
+    """What the intent moves (asset, exact amount, counterparty): `indexer.calls.moved`, the one rule the indexer's
+    `tasks.asset` / `amount_wei` and the pages use too."""
+    try:
+        doc = decode_call(bytes(intent.function_signature), bytes(intent.data))
+    except IntentDecodeError:  # calldata that does not decode moves nothing Lens can read
+        return Moved("odd", intent.to.lower(), None, intent.to.lower())
+    fn = doc["function"]
+    types = [i["type"] if i["type"] != "tuple" else "tuple" for i in fn["inputs"]] if fn else None
+    return moved(intent.to, intent.value, fn["name"] if fn else None, types, doc["decoded_function_arguments"])
 
 
 def _hex(text: str | None) -> bytes:
@@ -156,15 +181,30 @@ def _hex(text: str | None) -> bytes:
     return bytes.fromhex(text[2:] if text.startswith("0x") else text)
 
 
+def _exact(row: dict[str, Any], *keys: str) -> int:
+    """The first present of these columns as an exact int (decimal strings stay exact past 2^63)."""
+    for k in keys:
+        v = row.get(k)
+        if v is not None and not (isinstance(v, float) and v != v):
+            return int(v)
+    raise LensError(f"the task row has no {keys[0]}", "re-index the task (`lens index`)")
+
+
 def intent_from_row(row: dict[str, Any]) -> Intent:
-    """An Intent from a `tasks` row (column names of `indexer.load.DERIVED_DDL["tasks"]`)."""
+    """An Intent from a `tasks` row (column names of `indexer.load.DERIVED_DDL["tasks"]`); LensError if unusable."""
     fs = row.get("function_signature_hex") or row.get("function_signature") or ""
     sig = _hex(fs) if isinstance(fs, str) and fs.startswith("0x") else str(fs or "").encode()
-    return Intent(
-        from_=row["intent_from"],
-        to=row["intent_to"],
-        value=int(row["intent_value"]),
-        data=_hex(row.get("intent_data")),
-        chain_id=int(row["intent_chain_id"]),
-        function_signature=sig,
-    )
+    if not row.get("intent_from") or not row.get("intent_to"):
+        raise LensError("the task row has no intent (from / to)", "re-index the task (`lens index`)")
+    try:
+        return Intent(
+            from_=row["intent_from"],
+            to=row["intent_to"],
+            value=_exact(row, "intent_value"),
+            data=_hex(row.get("intent_data")),
+            chain_id=_exact(row, "intent_chain_id_exact", "intent_chain_id"),
+            function_signature=sig,
+            signature=_hex(row.get("intent_signature")),
+        )
+    except ValueError as err:
+        raise LensError(f"the task row's intent is malformed: {err}", "re-index the task (`lens index`)") from None

@@ -37,6 +37,9 @@ class TaskRecord:
     attested_allow: bool | None
     policy_client: str = ""
     status: str = ""
+    entrypoint_source: str = ""  # 'PolicySet' | 'PolicyDeployed' | 'deployment' | 'entrypoint()' | 'package' | ''
+    problem: str = ""  # why the task cannot be replayed, found while reading its row (it is then cannot_replay)
+    params_error: str = ""  # the indexer's verdict on the recorded params (e.g. not UTF-8)
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,21 @@ def task_from_row(row: dict[str, Any], source: str | None) -> TaskRecord:
     result = row.get("evaluation_result")
     allow = row.get("allow")
     if allow is None and result:
-        allow = is_canonical_allow(bytes.fromhex(result.removeprefix("0x")))
+        try:
+            allow = is_canonical_allow(bytes.fromhex(result.removeprefix("0x")))
+        except ValueError:
+            allow = False  # EVENTS.md §3.4: anything malformed is not an allow
+    problem = ""
+    try:
+        intent = intent_from_row(row)
+    except (LensError, ValueError, TypeError, KeyError) as err:
+        # one unusable row is one cannot_replay task (with its reason), never the end of an audit
+        problem = f"the intent cannot be rebuilt: {err}"
+        intent = Intent(str(row.get("intent_from") or ""), str(row.get("intent_to") or ""), 0, b"", 0, b"")
     return TaskRecord(
         chain_id=int(row.get("chain_id") or 0),
         task_id=row["task_id"],
-        intent=intent_from_row(row),
+        intent=intent,
         entrypoint=row.get("entrypoint") or "",
         policy_code_hash=(row.get("policy_code_hash") or "").lower(),
         source=source,
@@ -71,6 +84,9 @@ def task_from_row(row: dict[str, Any], source: str | None) -> TaskRecord:
         attested_allow=None if allow is None else bool(allow),
         policy_client=row.get("policy_client") or "",
         status=row.get("status") or "",
+        entrypoint_source=row.get("entrypoint_source") or "",
+        problem=problem,
+        params_error=row.get("params_error") or "",
     )
 
 
@@ -85,6 +101,10 @@ class Prepared:
 
 def prepare(task: TaskRecord) -> Prepared:
     """Rebuild input, data.params and data.wasm; LensError with the cannot-replay reason if impossible."""
+    if task.problem:
+        raise LensError(task.problem, "re-index the task (`lens index`)")
+    if task.params_error:
+        raise LensError(task.params_error, "policyConfig.policyParams must be UTF-8 JSON (Newton's data.params)")
     if task.source is None:
         raise LensError(
             "the policy source is not indexed (no blob for the code hash)",
@@ -96,10 +116,18 @@ def prepare(task: TaskRecord) -> Prepared:
             f"source hash {digest[:10]}… differs from the policy's code hash {task.policy_code_hash[:10]}…",
             "the recorded source is not the policy the operators were bound to",
         )
+    if not task.entrypoint:
+        raise LensError(
+            "no entrypoint: no trusted PolicySet or PolicyDeployed names one, the policy's entrypoint() was not read "
+            "and the source has no package line",
+            "index the policy's deployment, or give the indexer an RPC that serves the policy contract",
+        )
     try:
         params = json.loads(task.params_json) if task.params_json else {}
     except ValueError as err:
-        raise LensError(f"params are not JSON: {err}", "policyConfig.policyParams must be UTF-8 JSON") from None
+        raise LensError(
+            f"params are not valid UTF-8 JSON ({err})", "policyConfig.policyParams must be UTF-8 JSON"
+        ) from None
     try:
         raw = json.loads(task.policy_data_json) if task.policy_data_json else []
     except ValueError as err:
@@ -145,6 +173,9 @@ def replay_full(task: TaskRecord) -> Replayed:
         )
     except LensError as err:
         return Replayed(Replay(task.task_id, "cannot_replay", str(err), task.attested_allow, None))
+    except (ValueError, TypeError, KeyError) as err:  # recorded bytes no check above foresaw: this task only
+        reason = f"the recorded inputs cannot be read: {type(err).__name__}: {err}"
+        return Replayed(Replay(task.task_id, "cannot_replay", reason, task.attested_allow, None))
     input_json = json.dumps(prep.input)
     data_json = json.dumps(data_document(prep.params, prep.wasm))
     ev = policy.evaluate_json(input_json, data_json)
@@ -185,8 +216,17 @@ def explain(
         try:
             return guarded(_explain_unguarded, task, counterfactuals, budget_ms, probe, symbols, timeout_ms=timeout_ms)
         except EvalTimeout as err:
-            return _cannot_replay(task, f"evaluation stopped by the time limit: {err}")
+            return _cannot_replay(task, stop_reason(err))
     return _explain_unguarded(task, counterfactuals, budget_ms, probe, symbols)
+
+
+def stop_reason(err: Exception) -> str:
+    """The cannot-replay reason of a stopped evaluation: which limit stopped it (time or memory) and its message."""
+    from app.engine.sandbox import EvalMemoryLimit
+
+    if isinstance(err, EvalMemoryLimit):
+        return str(err)
+    return f"evaluation stopped by the time limit: {err}"
 
 
 def _cannot_replay(task: TaskRecord, reason: str, replayed_allow: bool | None = None) -> Explanation:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -19,6 +20,25 @@ from app.errors import LensError
 
 class EvalTimeout(LensError):
     """The worker did not answer within the time limit; it was killed (a runaway or very slow policy)."""
+
+
+class EvalMemoryLimit(EvalTimeout):
+    """The worker grew past the memory limit; it was killed. A stop like a timeout (callers handle both alike)."""
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _default_memory_mb() -> int:
+    from app import settings
+
+    return int(settings.get("eval_memory_mb"))
 
 
 def _worker(conn) -> None:
@@ -43,10 +63,11 @@ def _worker(conn) -> None:
 class Sandbox:
     """One long-lived worker process (spawned lazily, restarted after a kill); calls are serialised."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory_mb: int | None = None) -> None:
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self._lock = threading.Lock()
+        self.memory_mb = memory_mb  # None: the `eval_memory_mb` setting, read when the worker starts
 
     def _start(self) -> None:
         # a plain subprocess over a socketpair: unlike multiprocessing's spawn it never re-imports the
@@ -85,12 +106,7 @@ class Sandbox:
                     )
                 self._conn.recv()
             self._conn.send((fn.__module__, fn.__name__, args))
-            if not self._conn.poll(timeout_s):
-                self.kill()
-                raise EvalTimeout(
-                    f"evaluation stopped after {timeout_s * 1000:.0f} ms: the policy runs too long (runaway?)",
-                    "raise LENS_EVAL_TIMEOUT_MS if the policy is just slow, else fix the policy's iteration",
-                )
+            self._wait(timeout_s)
             try:
                 status, payload = self._conn.recv()
             except (EOFError, OSError):
@@ -102,6 +118,31 @@ class Sandbox:
             return payload
         kind, message, hint = payload
         raise LensError(message, hint if kind == "lens" else "internal engine error; details: " + hint.splitlines()[-1])
+
+    def _wait(self, timeout_s: float) -> None:
+        """Wait for the answer; kill the worker at the time limit, or as soon as it grows past the memory limit."""
+        limit = self.memory_mb if self.memory_mb is not None else _default_memory_mb()
+        deadline = time.monotonic() + timeout_s
+        step = 0.002
+        while True:
+            left = deadline - time.monotonic()
+            if self._conn.poll(max(0.0, min(step, left))):
+                return
+            used = _rss_mb(self._proc.pid) if limit and limit > 0 else 0.0
+            if limit and limit > 0 and used > limit:
+                self.kill()
+                raise EvalMemoryLimit(
+                    f"evaluation stopped by the memory limit: the worker grew past {limit:,} MB "
+                    f"({used:,.0f} MB) — the policy allocates without bound",
+                    "raise LENS_EVAL_MEMORY_MB if the policy really needs more, else fix what it builds",
+                )
+            if left <= 0:
+                self.kill()
+                raise EvalTimeout(
+                    f"evaluation stopped after {timeout_s * 1000:.0f} ms: the policy runs too long (runaway?)",
+                    "raise LENS_EVAL_TIMEOUT_MS if the policy is just slow, else fix the policy's iteration",
+                )
+            step = min(step * 2, 0.02)  # fast answers are seen at once; a long wait checks memory every 20 ms
 
 
 def serve(fd: int) -> None:

@@ -195,6 +195,30 @@ def intent_facts(data: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["field", "value"]).astype(str)
 
 
+# where the replay's entrypoint and params came from (tasks.entrypoint_source / params_source, set by the indexer)
+ENTRYPOINT_SOURCES = {
+    "PolicySet": "PolicySet emitted by the policy contract itself",
+    "PolicyDeployed": "PolicyDeployed emitted by the deployment's policy factory",
+    "deployment": "the deployment document",
+    "entrypoint()": "the policy contract's entrypoint(), read on chain",
+    "package": "Newton convention <package>.allow from the source's package line",
+}
+PARAMS_SOURCES = {
+    "TaskResponded": "the TaskResponded the quorum signed (policyConfig.policyParams)",
+    "DirectTaskResponded": "the DirectTaskResponded (policyConfig.policyParams)",
+    "NewTaskCreated": "NewTaskCreated's policy state (no response indexed)",
+}
+
+
+def entrypoint_with_source(t: dict[str, Any], p: dict[str, Any]) -> str:
+    """The task's entrypoint and where it came from, e.g. `pkg.allow (from PolicySet emitted by …)`."""
+    entry = t.get("entrypoint") or p.get("entrypoint")
+    if not entry:
+        return "—"
+    source = ENTRYPOINT_SOURCES.get(t.get("entrypoint_source") or "")
+    return f"{entry} (from {source})" if source else str(entry)
+
+
 def policy_facts(data: dict[str, Any]) -> pd.DataFrame:
     """The policy in force as (field, value) rows: name, address, version of params, entrypoint, hashes."""
     t, p, v = data["task"], data.get("policy") or {}, data.get("version")
@@ -211,7 +235,8 @@ def policy_facts(data: dict[str, Any]) -> pd.DataFrame:
         ("policy version", p.get("version") or "—"),
         ("params version", version),
         ("policy id", t.get("policy_id")),
-        ("entrypoint", t.get("entrypoint") or p.get("entrypoint") or "—"),
+        ("entrypoint", entrypoint_with_source(t, p)),
+        ("params from", PARAMS_SOURCES.get(t.get("params_source") or "", "—")),
         ("code hash", data.get("code_hash") or "—"),
         ("policy CID", p.get("policy_cid") or "—"),
         ("schema CID", p.get("schema_cid") or "—"),

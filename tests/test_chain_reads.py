@@ -1,0 +1,91 @@
+"""Replay from the chain alone: a policy no indexed log describes gets its entrypoint from its own entrypoint() read
+on a real anvil chain, and a token's amount is scaled by its own decimals() — both cached in the DB."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+from eth_abi import encode
+
+from devnet.contracts import _run_solc
+from devnet.emitter import send
+from indexer.extract import Rpc
+from tests.chainrows import ETH, Chain, call, intent, policy_source, task_row
+
+SOURCE = """// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+/// A policy contract as Lens sees one deployed outside the factory: only its entrypoint() getter.
+contract BarePolicy {
+    string public entrypoint;
+    constructor(string memory e) { entrypoint = e; }
+}
+/// A token with six decimals.
+contract SixDecimals {
+    uint8 public constant decimals = 6;
+    string public constant symbol = "USDx";
+}
+"""
+
+
+def _deploy(url: str) -> tuple[str, str]:
+    _, out = _run_solc(
+        {
+            "language": "Solidity",
+            "sources": {"T.sol": {"content": SOURCE}},
+            "settings": {"evmVersion": "cancun", "outputSelection": {"*": {"*": ["evm.bytecode.object"]}}},
+        }
+    )
+    code = {n: "0x" + c["evm"]["bytecode"]["object"] for n, c in out["contracts"]["T.sol"].items()}
+    # no PolicySet / PolicyDeployed names this policy: only its own entrypoint() does
+    policy = send(url, None, code["BarePolicy"] + encode(["string"], ["spending_limits.allow"]).hex())
+    token = send(url, None, code["SixDecimals"])
+    return policy["contractAddress"].lower(), token["contractAddress"].lower()
+
+
+def test_entrypoint_and_decimals_are_read_from_the_chain_and_cached(anvil, tmp_path: Path) -> None:
+    policy, token = _deploy(anvil.url)
+    rpc = Rpc(anvil.url, retries=1, timeout=10)
+    limits = json.dumps({"max_tx_wei": str(10**9), "daily_cap_wei": str(10**12), "allowed_functions": []}).encode()
+    oracle = {"spend": {"spent_today_wei": "0"}}
+    src = policy_source("spending_limits")
+    chain = Chain()
+    data = call("transfer(address,uint256)", ["address", "uint256"], ["0x" + "b2" * 20, 2_500_000])
+    it = intent(token, data=data, sig="transfer(address,uint256)")
+    tid = b"\x01" * 32
+    chain.created(tid, it, limits, policy=policy)
+    chain.responded(tid, it, False, src, limits, oracle, policy=policy)
+    gone = b"\x02" * 32  # a policy address with no code: entrypoint() fails, the package line decides
+    nocode = "0x" + "0d" * 20
+    chain.created(gone, intent("0x" + "b2" * 20, value=ETH), limits, policy=nocode)
+    chain.responded(gone, intent("0x" + "b2" * 20, value=ETH), False, src, limits, oracle, policy=nocode)
+    db = tmp_path / "reads.duckdb"
+    chain.derive(db, call=rpc.call)
+
+    row = task_row(db, tid)
+    assert (row["entrypoint"], row["entrypoint_source"]) == ("spending_limits.allow", "entrypoint()")
+    assert (row["asset"], row["amount_wei"], row["asset_decimals"], row["asset_symbol"]) == (
+        token,
+        "2500000",
+        6,
+        "USDx",
+    )
+    assert row["amount_num"] == 2.5
+    other = task_row(db, gone)
+    assert (other["entrypoint"], other["entrypoint_source"]) == ("spending_limits.allow", "package")
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        cached = dict(con.execute("SELECT address, entrypoint FROM policy_entrypoints").fetchall())
+        errors = dict(con.execute("SELECT address, error FROM policy_entrypoints").fetchall())
+        tokens = con.execute("SELECT address, decimals, symbol FROM tokens").fetchall()
+    finally:
+        con.close()
+    assert cached == {policy: "spending_limits.allow", nocode: None}
+    assert "entrypoint()" in errors[nocode]
+    assert tokens == [(token, 6, "USDx")]
+    # cached: a second derive asks the chain nothing
+    before = rpc.stats.requests
+    chain.derive(db, call=rpc.call)
+    assert rpc.stats.requests == before
