@@ -113,12 +113,7 @@ def _compile_elementary(t: str) -> tuple[bool, int, Decoder]:
             if end > len(buf):
                 raise DecodeError(f"{t} of length {n} at {pos} runs past the end ({len(buf)})")
             raw = buf[pos + 32 : end]
-            if as_text:
-                try:
-                    return raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DecodeError(f"string is not UTF-8: {e}") from None
-            return raw
+            return _utf8(raw) if as_text else raw
 
         return True, 32, dec_bytes
     raise ValueError(f"unsupported ABI type {t}")
@@ -346,10 +341,11 @@ def _sint(v: int, bits: int) -> int:
 
 
 def _utf8(raw: bytes) -> str:
+    """A Solidity string as text; bytes that are not UTF-8 are kept escaped (\\xff), so a log is never lost to them."""
     try:
         return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DecodeError(f"string is not UTF-8: {e}") from None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
 
 
 @cache
