@@ -193,9 +193,9 @@ TAKEN_BY: dict[str, tuple[str, ...]] = {
     "challenge_window_blocks": ("devnet up",),
     "response_window_blocks": ("devnet up",),
     "slash_bps": ("devnet up",),
-    "tasks": ("bench app", "bench replay", "bench simulate", "demo", "simulate", "synth"),
+    "tasks": ("bench simulate", "demo", "simulate"),  # `synth` and the benches have their own --tasks
     "seed": ("bench simulate", "demo", "devnet up", "simulate", "synth"),
-    "operators": ("bench bls", "bench simulate", "devnet up", "simulate", "synth"),
+    "operators": ("bench simulate", "devnet up", "simulate"),
     "fault_rate": ("bench simulate", "simulate"),
     "eval_timeout_ms": ("audit", "disputes", "explain", "policy eval", "policy test", "whatif"),
     "whatif_budget_s": ("whatif",),
@@ -208,8 +208,8 @@ TAKEN_BY: dict[str, tuple[str, ...]] = {
     "resolve_hostnames": ("diversity",),
     "resolve_timeout_s": ("diversity",),
     "replay_max": ("disputes",),
-    "exporter_port": ("exporter",),
-    "exporter_address": ("exporter",),
+    "exporter_port": ("exporter --port",),
+    "exporter_address": ("exporter --address",),
 }
 
 
@@ -259,17 +259,28 @@ def effective() -> list[Effective]:
     out = []
     for s in _SETTINGS:
         source = "environment" if os.environ.get(s.env) not in (None, "") else "default"
-        out.append(Effective(s.key, get(s.key), source, s.env, s.flag, TAKEN_BY.get(s.key, ())))
+        out.append(Effective(s.key, get(s.key), source, s.env, s.flag, tuple(c for c, _ in taken_by(s.key))))
+    return out
+
+
+def taken_by(key: str) -> list[tuple[str, str]]:
+    """(command, flag) for each command that takes the setting: an entry "exporter --port" names a command that
+    takes it under another flag than the setting's own."""
+    out = []
+    for entry in TAKEN_BY.get(key, ()):
+        cmd, _, flag = entry.partition(" --")
+        out.append((cmd, "--" + flag if flag else REGISTRY[key].flag))
     return out
 
 
 def taken_by_text(key: str) -> str:
-    """'`--db` on `lens audit`, `lens explain`' or 'environment only' for the settings table."""
-    s = REGISTRY[key]
-    cmds = TAKEN_BY.get(key, ())
-    if not cmds:
+    """'`--db` on `lens audit`, `lens explain`; `--port` on `lens exporter`' or 'environment only' (settings table)."""
+    by_flag: dict[str, list[str]] = {}
+    for cmd, flag in taken_by(key):
+        by_flag.setdefault(flag, []).append(f"`lens {cmd}`")
+    if not by_flag:
         return "environment only"
-    return f"`{s.flag}` on " + ", ".join(f"`lens {c}`" for c in cmds)
+    return "; ".join(f"`{flag}` on " + ", ".join(cmds) for flag, cmds in by_flag.items())
 
 
 def option(key: str, **overrides: Any) -> Callable:

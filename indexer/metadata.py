@@ -1,10 +1,16 @@
-"""Operator metadata documents from data:, https: and ipfs: URIs — fetched in the background, cached, errors recorded."""
+"""Operator metadata documents from data:, https: and ipfs: URIs — fetched in the background, cached, errors recorded.
+
+Every fetch is bounded: in time (one deadline for the whole fetch, redirects included), in bytes (MAX_BYTES, read
+without decompression) and in redirects (MAX_REDIRECTS); what comes back must be a JSON object, else the error is
+recorded. Nothing fetched is ever rendered as HTML (the pages show text).
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import threading
+import time
 import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -13,6 +19,8 @@ from datetime import UTC, datetime
 import requests
 
 MAX_BYTES = 256 * 1024
+MAX_REDIRECTS = 5
+_REDIRECTS = {301, 302, 303, 307, 308}
 
 
 @dataclass(frozen=True)
@@ -57,20 +65,78 @@ def validate(raw: bytes) -> str:
     return text
 
 
+class FetchTimeout(Exception):
+    """The whole fetch (redirects and body included) took longer than its deadline."""
+
+
+def _get_bounded(url: str, timeout_s: float) -> bytes:
+    """GET url following at most MAX_REDIRECTS redirects, reading at most MAX_BYTES, all within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    with requests.Session() as session:
+        for _ in range(MAX_REDIRECTS + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FetchTimeout(f"timed out after {timeout_s:g} s")
+            resp = session.get(
+                url,
+                timeout=(left, left),
+                stream=True,
+                allow_redirects=False,
+                headers={"Accept": "application/json", "Accept-Encoding": "identity"},  # no decompression bombs
+            )
+            with resp:
+                if resp.status_code in _REDIRECTS and resp.headers.get("Location"):
+                    url = urllib.parse.urljoin(url, resp.headers["Location"])
+                    if not url.startswith(("https://", "http://")):
+                        raise ValueError("redirected to a URL that is not http(s)")
+                    continue
+                resp.raise_for_status()
+                if int(resp.headers.get("Content-Length") or 0) > MAX_BYTES:
+                    raise ValueError(f"metadata larger than {MAX_BYTES} bytes ({resp.headers['Content-Length']})")
+                return _read_bounded(resp, deadline, timeout_s)
+    raise ValueError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _read_bounded(resp: requests.Response, deadline: float, timeout_s: float) -> bytes:
+    """The body, one socket read at a time, each given only the time left (a server trickling bytes cannot hold
+    the fetch past its deadline)."""
+    sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FetchTimeout(f"timed out after {timeout_s:g} s")
+        if sock is not None:
+            sock.settimeout(left)
+        try:
+            chunk = resp.raw.read1(64 * 1024, decode_content=False)
+        except Exception as e:  # socket.timeout, urllib3's ReadTimeoutError, …: a timeout by any name
+            if time.monotonic() >= deadline - 0.01 or "timed out" in str(e).lower():
+                raise FetchTimeout(f"timed out after {timeout_s:g} s") from None
+            raise
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BYTES:
+            raise ValueError(f"metadata larger than {MAX_BYTES} bytes")
+        chunks.append(chunk)
+
+
 def fetch(uri: str, timeout_s: float = 5.0, ipfs_gateway: str = "https://ipfs.io/ipfs/") -> Fetched:
     """Fetch and validate one metadata document; never raises (errors are recorded in the result)."""
     now = datetime.now(UTC).replace(tzinfo=None)
     try:
         if uri.startswith("data:"):
             raw = parse_data_uri(uri)
-        else:
-            resp = requests.get(http_url(uri, ipfs_gateway), timeout=timeout_s, stream=True)
-            resp.raise_for_status()
-            raw = resp.raw.read(MAX_BYTES + 1, decode_content=True)
             if len(raw) > MAX_BYTES:
                 raise ValueError(f"metadata larger than {MAX_BYTES} bytes")
+        else:
+            raw = _get_bounded(http_url(uri, ipfs_gateway), timeout_s)
         return Fetched(uri, now, True, validate(raw), None)
-    except Exception as e:
+    except (requests.Timeout, FetchTimeout):
+        return Fetched(uri, now, False, None, f"timed out after {timeout_s:g} s")
+    except Exception as e:  # whatever went wrong is recorded, never raised into the indexer
         return Fetched(uri, now, False, None, f"{type(e).__name__}: {e}"[:500])
 
 
@@ -91,18 +157,24 @@ class MetadataFetcher:
                 if u and u not in self._pending:
                     self._pending[u] = self._pool.submit(fetch, u, self.timeout_s, self.ipfs_gateway)
 
-    def drain(self, wait_s: float = 0.0) -> list[Fetched]:
-        """Finished results (waiting up to wait_s for the rest)."""
+    def drain(self, wait_s: float = 0.0, give_up: bool = False) -> list[Fetched]:
+        """Finished results (waiting up to wait_s for the rest); give_up: the unfinished ones too, as timed out."""
         with self._lock:
             futures = dict(self._pending)
         if wait_s > 0 and futures:
             wait(list(futures.values()), timeout=wait_s)
         done = []
+        now = datetime.now(UTC).replace(tzinfo=None)
         with self._lock:
             for u, f in list(self._pending.items()):
                 if f.done():
                     done.append(f.result())
-                    del self._pending[u]
+                elif give_up:
+                    f.cancel()
+                    done.append(Fetched(u, now, False, None, f"timed out after {self.timeout_s:g} s"))
+                else:
+                    continue
+                del self._pending[u]
         return done
 
     @property

@@ -729,9 +729,10 @@ class Indexer:
             "rpc_faults_since": self.started_at,
         }
 
-    def flush_metadata(self, wait_s: float) -> None:
-        """Write finished metadata fetches (waiting up to wait_s) and refresh the operators table."""
-        done = self.metadata.drain(wait_s)
+    def flush_metadata(self, wait_s: float, give_up: bool = False) -> None:
+        """Write finished metadata fetches (waiting up to wait_s) and refresh the operators table; give_up: record
+        the fetches still running as timed out (a one-shot run never leaves one "not fetched yet")."""
+        done = self.metadata.drain(wait_s, give_up)
         if not done:
             return
         con = self._acquire()
@@ -808,7 +809,8 @@ class Indexer:
                 fork = self.check_reorg()
                 if fork is not None and fork + 1 < start:
                     start = fork + 1
-            self.flush_metadata(self.opts.metadata_timeout_s)
+            # each fetch has its own deadline of metadata_timeout_s; the margin covers the last socket read
+            self.flush_metadata(self.opts.metadata_timeout_s + 1.0, give_up=True)
             return self.stats
         except LensError as e:
             self.record_error(str(e))

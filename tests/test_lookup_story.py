@@ -171,3 +171,32 @@ def test_what_became_of_it(indexed, state, table) -> None:
     task_id, tx = rows[0]
     doc = json.loads(_explain(db, task_id, "--json", "--no-counterfactuals").output)
     assert doc["story"]["outcome"]["state"] == state and doc["story"]["outcome"]["tx"] == tx
+
+
+def test_audit_separates_challenged_mismatches_and_can_leave_the_db_alone(indexed, tmp_path) -> None:
+    """A copy of the DB where one executed task's attested verdict is flipped by hand: an open mismatch beside the
+    faults the devnet's challenger already proved wrong on chain."""
+    db, _ = indexed
+    copy = tmp_path / "audit.duckdb"
+    shutil.copy(db, copy)
+    flipped = sql(db, "SELECT task_id FROM tasks WHERE status = 'spent' ORDER BY task_id LIMIT 1")[0][0]
+    con = duckdb.connect(str(copy))
+    try:
+        con.execute("UPDATE tasks SET allow = NOT allow WHERE task_id = ?", [flipped])
+        before = con.execute("SELECT count(*) FROM replays").fetchone()[0]
+    finally:
+        con.close()
+    challenged = {r[0] for r in sql(copy, "SELECT task_id FROM tasks WHERE challenge_success")}
+    assert challenged, "the devnet run produced no successful challenge"
+    res = CliRunner().invoke(cli, ["audit", "--db", str(copy), "--json", "--no-write"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["mismatches_open"] == [flipped]
+    assert set(doc["mismatches_challenged"]) == challenged
+    assert doc["mismatch"] == len(challenged) + 1 and doc["wrote_replays"] is False
+    assert sql(copy, "SELECT count(*) FROM replays")[0][0] == before
+    text = CliRunner().invoke(cli, ["audit", "--db", str(copy)])
+    assert f"(1 still open, {len(challenged)} already successfully challenged)" in text.output
+    first = next(line for line in text.output.splitlines() if "MISMATCH" in line)
+    assert flipped in first and "still open" in first
+    assert sql(copy, "SELECT count(*) FROM replays")[0][0] > before

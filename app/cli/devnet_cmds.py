@@ -39,6 +39,9 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @settings.option("accounts")
     @settings.option("operators")
     @settings.option("seed")
+    @settings.option("challenge_window_blocks")
+    @settings.option("response_window_blocks")
+    @settings.option("slash_bps")
     @settings.option("deployment_file")
     @click.option("--json", "as_json", is_flag=True, help="Print the deployment document as JSON.")
     def devnet_up(as_json: bool, **opts) -> None:

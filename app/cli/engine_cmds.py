@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from app import settings
+from app.engine.inputshape import SHAPE_HINT
 from app.errors import LensError
 from app.lookup import role_text as lookup_role_text
 
@@ -65,6 +66,19 @@ def load_policy(path: str, entrypoint: str | None) -> tuple[str, str, Path]:
             raise LensError(f"{src_file} declares no package", "a Rego policy starts with `package <name>`")
         entrypoint = f"{packages[0]}.allow"
     return source, entrypoint, src_file.parent
+
+
+def _example_data(folder: Path) -> dict:
+    """The oracle output examples of a policy folder's metadata.json, merged as data.wasm ({} if none)."""
+    meta_file = folder / "metadata.json"
+    if not meta_file.is_file():
+        return {}
+    meta = _read_json(str(meta_file), "metadata")
+    out: dict = {}
+    for spec in ((meta or {}).get("policy_data") or {}).values():
+        if isinstance(spec, dict) and isinstance(spec.get("example"), dict):
+            out.update(spec["example"])
+    return out
 
 
 def _complete_input(doc: Any) -> dict:
@@ -353,7 +367,10 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @policy.command("eval")
     @click.argument("policy_path", type=click.Path())
     @click.option(
-        "--input", "input_path", required=True, type=click.Path(), help="The intent as Newton presents it (JSON)."
+        "--input",
+        "input_path",
+        type=click.Path(),
+        help="The intent as Newton presents it (JSON, POLICIES.md §4.1); default: the folder's intent.example.json.",
     )
     @click.option(
         "--params",
@@ -362,7 +379,15 @@ def register(cli: click.Group, bench: click.Group) -> None:
         help="data.params (JSON); default: the folder's params.example.json.",
     )
     @click.option(
-        "--data", "data_path", type=click.Path(), help="Oracle output as data.wasm (JSON), mirrored to data.data."
+        "--data",
+        "data_path",
+        type=click.Path(),
+        help="Oracle output as data.wasm (JSON), mirrored to data.data; default: the examples in metadata.json.",
+    )
+    @click.option(
+        "--no-validate",
+        is_flag=True,
+        help="Evaluate even if the intent does not have Newton's shape or the params break params_schema.json.",
     )
     @click.option(
         "--entrypoint", default=None, help="<package>.<rule>; default: metadata.json's, else <package>.allow."
@@ -377,24 +402,37 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
     def policy_eval(
         policy_path: str,
-        input_path: str,
+        input_path: str | None,
         params_path: str | None,
         data_path: str | None,
         entrypoint: str | None,
+        no_validate: bool,
         with_explain: bool,
         eval_timeout_ms: int,
         as_json: bool,
     ) -> None:
-        """Evaluate one intent against a policy (exit 1 on an evaluation error — an error is not a deny)."""
+        """Evaluate one intent against a policy (exit 1 on an evaluation error — an error is not a deny); the intent
+        is checked against Newton's input shape and the params against the policy's params_schema.json first."""
+        from app.engine.inputshape import check_input, check_params
         from app.engine.replay import explain_input
         from app.engine.sandbox import guarded
 
         source, entry, folder = load_policy(policy_path, entrypoint)
-        doc = _complete_input(_read_json(input_path, "input"))
+        if input_path is None:
+            if not (folder / "intent.example.json").is_file():
+                raise LensError("no --input given and no intent.example.json beside the policy", SHAPE_HINT)
+            input_path = str(folder / "intent.example.json")
+        raw_input = _read_json(input_path, "input")
+        if not no_validate:
+            check_input(raw_input, f"the input file {input_path}")
+        doc = _complete_input(raw_input)
         if params_path is None and (folder / "params.example.json").is_file():
             params_path = str(folder / "params.example.json")
         params = _read_json(params_path, "params") if params_path else {}
-        wasm = _read_json(data_path, "data") if data_path else {}
+        schema_file = folder / "params_schema.json"
+        if not no_validate and schema_file.is_file():
+            check_params(params, _read_json(str(schema_file), "params schema"), f"the params {params_path}")
+        wasm = _read_json(data_path, "data") if data_path else _example_data(folder)
         ex = (
             guarded(explain_input, source, entry, doc, params, wasm, with_explain, timeout_ms=eval_timeout_ms)
             if with_explain
@@ -456,13 +494,19 @@ def register(cli: click.Group, bench: click.Group) -> None:
             "roles": [lookup_role_text(r) for r in found.roles],
         }
         story = vq.story(data, ex, lookup_doc)
+        from app.queries.trust import trust_from_db  # the trust badge: stake that signed, replay, challenge window
+
+        trust = trust_from_db(str(Path(db).expanduser()), task.task_id, ex.replay)
         if as_json:
             d = ex.to_dict()
             d.pop("source", None)
             d["story"] = story
+            d["trust"] = trust
             click.echo(json.dumps(d, default=str))
             return
         click.echo(format_story(story, ex))
+        if trust:
+            click.echo(f"\nTrust: {trust['line']}")
         if with_source and data.get("source"):
             from app.text import annotated_source
 
@@ -488,22 +532,27 @@ def register(cli: click.Group, bench: click.Group) -> None:
         default=None,
         help="List at most this many mismatching tasks (default: every one); the rest are counted.",
     )
+    @click.option("--no-write", is_flag=True, help="Report only: leave the `replays` table as it is.")
     def audit_cmd(
-        db: str, eval_timeout_ms: int, limit: int | None, workers: int | None, as_json: bool, max_listed: int | None
+        db: str,
+        eval_timeout_ms: int,
+        limit: int | None,
+        workers: int | None,
+        as_json: bool,
+        max_listed: int | None,
+        no_write: bool,
     ) -> None:
-        """Replay every indexed decision, write the `replays` table, and report matches and mismatches."""
+        """Replay every indexed decision, write the `replays` table, and report matches and mismatches — those
+        already successfully challenged on chain apart from those still open."""
         from app.engine import store
         from app.engine.audit import AuditPool
 
-        if not Path(db).expanduser().is_file():
-            raise LensError(
-                f"no database at {Path(db).expanduser()}", "index a chain with `lens index` (or pass --db PATH)"
-            )
-        path = str(Path(db).expanduser())
+        path = str(store.check_db_file(db))
         t_start = time.perf_counter()
         pool = AuditPool(workers)  # workers start while the DB is read
         counts = {"match": 0, "mismatch": 0, "cannot_replay": 0}
         mismatches: list[str] = []
+        challenged: set[str] = set()  # mismatches a successful challenge already proved wrong on chain
         reasons: dict[str, int] = {}
         replay_s, used = 0.0, 1
         try:
@@ -514,12 +563,16 @@ def register(cli: click.Group, bench: click.Group) -> None:
                 for page in store.iter_task_pages(path, AUDIT_PAGE, limit):
                     results, stats = pool.run(page, timeout_ms=eval_timeout_ms, on_progress=progress.advance)
                     replay_s, used = replay_s + stats.seconds, max(used, stats.workers)
-                    with store.writing(path) as con:
-                        store.write_replays(con, {t.task_id: t.chain_id for t in page}, results)
+                    if not no_write:
+                        with store.writing(path) as con:
+                            store.write_replays(con, {t.task_id: t.chain_id for t in page}, results)
+                    status = {t.task_id: t.status for t in page}
                     for r, _ in results:
                         counts[r.result] = counts.get(r.result, 0) + 1
                         if r.result == "mismatch":
                             mismatches.append(r.task_id)
+                            if status.get(r.task_id) == "challenged":
+                                challenged.add(r.task_id)
                         elif r.result == "cannot_replay":
                             reasons[r.reason.split(":")[0]] = reasons.get(r.reason.split(":")[0], 0) + 1
         finally:
@@ -527,6 +580,8 @@ def register(cli: click.Group, bench: click.Group) -> None:
         replayed = sum(counts.values())
         total = time.perf_counter() - t_start
         rate = round(replayed / replay_s, 1) if replay_s > 0 else None
+        still_open = [t for t in mismatches if t not in challenged]
+        already = [t for t in mismatches if t in challenged]
         if as_json:
             click.echo(
                 json.dumps(
@@ -534,6 +589,11 @@ def register(cli: click.Group, bench: click.Group) -> None:
                         "replayed": replayed,
                         **counts,
                         "mismatches": mismatches,
+                        "mismatch_open": len(still_open),
+                        "mismatch_challenged": len(already),
+                        "mismatches_open": still_open,
+                        "mismatches_challenged": already,
+                        "wrote_replays": not no_write,
                         "cannot_replay_reasons": reasons,
                         "seconds": round(replay_s, 3),
                         "decisions_per_s": rate,
@@ -544,23 +604,28 @@ def register(cli: click.Group, bench: click.Group) -> None:
                 )
             )
             return
+        split = f" ({len(still_open)} still open, {len(already)} already successfully challenged)" if mismatches else ""
         click.echo(
-            f"replayed {replayed} decisions: {counts['match']} match, {counts['mismatch']} mismatch, "
+            f"replayed {replayed} decisions: {counts['match']} match, {counts['mismatch']} mismatch{split}, "
             f"{counts['cannot_replay']} cannot replay  (replay {replay_s:.1f} s = {rate} decisions/s on "
             f"{used} workers; {total:.1f} s with reading and writing the DB; load average {os.getloadavg()[0]:.2f})"
         )
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             click.echo(f"  cannot replay ({n}): {reason}")
-        shown = mismatches if max_listed is None else mismatches[:max_listed]
+        ordered = still_open + already  # the ones nobody has challenged yet first
+        shown = ordered if max_listed is None else ordered[:max_listed]
         for tid in shown:
-            click.secho(f"  MISMATCH {tid}", fg="red")
+            if tid in challenged:
+                click.secho(f"  MISMATCH {tid}  (already successfully challenged)", fg="yellow")
+            else:
+                click.secho(f"  MISMATCH {tid}  (still open: nobody has challenged it)", fg="red")
         if len(shown) < len(mismatches):
             click.secho(
                 f"  … and {len(mismatches) - len(shown)} more mismatches: `lens audit --db {db}` lists all "
                 f"(`lens explain TASK_ID --db {db}` explains one)",
                 fg="red",
             )
-        click.echo("wrote the replays table")
+        click.echo("left the replays table as it was (--no-write)" if no_write else "wrote the replays table")
 
     @bench.command("replay")
     @settings.option("db")

@@ -16,23 +16,34 @@ from app import settings
 from app.errors import LensError
 
 
+# setting → the indexer's option field it tunes (each is also a flag of `lens index`)
+TUNING = {
+    "batch_blocks": "batch_blocks",
+    "rpc_retries": "retries",
+    "metadata_timeout_s": "metadata_timeout_s",
+    "ipfs_gateway": "ipfs_gateway",
+    "index_commit_logs": "commit_logs",
+    "index_commit_s": "commit_s",
+    "index_workers": "workers",
+    "index_worker_min_blocks": "worker_min_blocks",
+    "duckdb_threads": "duckdb_threads",
+    "duckdb_checkpoint": "duckdb_checkpoint",
+}
+
+
 def index_options(**fields):
     """The indexer's options record, its tuning taken from the settings registry (fields given here win)."""
     from indexer.run import IndexOptions
 
-    tuned = dict(
-        batch_blocks=settings.get("batch_blocks"),
-        retries=settings.get("rpc_retries"),
-        metadata_timeout_s=settings.get("metadata_timeout_s"),
-        ipfs_gateway=settings.get("ipfs_gateway"),
-        commit_logs=settings.get("index_commit_logs"),
-        commit_s=settings.get("index_commit_s"),
-        workers=settings.get("index_workers"),
-        worker_min_blocks=settings.get("index_worker_min_blocks"),
-        duckdb_threads=settings.get("duckdb_threads"),
-        duckdb_checkpoint=settings.get("duckdb_checkpoint"),
-    )
+    tuned = {field: settings.get(key) for key, field in TUNING.items()}
     return IndexOptions(**{**tuned, **fields})
+
+
+def _tuning_options(fn):
+    """The indexer's tuning settings as flags of `lens index` (passed to the command as **tuning)."""
+    for key in reversed(TUNING):
+        fn = settings.option(key)(fn)
+    return fn
 
 
 def _short(address: str) -> str:
@@ -129,8 +140,9 @@ def register(cli: click.Group, bench: click.Group) -> None:
         "--follow", is_flag=True, help="Keep following the head; the dashboard sees new events within seconds."
     )
     @settings.option("confirmations")
+    @_tuning_options
     @click.pass_context
-    def index_cmd(ctx, deployment, rpc, db, start, end, follow, confirmations) -> None:
+    def index_cmd(ctx, deployment, rpc, db, start, end, follow, confirmations, **tuning) -> None:
         """Index Newton events of a deployment (devnet, ethereum, base, sepolia, base-sepolia or a JSON path) into DuckDB."""
         if ctx.invoked_subcommand is not None:
             return
@@ -144,8 +156,14 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
         dep = deployments.load(deployment, settings.get("deployment_file"))
         opts = index_options(
-            db=db, rpc_url=rpc or "", start=start, end=end, follow=follow, confirmations=confirmations
-        )  # None or -1: the preset's default (resolved by Indexer)
+            db=db,
+            rpc_url=rpc or "",
+            start=start,
+            end=end,
+            follow=follow,
+            confirmations=confirmations,  # None or -1: the preset's default (resolved by Indexer)
+            **{TUNING[k]: v for k, v in tuning.items() if v is not None},
+        )
         stop = threading.Event()
         console = Console(stderr=True)
         with Progress(*_progress_columns(), console=console, transient=False) as progress:

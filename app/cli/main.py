@@ -72,6 +72,7 @@ def show_settings(as_json: bool, markdown: bool) -> None:
                         "env": r.env,
                         "flag": r.flag if r.commands else None,
                         "commands": [f"lens {c}" for c in r.commands],
+                        "flags": {f"lens {c}": f for c, f in settings.taken_by(r.key)},
                         "default": settings.REGISTRY[r.key].default,
                         "help": settings.REGISTRY[r.key].help,
                     }

@@ -78,15 +78,17 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @settings.option("db")
     @click.option(
         "--port",
+        "--serve-port",
         "port",
         type=int,
         default=lambda: settings.get("serve_port"),
         show_default="8501",
-        help="Port of the dashboard. [env LENS_SERVE_PORT]",
+        help="Port of the dashboard (--serve-port is the same flag). [env LENS_SERVE_PORT]",
     )
     @click.option("--address", default="", help="Interface to listen on (default: Streamlit's, all interfaces).")
     @click.option("--follow", is_flag=True, help="Also run `lens index --follow` on the same DB while serving.")
-    def serve(db: str, port: int, address: str, follow: bool) -> None:
+    @settings.option("page_size", type=click.IntRange(min=1))
+    def serve(db: str, port: int, address: str, follow: bool, page_size: int) -> None:
         """Open the Streamlit dashboard on the DB (LENS_DB reaches the app through the environment)."""
         if not 0 < port < 65536:
             raise LensError(f"--port {port} is not a TCP port", "pass a port between 1 and 65535")
@@ -96,7 +98,7 @@ def register(cli: click.Group, bench: click.Group) -> None:
                 f"stop it, or pick another port: lens serve --port {port + 1}",
             )
         db_path = str(Path(db).expanduser().resolve())
-        env = dict(os.environ, LENS_DB=db_path)
+        env = dict(os.environ, LENS_DB=db_path, LENS_PAGE_SIZE=str(page_size))  # the pages read their settings
         indexer = None
         if follow:
             indexer = subprocess.Popen([_lens_exe(), "index", "--follow", "--db", db_path], env=env)
