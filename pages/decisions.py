@@ -23,6 +23,7 @@ current = decisions.filter_from_params(params.to_dict())
 facets = db.cached(decisions.facets)
 client_label = dict(facets["client"])
 policy_label = dict(facets["policy"])
+impl_label = dict(facets.get("implementation", []))
 
 
 def _date(text: str) -> dt.date | None:
@@ -63,6 +64,13 @@ with st.form("filters"):
     amount_max = c12.number_input("Max amount", value=current.amount_max, min_value=0.0, format="%.4f")
     sort = c13.selectbox("Sort by", list(decisions.SORTS), index=list(decisions.SORTS).index(current.sort))
     desc = c14.selectbox("Order", ["newest / largest first", "oldest / smallest first"], index=0 if current.desc else 1)
+    implementations = st.multiselect(
+        "Decided under implementation",
+        list(impl_label),
+        default=[i for i in current.implementation if i in impl_label],
+        format_func=lambda a: impl_label.get(a, a),
+        help="The task manager's or the policy's implementation in force at the decision's block (Governance page).",
+    )
     applied = st.form_submit_button("Apply filters", type="primary")
 
 if applied:
@@ -84,6 +92,7 @@ if applied:
             "amount_max": "" if amount_max is None else amount_max,
             "sort": sort,
             "dir": "desc" if desc.startswith("newest") else "asc",
+            "implementation": ",".join(implementations),
         }
     )
     params.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import db, widgets
-from app.queries import base, verdict
+from app.queries import base, governance, verdict
 from app.queries import trust as trust_q
 from app.text import annotated_source, fmt_amount, intent_sentence, md_code, md_escape, parsed_json, rule_tree_text
 
@@ -106,6 +106,8 @@ with badges:
         st.badge("successfully challenged", icon=":material/flag:", color="violet")
 st.text(intent_sentence(data))
 st.caption(f"task {task_id}")
+for line in db.cached(governance.decided_under, task_id):  # the trust base in force when it was decided
+    st.caption(line)
 badge = trust_q.page_badge(task_id, replay.get("replay"))
 if badge is not None:  # deferred trust: stake that signed, replay, and where the challenge window stands
     st.markdown(f":material/verified_user: **Trust:** {md_escape(badge.line)}", help=trust_q.non_signers_text(badge))

@@ -227,3 +227,62 @@ def test_governance_page(world, monkeypatch, tmp_path):
     assert "uninitialized_implementation" in set(risks["kind"])
     proxies = at.dataframe[1].value
     assert doc["contracts"]["taskManager"] in set(proxies["address"])
+
+
+def _tasks_by_layout(db: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {OLD_LAYOUT: [], CURRENT_LAYOUT: []}
+    for task_id, topic0 in sql(db, "SELECT task_id, topic0 FROM ev_new_task_created"):
+        out[topic0].append(task_id)
+    return out
+
+
+def test_decisions_filter_by_the_implementation_in_force(world):
+    from app.queries import decisions
+
+    _node, _w3, doc, _res, db, _st, _report = world
+    v1, v2 = doc["proxies"]["taskManager"]["implementation"], doc["upgrades"]["taskManager"]["implementation"]
+    by = _tasks_by_layout(db)
+    with connect_read(db) as con:
+        for impl, layout in ((v1, OLD_LAYOUT), (v2, CURRENT_LAYOUT)):
+            f = decisions.filter_from_params({"implementation": impl})
+            assert f.implementation == (impl,)
+            assert decisions.filter_from_params(decisions.filter_to_params(f)) == f
+            assert decisions.decisions_count(con, f) == len(by[layout])
+            page_ids = set(decisions.decisions_page(con, f, 0, 100)["task_id"])
+            assert page_ids == set(by[layout])
+        # the policies' shared implementation was in force for every decision
+        policy_impl = doc["proxies"][f"policy:{dg.transferred_policy(doc)}"]["implementation"]
+        assert decisions.decisions_count(con, decisions.filter_from_params({"implementation": policy_impl})) == 40
+        facet = dict(decisions.facets(con)["implementation"])
+        assert facet[v1].startswith("task manager v1") and facet[v2].startswith("task manager v2")
+        assert decisions.filter_from_params({"implementation": "not-an-address"}).implementation == ()
+
+
+def test_verdict_and_decisions_pages_name_the_implementation(world, monkeypatch, tmp_path):
+    _node, _w3, doc, _res, db, _st, _report = world
+    monkeypatch.setenv("LENS_DB", db)
+    monkeypatch.setenv("LENS_DEPLOYMENT_FILE", str(tmp_path / "none.json"))
+    v1, v2 = doc["proxies"]["taskManager"]["implementation"], doc["upgrades"]["taskManager"]["implementation"]
+    by = _tasks_by_layout(db)
+    for layout, impl, version in ((OLD_LAYOUT, v1, "v1"), (CURRENT_LAYOUT, v2, "v2")):
+        at = page("pages/verdict.py", task=by[layout][0])
+        captions = [c.value for c in at.caption]
+        assert any(f"task manager's implementation {impl} ({version}, since block" in c for c in captions), captions
+    at = page("pages/decisions.py", implementation=v2)
+    assert at.metric[0].value == f"{len(by[CURRENT_LAYOUT]):,}"
+
+
+def test_policies_come_from_the_factory_with_policy_deployed(world):
+    _node, _w3, doc, _res, db, _st, _report = world
+    rows = sql(
+        db,
+        "SELECT address, policy, policy_info_owner, policy_info_entrypoint, policy_info_policy_code_hash, "
+        "implementation_version FROM ev_policy_deployed",
+    )
+    assert {r[0] for r in rows} == {doc["contracts"]["policyFactory"]}
+    got = {r[1]: r[2:] for r in rows}
+    assert set(got) == {p["address"] for p in doc["policies"].values()}
+    for p in doc["policies"].values():
+        owner, entrypoint, code_hash, version = got[p["address"]]
+        assert (owner, entrypoint, code_hash) == (doc["roles"]["deployer"], p["entrypoint"], p["policy_code_hash"])
+        assert version == "1.0.0"

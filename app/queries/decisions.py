@@ -38,7 +38,7 @@ DECISION_COLS = (
     "t.task_id, t.created_time, t.created_block, t.policy_client, t.policy_address, t.intent_from, t.counterparty, "
     "t.function_name, t.amount_num, t.amount_wei, t.asset, t.allow, t.status, t.latency_respond_s"
 )
-_LIST_KEYS = ("client", "policy", "verdict", "status", "replay")
+_LIST_KEYS = ("client", "policy", "verdict", "status", "replay", "implementation")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class DecisionFilter:
     amount_max: float | None = None
     sort: str = "block"
     desc: bool = True
+    implementation: tuple[str, ...] = ()  # decided under one of these implementations (task manager or policy)
 
 
 def _addr_list(values: Any) -> tuple[str, ...]:
@@ -115,6 +116,7 @@ def filter_from_params(params: dict[str, Any]) -> DecisionFilter:
         amount_max=_float_or(g("amount_max")),
         sort=sort,
         desc=str(g("dir") or "desc") != "asc",
+        implementation=_addr_list(g("implementation")),
     )
 
 
@@ -148,7 +150,7 @@ def _in_list(column: str, values: tuple[str, ...], params: list[Any]) -> str:
     return f"{column} IN ({', '.join('?' for _ in values)})"  # placeholders only; values go to params
 
 
-def where_clause(f: DecisionFilter, has_replays: bool) -> tuple[str, list[Any]]:
+def where_clause(f: DecisionFilter, has_replays: bool, has_upgrades: bool = True) -> tuple[str, list[Any]]:
     """(WHERE … , params) for a filter: fixed SQL fragments, every user value a parameter."""
     conds: list[str] = []
     params: list[Any] = []
@@ -193,13 +195,35 @@ def where_clause(f: DecisionFilter, has_replays: bool) -> tuple[str, list[Any]]:
     if f.amount_max is not None:
         conds.append("t.amount_num <= ?")
         params.append(float(f.amount_max))
+    if f.implementation:
+        conds.append(_in_force(f.implementation, params) if has_upgrades else "FALSE")
     return ("WHERE " + " AND ".join(conds)) if conds else "", params
+
+
+# A decision's block (the response's, else the creation's) within the period an implementation was in force at
+# the task manager (the address that logged the task) or at the task's policy proxy: Upgraded → next Upgraded.
+_IN_FORCE = """EXISTS (
+    SELECT 1 FROM (
+        SELECT address, implementation, block_number AS since,
+               lead(block_number) OVER (PARTITION BY address ORDER BY block_number, log_index) AS until
+        FROM ev_upgraded
+    ) g
+    WHERE g.implementation IN ({marks})
+      AND (g.address = t.policy_address OR g.address IN (SELECT DISTINCT address FROM ev_new_task_created))
+      AND coalesce(t.responded_block, t.created_block) >= g.since
+      AND (g.until IS NULL OR coalesce(t.responded_block, t.created_block) < g.until))"""
+
+
+def _in_force(implementations: tuple[str, ...], params: list[Any]) -> str:
+    params.extend(implementations)
+    return _IN_FORCE.format(marks=", ".join("?" for _ in implementations))  # placeholders only
 
 
 def _filtered(con: Con, f: DecisionFilter) -> tuple[bool, str, list[Any]]:
     """(has_replays, "FROM … WHERE …", params) shared by the count, the page and the export of one filter."""
-    has_replays = "replays" in table_names(con)
-    where, params = where_clause(f, has_replays)
+    names = table_names(con)
+    has_replays = "replays" in names
+    where, params = where_clause(f, has_replays, {"ev_upgraded", "ev_new_task_created"} <= names)
     join = " LEFT JOIN replays r ON r.chain_id = t.chain_id AND r.task_id = t.task_id" if has_replays else ""
     return has_replays, f"FROM tasks t{join} {where}", params
 
@@ -238,7 +262,34 @@ def facets(con: Con) -> dict[str, list[tuple[str, str]]]:
     return {
         "client": [(c, client_name_from(doc, c) or short(c)) for c in clients],
         "policy": [(a, str(n) if n else (policy_name_from(doc, a) or short(a))) for a, n in policies],
+        "implementation": implementation_facet(con),
     }
+
+
+def implementation_facet(con: Con) -> list[tuple[str, str]]:
+    """(implementation, label) of every implementation the task manager and the policies have had, e.g.
+    'task manager v2 · 0x0165…eb8f (since block 45)'; empty when no Upgraded is indexed."""
+    names = table_names(con)
+    if not {"ev_upgraded", "ev_new_task_created"} <= names:
+        return []
+    rows = query_rows(
+        con,
+        """
+        SELECT u.implementation, u.address, row_number() OVER (PARTITION BY u.address ORDER BY u.block_number,
+               u.log_index) AS n, u.block_number,
+               u.address IN (SELECT DISTINCT address FROM ev_new_task_created) AS is_tm
+        FROM ev_upgraded u
+        WHERE u.address IN (SELECT DISTINCT address FROM ev_new_task_created)
+           OR u.address IN (SELECT DISTINCT policy_address FROM tasks)
+        ORDER BY is_tm DESC, u.address, u.block_number
+        """,
+    )
+    doc = deployment_from_meta_safe(con) or {}
+    out: dict[str, str] = {}
+    for impl, proxy, n, block, is_tm in rows:
+        who = "task manager" if is_tm else f"policy {policy_name_from(doc, proxy) or short(proxy)}"
+        out.setdefault(impl, f"{who} v{n} · {short(impl)} (since block {int(block):,})")
+    return list(out.items())
 
 
 EXPORT_COLUMNS = (
@@ -274,17 +325,15 @@ def export_frame(con: Con, f: DecisionFilter, explain_missing: bool = True) -> p
 
 
 SENTENCE_ROWS_SQL = """
-SELECT t.chain_id, t.task_id, t.intent_from, t.intent_to, t.intent_value, t.intent_data, t.intent_chain_id,
-       t.function_signature, t.params_json, t.policy_data_json, t.entrypoint, t.allow, t.evaluation_result,
-       t.policy_code_hash, t.policy_client, t.status, b.content AS source
+SELECT t.*, b.content AS source
 FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash
 WHERE t.task_id IN (SELECT unnest(?::VARCHAR[]))
 """
 
 
 def sentences_for(con: Con, task_ids: list[str], chunk: int = 5000) -> dict[str, dict[str, str]]:
-    """task_id → {'sentence', 'replay'} computed with the engine (one thread; compiled once per policy)."""
-    from app.engine.thread import audit_sentences, on_engine_thread
+    """task_id → {"sentence", "replay"} from the engine, in the export's own time-limited worker process."""
+    from app.engine.thread import audit_sentences
 
     out: dict[str, dict[str, str]] = {}
     for i in range(0, len(task_ids), chunk):
@@ -292,7 +341,7 @@ def sentences_for(con: Con, task_ids: list[str], chunk: int = 5000) -> dict[str,
             {k: (None if is_null(v) else v) for k, v in r.items()}
             for r in query(con, SENTENCE_ROWS_SQL, [task_ids[i : i + chunk]]).to_dict("records")
         ]
-        out.update(on_engine_thread(audit_sentences, rows))
+        out.update(audit_sentences(rows))  # its own time-limited worker: never the verdict pages' engine thread
     return out
 
 

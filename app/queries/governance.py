@@ -627,3 +627,30 @@ def params_changes(con: Con) -> pd.DataFrame:
 def layout_changes_frame(diff: LayoutDiff) -> pd.DataFrame:
     """The changes of one layout comparison as a table: variable, change, old, new."""
     return pd.DataFrame([asdict(c) for c in diff.changes], columns=["variable", "change", "old", "new"])
+
+
+DECISION_BLOCK_SQL = "SELECT coalesce(responded_block, created_block), policy_address FROM tasks WHERE task_id = ?"
+
+
+def decided_under(con: Con, task_id: str) -> list[str]:
+    """Sentences naming the implementation of the task manager and of the policy in force at the decision's block
+    (the response's, else the creation's): 'Decided under the task manager's implementation 0x… (v2, since block
+    1,204).' Empty when the DB has no Upgraded history for them."""
+    from app.queries.base import deployment_from_meta_safe
+
+    if "tasks" not in table_names(con):
+        return []
+    rows = query_rows(con, DECISION_BLOCK_SQL, [task_id])
+    if not rows or rows[0][0] is None:
+        return []
+    block, policy = int(rows[0][0]), rows[0][1]
+    tm = str(((deployment_from_meta_safe(con) or {}).get("contracts") or {}).get("taskManager") or "")
+    out = []
+    for what, proxy in (("the task manager", tm), ("the policy", policy)):
+        hit = implementation_at(con, proxy, block) if proxy else None
+        if hit is not None:
+            out.append(
+                f"Decided under {what}'s implementation {hit.implementation} ({hit.version}, since block "
+                f"{hit.since_block:,})."
+            )
+    return out
