@@ -86,17 +86,30 @@ def _explain_record(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def audit_sentences(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    """task_id → {'sentence', 'replay'}: the engine's audit sentence per task row (NULLs as None; replay + plain
-    sentence, no probing: the fast path `lens audit` uses). Call it through on_engine_thread."""
-    from app import engine
-    from app.engine.audit import audit_task
+_EXPORT_POOL: list = []  # the export's own killable worker, started on first use (never the verdict pages' worker)
+_EXPORT_LOCK = threading.Lock()
 
-    out = {}
-    for r in rows:
-        try:
-            rep, sentence = audit_task(engine.task_from_row(r, r.get("source")))
-            out[r["task_id"]] = {"sentence": sentence, "replay": rep.result}
-        except (LensError, ValueError, TypeError, KeyError) as e:
-            out[r["task_id"]] = {"sentence": f"Cannot replay this decision: {e}.", "replay": "cannot_replay"}
-    return out
+
+def _export_pool():
+    from app.engine.audit import AuditPool
+
+    with _EXPORT_LOCK:
+        if not _EXPORT_POOL:
+            pool = AuditPool(1)
+            _EXPORT_POOL.append(pool)
+            threading._register_atexit(pool.close)
+        return _EXPORT_POOL[0]
+
+
+def audit_sentences(rows: list[dict[str, Any]], timeout_ms: int | None = None) -> dict[str, dict[str, str]]:
+    """task_id → {'sentence', 'replay'}: the engine's audit sentence per task row (NULLs as None; replay + plain
+    sentence, no probing: the fast path `lens audit` uses).
+
+    Runs on the caller's thread, in the export's own killable worker under the one-evaluation time limit (and the
+    worker's memory limit): a slow export neither stalls the engine thread the verdict pages use nor runs unbounded."""
+    from app import engine, settings
+
+    limit = int(timeout_ms or settings.get("eval_timeout_ms"))
+    tasks = [engine.task_from_row(r, r.get("source")) for r in rows]  # a broken row becomes a cannot_replay task
+    results, _ = _export_pool().run(tasks, timeout_ms=limit)
+    return {rep.task_id: {"sentence": sentence, "replay": rep.result} for rep, sentence in results}
