@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from indexer import dictionary
 from indexer.decode import TABLES, UNDECODABLE_COLUMNS, Column
 from indexer.errors import LensError
 
@@ -164,6 +165,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"CREATE TABLE {name} ({ddl})")
         else:  # a DB from an older Lens: add the columns it lacks (derived rows are rebuilt by `derive.refresh`)
             _add_missing_columns(con, name, ddl)
+    dictionary.apply_comments(con)  # the data dictionary travels with the file (duckdb_columns().comment)
 
 
 def _add_missing_columns(con: duckdb.DuckDBPyConnection, name: str, ddl: str) -> None:
