@@ -7,6 +7,7 @@ import streamlit as st
 from app import db, widgets
 from app.queries import base, governance, verdict
 from app.queries import trust as trust_q
+from app.queries import whatif as whatif_q
 from app.text import annotated_source, fmt_amount, intent_sentence, md_code, md_escape, parsed_json, rule_tree_text
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
@@ -157,6 +158,9 @@ if exp is not None:
         st.dataframe(cfs, hide_index=True)
     else:
         st.caption(exp.counterfactual_note or "No single-param change flips this verdict.")
+    st.markdown(
+        f"[What if? Re-run this policy's history with that change →]({whatif_q.whatif_link(t, exp.counterfactuals)})"
+    )
     with st.expander("Rule tree"):
         st.code(rule_tree_text(exp.rule_tree) or "(no rule tree)", language=None)
     if data.get("source"):

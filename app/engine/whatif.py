@@ -1,0 +1,638 @@
+"""What-if: re-evaluate recorded decisions under changed params or another policy source and report the flips.
+
+The core is `evaluate_partition`, a pure function from a partition of decisions (with one copy of each policy
+source) and a `Change` to a `PartitionResult`: it runs in the killable sandbox workers here and can run as it is on
+Dask workers. Each (source, entrypoint) is compiled once per process together with a small wrapper module that
+evaluates a whole batch of decisions in one regorus call (`with input as … with data.params as …`): the engine is
+never fed data, so the per-decision cost is the policy's own rules, not engine set-up (see `lens bench whatif`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any
+
+import regorus
+
+from app.engine.evaluate import (
+    POLICY_FILE,
+    CompiledPolicy,
+    Evaluation,
+    PolicyParseError,
+    _deny_tuple,
+    check_source_size,
+    compiled,
+    data_document,
+    engine_for,
+    entry_query,
+    source_hash,
+)
+from app.engine.replay import TaskRecord, prepare
+from app.errors import LensError
+
+MAX_PARAMS_BYTES = 64 * 1024  # one params document (policyParams on chain are a few hundred bytes)
+BATCH = 250  # decisions per regorus call: past ~200 the call overhead is gone (measured in `lens bench whatif`)
+CHUNK = 2000  # decisions per worker call: hides the IPC, keeps the progress bar and cancel responsive
+CHUNK_ALLOWANCE_S = 0.05  # a chunk's time limit: the one-evaluation limit plus this much per decision
+WRAPPER_FILE = "lens_whatif_batch.rego"
+WRAPPER_PACKAGE = "lens_whatif_batch"
+WEI_UNITS = {"wei": 0, "gwei": 9, "eth": 18, "ether": 18, "token": 18, "tokens": 18}
+
+
+# ---------------------------------------------------------------------------------------------
+# The change a what-if applies, and values parsed against the params schema
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a what-if changes: params set on top of each decision's own (JSON texts), whole params, source, entrypoint."""
+
+    overrides: tuple[tuple[str, str], ...] = ()  # (dotted key, JSON text of the value), applied in order
+    params_json: str | None = None  # replaces every decision's params (then the overrides apply on top)
+    source: str | None = None  # replaces the recorded Rego source
+    entrypoint: str | None = None  # with `source`: its entrypoint (default: the recorded one)
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether this change changes nothing (the scenario is the baseline)."""
+        return not self.overrides and self.params_json is None and self.source is None and self.entrypoint is None
+
+    def params_for(self, recorded: dict) -> dict:
+        """The params a decision is evaluated with under this change."""
+        params = json.loads(self.params_json) if self.params_json is not None else json.loads(json.dumps(recorded))
+        for key, text in self.overrides:
+            set_path(params, key, json.loads(text))
+        return params
+
+
+def set_path(doc: dict, dotted: str, value: Any) -> None:
+    """Set `a.b.c` in a nested params document (namespaced params of composite policies), creating objects."""
+    parts = dotted.split(".")
+    cur = doc
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = cur[p] = {}
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def schema_for(schema: dict, dotted: str) -> dict | None:
+    """The JSON-schema node of a dotted param key (None if the schema does not describe it)."""
+    node: dict | None = schema or {}
+    for p in dotted.split("."):
+        props = (node or {}).get("properties") or {}
+        if p not in props:
+            return None
+        node = props[p]
+    return node
+
+
+def is_wei(spec: dict | None) -> bool:
+    """Whether a schema node is a wei amount (decimal string in wei)."""
+    return bool(spec) and (spec.get("unit") == "wei" or (spec.get("type") == "string" and "_wei" in str(spec)))
+
+
+_AMOUNT = re.compile(r"^\s*(?P<num>[0-9][0-9_,]*(?:\.[0-9_]*)?|\.[0-9_]+)\s*(?P<unit>[A-Za-z]*)\s*$")
+
+
+def parse_wei(text: str) -> str:
+    """`12.5 ETH` → `12500000000000000000`; `3 gwei`, `100 wei` and plain digits (wei) too; exact, never a float."""
+    m = _AMOUNT.match(str(text))
+    if not m:
+        raise LensError(
+            f"{text!r} is not an amount", "write wei digits (e.g. 2500000000000000000) or an amount like '12.5 ETH'"
+        )
+    unit = (m.group("unit") or "wei").lower()
+    if unit not in WEI_UNITS:
+        raise LensError(f"unknown unit {m.group('unit')!r} in {text!r}", "use wei, gwei or ETH (tokens: 18 decimals)")
+    with localcontext() as ctx:
+        ctx.prec = 200  # exact: a uint256 has 78 digits, plus 18 decimals
+        try:
+            num = Decimal(m.group("num").replace("_", "").replace(",", ""))
+        except InvalidOperation:
+            raise LensError(f"{text!r} is not a number", "write e.g. 12.5 ETH") from None
+        wei = num.scaleb(WEI_UNITS[unit])
+    if wei != wei.to_integral_value():
+        raise LensError(f"{text!r} is not a whole number of wei", "use at most 18 decimals for ETH, 9 for gwei")
+    out = int(wei)
+    if out >= 2**256:
+        raise LensError(f"{text!r} does not fit in a uint256", "a wei amount is at most 2^256 - 1")
+    return str(out)
+
+
+def parse_value(schema: dict, key: str, raw: str) -> Any:
+    """A `--set key=value` value parsed against the params schema: wei stays an exact decimal string, lists are JSON."""
+    spec = schema_for(schema, key)
+    if spec is not None and is_wei(spec):
+        try:
+            return parse_wei(raw)
+        except LensError as err:
+            raise LensError(f"{key}: {err}", err.hint) from None
+    typ = (spec or {}).get("type")
+    text = raw.strip()
+    if typ == "string":
+        return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+    if typ == "boolean":
+        low = text.lower()
+        if low in ("true", "yes", "1", "on"):
+            return True
+        if low in ("false", "no", "0", "off"):
+            return False
+        raise LensError(f"{key}={raw!r}: not a boolean", f"write {key}=true or {key}=false")
+    if typ in ("number", "integer"):
+        try:
+            num = Decimal(text)
+        except InvalidOperation:
+            raise LensError(f"{key}={raw!r}: not a number", f"write e.g. {key}=70") from None
+        if typ == "integer" and num != num.to_integral_value():
+            raise LensError(f"{key}={raw!r}: not a whole number", f"write e.g. {key}=70")
+        return int(num) if num == num.to_integral_value() and abs(num) < 2**53 else float(num)
+    if typ in ("array", "object"):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            if typ == "array":  # a comma-separated list of plain words is what people type
+                return [x.strip() for x in text.strip("[]").split(",") if x.strip()]
+            raise LensError(f"{key}={raw!r}: not JSON", f"write the {typ} as JSON") from None
+        return value
+    try:  # not described by the schema: JSON if it parses, else the text
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def schema_errors(schema: dict, params: Any) -> list[str]:
+    """Every way `params` fails the params schema, one line each with the key (empty list: valid)."""
+    if not schema:
+        return []
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    out = []
+    for err in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in err.absolute_path) or "(params)"
+        out.append(f"{where}: {err.message}")
+    return out
+
+
+def check_inputs(change: Change) -> None:
+    """Bound what a user supplies (source and params sizes) and check the source parses; LensError naming the line."""
+    if change.source is not None:
+        check_source_size(change.source)
+        # parsing always terminates (no evaluation): a parse error is reported here with its line
+        engine_for(((POLICY_FILE, change.source),))
+    for what, text in [("params", change.params_json)] + [(k, v) for k, v in change.overrides]:
+        if text is not None and len(text.encode("utf-8")) > MAX_PARAMS_BYTES:
+            raise LensError(
+                f"{what} is {len(text.encode('utf-8')):,} bytes of JSON, above the {MAX_PARAMS_BYTES:,}-byte limit",
+                "params documents are small; pass only the values that change",
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch evaluation: one regorus call for many decisions
+
+
+def wrapper_source(entrypoint: str) -> str:
+    """The wrapper module: for each decision of `input.b`, the entrypoint and `deny` under its own input and data."""
+    query = entry_query(entrypoint)
+    package = query.rsplit(".", 1)[0]
+    # each value wrapped in a comprehension, so an undefined allow or deny gives [] and never drops the decision
+    return f"""package {WRAPPER_PACKAGE}
+
+import rego.v1
+
+out := [r |
+\tsome b in input.b
+\tr := [[x | x := {query}], [x | x := {package}.deny]] with input as b.i with data.params as b.p with data.wasm as b.w with data.data as b.w
+]
+"""
+
+
+class BatchPolicy:
+    """A policy compiled once with the batch wrapper; `run` evaluates many (input, params, wasm) JSON triples."""
+
+    def __init__(self, source: str, entrypoint: str) -> None:
+        self.single: CompiledPolicy = compiled(source, entrypoint)  # checks the package and the entrypoint rule
+        self.engine: regorus.Engine = engine_for(((POLICY_FILE, source), (WRAPPER_FILE, wrapper_source(entrypoint))))
+        self.rule = f"data.{WRAPPER_PACKAGE}.out"
+
+    def run(self, items: Sequence[tuple[str, str, str]]) -> list[Evaluation]:
+        """Evaluations of (input JSON, params JSON, wasm JSON) triples, in order; an erroring batch goes one by one."""
+        if not items:
+            return []
+        doc = '{"b":[' + ",".join(f'{{"i":{i},"p":{p},"w":{w}}}' for i, p, w in items) + "]}"
+        engine = self.engine.clone()  # never fed data: the template stays fast (see evaluate.CompiledPolicy)
+        try:
+            engine.set_input_json(doc)
+            rows = engine.eval_rule(self.rule)
+        except Exception:  # a runtime error in one decision fails the call: find it by evaluating one at a time
+            rows = None
+        if not isinstance(rows, list) or len(rows) != len(items):
+            return [self.single.evaluate_json(i, _data_json(p, w)) for i, p, w in items]
+        out = []
+        for allow, deny in rows:
+            out.append(Evaluation(bool(allow) and allow[0] is True, _deny_tuple(deny[0] if deny else None), None))
+        return out
+
+
+def _data_json(params_json: str, wasm_json: str) -> str:
+    """The data document as JSON text from its params and wasm texts (no re-encoding)."""
+    return f'{{"params":{params_json},"wasm":{wasm_json},"data":{wasm_json}}}'
+
+
+_POLICIES: OrderedDict[tuple[str, str], BatchPolicy] = OrderedDict()
+_POLICIES_LOCK = threading.Lock()
+
+
+def batch_policy(source: str, entrypoint: str) -> BatchPolicy:
+    """The batch-compiled policy for (source, entrypoint), compiled once per process (and thread: regorus engines
+    are thread-bound, so the cache key includes the thread)."""
+    key = (source_hash(source) + str(threading.get_ident()), entrypoint)
+    with _POLICIES_LOCK:
+        hit = _POLICIES.get(key)
+        if hit is not None:
+            _POLICIES.move_to_end(key)
+            return hit
+    policy = BatchPolicy(source, entrypoint)
+    with _POLICIES_LOCK:
+        _POLICIES[key] = policy
+        while len(_POLICIES) > 32:
+            _POLICIES.popitem(last=False)
+    return policy
+
+
+# ---------------------------------------------------------------------------------------------
+# The pure core: a partition of decisions → flips
+
+
+@dataclass(frozen=True)
+class Flip:
+    """One decision whose verdict the change flips, with the deny reasons it adds and removes."""
+
+    task_id: str
+    client: str
+    agent: str
+    from_allow: bool
+    to_allow: bool
+    deny_added: tuple[str, ...]
+    deny_removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What a partition of decisions gave: counts, baseline mismatches, errors, flips and reason changes."""
+
+    decisions: int
+    evaluations: int
+    baseline_mismatches: tuple[str, ...]  # task ids whose baseline differs from the attested verdict
+    errors: tuple[tuple[str, str], ...]  # (task id, why) for decisions the baseline or the change cannot evaluate
+    flips: tuple[Flip, ...]
+    reasons_added: dict[str, int] = field(default_factory=dict)  # over every decision, not only the flips
+    reasons_removed: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0
+
+
+def evaluate_partition(
+    tasks: Sequence[TaskRecord], index: Sequence[int | None], sources: Sequence[str], change: Change, batch: int = BATCH
+) -> PartitionResult:
+    """Re-evaluate a partition of decisions unchanged (baseline) and under `change`; pure apart from the per-process
+    compile cache. `tasks` carry no source: `index[k]` points into `sources` (one copy per partition)."""
+    c0 = time.process_time()
+    errors: list[tuple[str, str]] = []
+    base_groups: dict[tuple[int, str], list[int]] = {}
+    new_groups: dict[tuple[int, str], list[int]] = {}
+    rows: list[tuple[TaskRecord, str, str, str, str | None]] = []  # task, input, params, wasm, changed params
+    new_source_at = len(sources)
+    all_sources = list(sources) + ([change.source] if change.source is not None else [])
+    for t, i in zip(tasks, index):
+        if i is None:
+            errors.append((t.task_id, "the policy source is not indexed"))
+            continue
+        try:
+            prep = prepare(replace(t, source=sources[i]))
+        except LensError as err:
+            errors.append((t.task_id, str(err)))
+            continue
+        params_json = json.dumps(prep.params)
+        changed = json.dumps(change.params_for(prep.params)) if (change.overrides or change.params_json) else None
+        k = len(rows)
+        rows.append((t, json.dumps(prep.input), params_json, json.dumps(prep.wasm), changed))
+        base_groups.setdefault((i, t.entrypoint), []).append(k)
+        if change.source is not None or change.entrypoint:
+            target = (new_source_at if change.source is not None else i, change.entrypoint or t.entrypoint)
+            new_groups.setdefault(target, []).append(k)
+        elif changed is not None and changed != params_json:
+            new_groups.setdefault((i, t.entrypoint), []).append(k)
+    base: list[Evaluation | None] = [None] * len(rows)
+    new: list[Evaluation | None] = [None] * len(rows)
+    evaluations = 0
+    for groups, into, use_changed in ((base_groups, base, False), (new_groups, new, True)):
+        for (si, entry), ks in groups.items():
+            policy = batch_policy(all_sources[si], entry)
+            for s in range(0, len(ks), batch):
+                part = ks[s : s + batch]
+                items = [
+                    (rows[k][1], (rows[k][4] or rows[k][2]) if use_changed else rows[k][2], rows[k][3]) for k in part
+                ]
+                for k, ev in zip(part, policy.run(items)):
+                    into[k] = ev
+                evaluations += len(part)
+    mismatches: list[str] = []
+    flips: list[Flip] = []
+    added: Counter[str] = Counter()
+    removed: Counter[str] = Counter()
+    for k, (t, *_rest) in enumerate(rows):
+        b = base[k]
+        n = new[k] if new[k] is not None else b
+        if b is None or n is None:
+            continue
+        if b.error:
+            errors.append((t.task_id, f"baseline: {b.error}"))
+            continue
+        if b.allow != t.attested_allow:
+            mismatches.append(t.task_id)
+        if n.error:
+            errors.append((t.task_id, f"changed: {n.error}"))
+            continue
+        plus = tuple(sorted(set(n.deny) - set(b.deny)))
+        minus = tuple(sorted(set(b.deny) - set(n.deny)))
+        added.update(plus)
+        removed.update(minus)
+        if n.allow != b.allow:
+            flips.append(Flip(t.task_id, t.policy_client, t.intent.from_.lower(), b.allow, n.allow, plus, minus))
+    return PartitionResult(
+        decisions=len(tasks),
+        evaluations=evaluations,
+        baseline_mismatches=tuple(mismatches),
+        errors=tuple(errors),
+        flips=tuple(flips),
+        reasons_added=dict(added),
+        reasons_removed=dict(removed),
+        cpu_s=time.process_time() - c0,
+    )
+
+
+def pack(tasks: Sequence[TaskRecord]) -> tuple[list[TaskRecord], list[int | None], list[str]]:
+    """Tasks without their sources and an index into one list of distinct sources (a source travels once)."""
+    sources: list[str] = []
+    seen: dict[str, int] = {}
+    slim, index = [], []
+    for t in tasks:
+        i = None
+        if t.source is not None:
+            i = seen.get(t.source)
+            if i is None:
+                i = seen[t.source] = len(sources)
+                sources.append(t.source)
+        index.append(i)
+        slim.append(replace(t, source=None))
+    return slim, index, sources
+
+
+def warm() -> bool:
+    """Worker warm-up: import the engine and the ABI decoding before the first chunk arrives."""
+    import app.engine.intent  # noqa: F401
+
+    return True
+
+
+def merge(parts: Sequence[PartitionResult]) -> PartitionResult:
+    """One result from many partitions (in order)."""
+    added: Counter[str] = Counter()
+    removed: Counter[str] = Counter()
+    for p in parts:
+        added.update(p.reasons_added)
+        removed.update(p.reasons_removed)
+    return PartitionResult(
+        decisions=sum(p.decisions for p in parts),
+        evaluations=sum(p.evaluations for p in parts),
+        baseline_mismatches=tuple(x for p in parts for x in p.baseline_mismatches),
+        errors=tuple(x for p in parts for x in p.errors),
+        flips=tuple(x for p in parts for x in p.flips),
+        reasons_added=dict(added),
+        reasons_removed=dict(removed),
+        cpu_s=sum(p.cpu_s for p in parts),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it: killable worker processes, time and memory limits, an overall budget, progress, cancel
+
+
+class WhatIfStopped(LensError):
+    """The what-if was stopped: a runaway source, the memory limit, the overall budget, or a cancel."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The safety limits of a run: one evaluation, the whole run, a worker's memory."""
+
+    eval_timeout_ms: int = 2000
+    budget_s: float = 600.0
+    memory_mb: int = 1024  # resident memory of one worker (the sandbox's limit)
+
+
+class WhatIfPool:
+    """`workers` killable worker processes (the sandbox's); `run` evaluates decisions in chunks on them."""
+
+    def __init__(self, workers: int | None = None, memory_mb: int | None = None) -> None:
+        from app.engine.sandbox import Sandbox
+
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.boxes = [Sandbox(memory_mb) for _ in range(self.workers)]
+        self._starter = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lens-whatif-start")
+        self._warming = [self._starter.submit(b.call, warm, (), 60.0) for b in self.boxes]
+        self.cancelled = threading.Event()
+
+    def close(self) -> None:
+        """Stop every worker (a running evaluation is killed)."""
+        self.cancelled.set()
+        self._starter.shutdown(wait=True)
+        for b in self.boxes:
+            b.kill()
+
+    def __enter__(self) -> WhatIfPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(
+        self,
+        tasks: Sequence[TaskRecord],
+        change: Change,
+        limits: Limits,
+        *,
+        chunk: int = CHUNK,
+        batch: int = BATCH,
+        on_progress: Callable[[int, PartitionResult], None] | None = None,
+        on_tick: Callable[[int, int], None] | None = None,
+        poll_s: float = 0.2,
+    ) -> PartitionResult:
+        """Every decision evaluated, partitions in order; WhatIfStopped for a runaway, the budget or a cancel.
+
+        Polls its workers every `poll_s` from the calling thread, so Ctrl-C (KeyboardInterrupt) and Streamlit's
+        rerun reach it between polls, and calls `on_tick(decisions done, flips so far)` there (Streamlit elements
+        can only be updated from the script's own thread); `on_progress(n, part)` runs on the pool's threads."""
+        from app.engine.sandbox import EvalMemoryLimit, EvalTimeout
+
+        check_inputs(change)
+        started = time.monotonic()
+        for w in self._warming:
+            try:
+                w.result()
+            except LensError:
+                pass  # restarted by its first call, which reports the problem
+        chunk = max(1, min(chunk, -(-len(tasks) // self.workers) if tasks else 1))
+        chunks = [list(tasks[i : i + chunk]) for i in range(0, len(tasks), chunk)]
+        results: list[PartitionResult | None] = [None] * len(chunks)
+        failure: list[BaseException] = []
+        queue = list(range(len(chunks)))
+        lock = threading.Lock()
+        tally = [0, 0]  # decisions done, flips so far
+
+        def work(box_no: int) -> None:
+            sb = self.boxes[box_no]
+            while not self.cancelled.is_set() and not failure:
+                with lock:
+                    if not queue:
+                        return
+                    k = queue.pop(0)
+                part = chunks[k]
+                limit = limits.eval_timeout_ms / 1000.0 + CHUNK_ALLOWANCE_S * len(part)
+                limit = min(limit, max(0.5, limits.budget_s - (time.monotonic() - started)))
+                try:
+                    out = sb.call(evaluate_partition, (*pack(part), change, batch), limit)
+                except EvalMemoryLimit as err:
+                    if not self.cancelled.is_set() and not failure:
+                        failure.append(WhatIfStopped(str(err), err.hint))
+                    return
+                except EvalTimeout:
+                    if self.cancelled.is_set() or failure:
+                        return
+                    try:
+                        why = self._explain_timeout(sb, part, change, limits, started)
+                    except Exception:  # this worker was killed by a stop found elsewhere meanwhile
+                        return
+                    failure.append(why)
+                    return
+                except LensError as err:
+                    if self.cancelled.is_set():
+                        return
+                    failure.append(err)
+                    return
+                except Exception as err:  # the connection of a worker killed by a stop elsewhere
+                    if not self.cancelled.is_set() and not failure:
+                        failure.append(WhatIfStopped(f"a what-if worker failed: {err}", "run again"))
+                    return
+                results[k] = out
+                with lock:
+                    tally[0] += len(part)
+                    tally[1] += len(out.flips)
+                    if on_progress is not None:
+                        on_progress(len(part), out)
+
+        used = max(1, min(self.workers, len(chunks)))
+        threads = [threading.Thread(target=work, args=(b,), daemon=True) for b in range(used)]
+        for th in threads:
+            th.start()
+        try:
+            while any(th.is_alive() for th in threads):
+                for th in threads:
+                    th.join(poll_s / len(threads))
+                if on_tick is not None:
+                    on_tick(tally[0], tally[1])
+                if not failure and time.monotonic() - started > limits.budget_s:
+                    failure.append(
+                        WhatIfStopped(
+                            f"the what-if ran past its overall budget of {limits.budget_s:.0f} s and was stopped",
+                            "narrow it (--client, --from-block/--to-block) or raise LENS_WHATIF_BUDGET_S",
+                        )
+                    )
+                if failure:
+                    self.cancelled.set()
+                    for b in self.boxes:
+                        b.kill()
+        except BaseException:
+            self.cancelled.set()
+            for b in self.boxes:
+                b.kill()
+            raise
+        if failure:
+            raise failure[0]
+        return merge([r for r in results if r is not None])
+
+    def _explain_timeout(
+        self, sb: Any, part: list[TaskRecord], change: Change, limits: Limits, started: float
+    ) -> LensError:
+        """After a chunk overran: find the decision that runs away (alone, under the one-evaluation limit)."""
+        from app.engine.sandbox import EvalMemoryLimit, EvalTimeout
+
+        if time.monotonic() - started > limits.budget_s:
+            return WhatIfStopped(
+                f"the what-if ran past its overall budget of {limits.budget_s:.0f} s and was stopped",
+                "narrow it (--client, --from-block/--to-block) or raise LENS_WHATIF_BUDGET_S",
+            )
+        for t in part[:20]:
+            if self.cancelled.is_set():
+                break
+            for which, ch in (("the changed policy", change), ("the recorded policy", Change())):
+                try:
+                    sb.call(evaluate_partition, (*pack([t]), ch, 1), limits.eval_timeout_ms / 1000.0)
+                except EvalMemoryLimit as err:
+                    return WhatIfStopped(f"{which} on decision {t.task_id}: {err}", err.hint)
+                except EvalTimeout:
+                    return WhatIfStopped(
+                        f"evaluation stopped after {limits.eval_timeout_ms:,} ms: {which} runs too long on decision "
+                        f"{t.task_id} (a rule that loops or recurses without bound?)",
+                        "fix the policy's iteration, or raise LENS_EVAL_TIMEOUT_MS if it is just slow",
+                    )
+        return WhatIfStopped(
+            "a chunk of decisions ran past its time limit (each decision alone finishes: the machine is overloaded?)",
+            "retry, or raise LENS_EVAL_TIMEOUT_MS",
+        )
+
+
+def run_whatif(
+    tasks: Sequence[TaskRecord],
+    change: Change,
+    limits: Limits,
+    *,
+    workers: int | None = None,
+    on_progress: Callable[[int, PartitionResult], None] | None = None,
+    on_tick: Callable[[int, int], None] | None = None,
+) -> PartitionResult:
+    """Evaluate `tasks` under `change` on killable worker processes (default: one per core) and merge the flips."""
+    if workers is None:
+        workers = min(os.cpu_count() or 1, max(1, -(-len(tasks) // 500)))
+    with WhatIfPool(workers, limits.memory_mb) as pool:
+        return pool.run(tasks, change, limits, on_progress=on_progress, on_tick=on_tick)
+
+
+__all__ = [
+    "Change",
+    "Flip",
+    "Limits",
+    "PartitionResult",
+    "PolicyParseError",
+    "WhatIfPool",
+    "WhatIfStopped",
+    "data_document",
+    "evaluate_partition",
+    "merge",
+    "parse_value",
+    "parse_wei",
+    "run_whatif",
+    "schema_errors",
+]
