@@ -132,7 +132,12 @@ def params_diff(old: dict | None, new: dict) -> str:
 def annotated_source(source: str, reached: tuple[int, ...] = (), failed: tuple[int, ...] = ()) -> str:
     """The Rego source with a gutter: '✗' failing condition, '•' line reached, ' ' not reached."""
     reached_s, failed_s = set(reached), set(failed)
-    lines = source.splitlines()
+    # lines as the policy engine numbers them: split at \n only (str.splitlines also splits at \x0c, \x1c, \u2028
+    # and more, which may sit inside a Rego string and would shift every later line off its number)
+    lines = source.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [ln.removesuffix("\r") for ln in lines]
     width = len(str(len(lines)))
     out = []
     for i, line in enumerate(lines, start=1):

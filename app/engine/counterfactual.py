@@ -262,6 +262,7 @@ def search(
     max_evals: int = MAX_EVALS,
     hints: Iterable[tuple[str, tuple]] = (),
     symbols: dict[str, str] | None = None,
+    prefer: Iterable[str] = (),
 ) -> tuple[tuple[Counterfactual, ...], str]:
     """For each numeric, wei, boolean or list param the policy reads: the nearest value that flips the verdict.
 
@@ -276,6 +277,7 @@ def search(
     state = {"evals": 0}
     memo: dict[str, Evaluation] = {}
     hints = list(hints)
+    prefer = [p for p in prefer if isinstance(p, str)]
 
     def run(p2: dict) -> Evaluation:
         params_json = json.dumps(p2)
@@ -305,6 +307,7 @@ def search(
             found,
             hints,
             symbols=symbols,
+            prefer=prefer,
         )
         if found or ev.allow or len(ev.deny) < 2:
             return tuple(found), "" if found else "no single param change flips the verdict"
@@ -324,6 +327,7 @@ def search(
                 hints,
                 first_only=True,
                 symbols=symbols,
+                prefer=prefer,
             )
             if not hits:
                 return tuple(per_reason), f"no param change removes the deny reason {reason}"
@@ -384,6 +388,7 @@ def _per_param(
     hints: list[tuple[str, tuple]],
     first_only: bool = False,
     symbols: dict[str, str] | None = None,
+    prefer: list[str] | None = None,
 ) -> None:
     """For each param the policy reads, append to `out` the nearest single-param change reaching `goal` (verified)."""
     input_doc = json.loads(input_json)
@@ -477,8 +482,11 @@ def _per_param(
                     )
                 )
         elif isinstance(cur, list):
-            hinted_strs = [h for h in _hint_strings(hints, path[-1]) if isinstance(h, str)]
-            ordered = hinted_strs + [x for x in strs if x not in hinted_strs]
+            # items first that the failed conditions compare with this list, then the policy's own string values
+            # (`fname` = "swap", `country` = "AR": what a policy looks up in a list), then the intent's strings
+            first = _hint_strings(hints, path[-1]) + [p for p in prefer or () if 0 < len(p) <= 100]
+            first = list(dict.fromkeys(first))
+            ordered = first + [x for x in strs if x not in first]
             _list_changes(name, cur, flips, ordered, mentioned, verdict, target, out)
     for i in range(start, len(out)):  # every change carries the param's whole resulting value, ready to apply
         if out[i].applied is None:
@@ -516,7 +524,7 @@ def _list_changes(
             break
     present = {json.dumps(x) for x in cur}
     shapes = {_shape(x) for x in cur if isinstance(x, str)}
-    for s in strs[:8]:
+    for s in strs[:24]:  # only look-alike items are tried, at most _LIST_ADDS of them
         if (shapes and _shape(s) not in shapes) or _shape(s) == "hex" or (not cur and target is False):
             continue  # look-alike items only; adding to an empty allow-list trivially denies
         if found >= 2 or tried >= _LIST_ADDS:

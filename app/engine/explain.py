@@ -604,8 +604,18 @@ def explain_evaluation(
             for b in bodies
             if b.failed_at is not None
         ]
+        strings = [v for state, v in values.values() if state == "value" and isinstance(v, str)]
         cfs, note = search(
-            policy, input_json, params, wasm, ev, budget_ms=budget_ms, schema=schema, hints=hints, symbols=symbols
+            policy,
+            input_json,
+            params,
+            wasm,
+            ev,
+            budget_ms=budget_ms,
+            schema=schema,
+            hints=hints,
+            symbols=symbols,
+            prefer=strings,
         )
     t4 = time.perf_counter()
     return Explanation(
