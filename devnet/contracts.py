@@ -35,6 +35,7 @@ DEPLOYABLE = (
     "TaskManagerV1",
     "ProxyAdmin",
     "TransparentUpgradeableProxy",
+    "TimelockController",
 )
 
 # Pinned compiler settings: part of every artifact, so a changed setting shows up as an artifact diff.

@@ -286,3 +286,69 @@ def test_policies_come_from_the_factory_with_policy_deployed(world):
         owner, entrypoint, code_hash, version = got[p["address"]]
         assert (owner, entrypoint, code_hash) == (doc["roles"]["deployer"], p["entrypoint"], p["policy_code_hash"])
         assert version == "1.0.0"
+
+
+def test_an_upgrade_a_timelock_did_not_delay_is_flagged_and_a_delayed_one_is_not(tmp_path):
+    """A ProxyAdmin owned by an OpenZeppelin TimelockController: the first upgrade runs with minDelay 0 (flagged),
+    the second after the delay was raised to 60 s and waited out (not flagged)."""
+    from web3 import Web3
+
+    from devnet.anvil import start_anvil
+    from devnet.deploy import calldata
+    from devnet.tx import deploy, rpc, send_tx
+
+    node = start_anvil(port=None, accounts=4)
+    try:
+        w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
+        dep = w3.eth.accounts[0]
+        timelock = deploy(w3, "TimelockController", 0, [dep], [dep], dep, sender=dep)
+        admin = deploy(w3, "ProxyAdmin", sender=dep)
+        impl_a = deploy(w3, "ChallengeVerifier", sender=dep)
+        impl_b = deploy(w3, "NewtonPolicy", sender=dep)
+        init = calldata("ChallengeVerifier", "initialize", dep, dep)
+        proxy = deploy(
+            w3,
+            "TransparentUpgradeableProxy",
+            Web3.to_checksum_address(impl_a),
+            Web3.to_checksum_address(admin),
+            bytes.fromhex(init[2:]),
+            sender=dep,
+        )
+        send_tx(
+            w3,
+            dep,
+            to=Web3.to_checksum_address(admin),
+            data=calldata("ProxyAdmin", "transferOwnership", Web3.to_checksum_address(timelock)),
+        )
+        tl = Web3.to_checksum_address(timelock)
+
+        def through_timelock(target: str, data: str, salt: int, wait_s: int) -> None:
+            args = [Web3.to_checksum_address(target), 0, bytes.fromhex(data[2:]), b"\0" * 32, salt.to_bytes(32, "big")]
+            send_tx(w3, dep, to=tl, data=calldata("TimelockController", "schedule", *args, wait_s))
+            if wait_s:
+                rpc(w3, "evm_increaseTime", [wait_s + 1])
+                rpc(w3, "evm_mine", [])
+            send_tx(w3, dep, to=tl, data=calldata("TimelockController", "execute", *args))
+
+        proxy_cs = Web3.to_checksum_address(proxy)
+        through_timelock(admin, calldata("ProxyAdmin", "upgrade", proxy_cs, Web3.to_checksum_address(impl_b)), 1, 0)
+        through_timelock(timelock, calldata("TimelockController", "updateDelay", 60), 2, 0)
+        through_timelock(admin, calldata("ProxyAdmin", "upgrade", proxy_cs, Web3.to_checksum_address(impl_a)), 3, 60)
+        doc = {
+            "name": "timelocked",
+            "chain_id": 31337,
+            "rpc_url": node.url,
+            "confirmations": 0,
+            "contracts": {"taskManager": proxy, "proxyAdmin": admin, "timelock": timelock},
+        }
+        db = str(tmp_path / "lens.duckdb")
+        index(parse(doc, "timelocked"), IndexOptions(db=db, metadata_timeout_s=2))
+        with connect_read(db) as con:
+            report = gq.build_report(con, doc, node.url)
+        ups = [h for p in report.proxies if p.address == proxy for h in p.history if h.event == "Upgraded"]
+        assert [h.value for h in ups] == [impl_a, impl_b, impl_a]
+        flagged = [r for r in report.risks if r.kind == "no_delay_upgrade"]
+        assert len(flagged) == 1 and f"block {ups[1].block_number}" in flagged[0].detail
+        assert not [r for r in report.risks if r.kind == "eoa_admin"]  # the admin's owner is the timelock contract
+    finally:
+        node.stop()
