@@ -334,6 +334,12 @@ def test_an_upgrade_a_timelock_did_not_delay_is_flagged_and_a_delayed_one_is_not
         through_timelock(admin, calldata("ProxyAdmin", "upgrade", proxy_cs, Web3.to_checksum_address(impl_b)), 1, 0)
         through_timelock(timelock, calldata("TimelockController", "updateDelay", 60), 2, 0)
         through_timelock(admin, calldata("ProxyAdmin", "upgrade", proxy_cs, Web3.to_checksum_address(impl_a)), 3, 60)
+        # hostile: an unwatched contract logs an Upgraded naming the proxy's real implementation: never trusted
+        from devnet import emitter
+
+        fake = emitter.deploy(node.url)
+        emitter.emit_many(node.url, fake, [emitter.encode_event(UPGRADED, {"implementation": impl_b})])
+        assert len(_logs(w3, fake, UPGRADED)) == 1
         doc = {
             "name": "timelocked",
             "chain_id": 31337,
@@ -345,6 +351,8 @@ def test_an_upgrade_a_timelock_did_not_delay_is_flagged_and_a_delayed_one_is_not
         index(parse(doc, "timelocked"), IndexOptions(db=db, metadata_timeout_s=2))
         with connect_read(db) as con:
             report = gq.build_report(con, doc, node.url)
+        assert sql(db, "SELECT count(*) FROM ev_upgraded WHERE address = ?", [fake]) == [(0,)]
+        assert fake not in {p.address for p in report.proxies}
         ups = [h for p in report.proxies if p.address == proxy for h in p.history if h.event == "Upgraded"]
         assert [h.value for h in ups] == [impl_a, impl_b, impl_a]
         flagged = [r for r in report.risks if r.kind == "no_delay_upgrade"]
@@ -352,3 +360,15 @@ def test_an_upgrade_a_timelock_did_not_delay_is_flagged_and_a_delayed_one_is_not
         assert not [r for r in report.risks if r.kind == "eoa_admin"]  # the admin's owner is the timelock contract
     finally:
         node.stop()
+
+
+def test_without_a_reachable_chain_the_history_still_names_the_implementations(world):
+    from devnet.anvil import free_port
+
+    _node, _w3, doc, _res, db, _st, report = world
+    with connect_read(db) as con:
+        offline = gq.build_report(con, doc, f"http://127.0.0.1:{free_port()}")
+    assert offline.chain_note.startswith("cannot read the chain at")
+    assert offline.risks == () and offline.layout_diffs == ()
+    online = {p.address: p.implementation for p in report.proxies}
+    assert {p.address: p.implementation for p in offline.proxies} == online
