@@ -13,7 +13,11 @@ from app.text import annotated_source, fmt_amount, intent_sentence, md_code, md_
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
 st.title("Verdict")
-st.caption("Why was this intent allowed or denied? Look up a task id, a transaction hash or an address.")
+st.caption(
+    "Why was this intent allowed or denied? Look up a task id, any transaction tied to it (its creation, the "
+    "operators' response, the vault's execution or refusal, the spend of its attestation, a challenge), a unique "
+    "prefix of one, or an address — with or without 0x."
+)
 
 state = base.db_state()
 widgets.stop_unless_data(state, "decisions")
