@@ -106,7 +106,7 @@ class Rpc:
         self._ids = itertools.count(1)
         self._rl = 0  # refusals in a row (a node that keeps refusing is given up on)
         self.answered = False  # has the node ever answered? (refused before that: nothing listens, fail at once)
-        self.max_head = -1  # the highest head seen: a node behind a load balancer may report an older one
+        self.max_head = -1  # the highest head seen (a node behind a load balancer may report an older one)
 
     def _session(self) -> requests.Session:
         s = getattr(self._local, "session", None)
@@ -256,13 +256,13 @@ class Rpc:
         return int(self.call("eth_chainId", []), 16)
 
     def head(self) -> int:
-        """eth_blockNumber as int, never below a head seen before (a lagging node behind a load balancer may answer
-        with an older one: counted as a fault)."""
+        """eth_blockNumber as int. A head below one seen before is counted as a fault (a node behind a load balancer)
+        but returned as it is: a lower target only means waiting, while a head the node does not have would mean
+        asking it for blocks it lacks (after a reorg to a shorter chain, say)."""
         h = int(self.call("eth_blockNumber", []), 16)
         if h < self.max_head:
             self.stats.fault("head went backwards", f"eth_blockNumber {h} after {self.max_head}")
-            return self.max_head
-        self.max_head = h
+        self.max_head = max(self.max_head, h)
         return h
 
     def headers(self, numbers: Iterable[int]) -> dict[int, dict]:

@@ -755,6 +755,8 @@ class Indexer:
 
     def record_error(self, message: str) -> None:
         """Store the last error on the checkpoints (best effort) so `lens index status` shows it."""
+        if self._con is None and not os.path.exists(self.opts.db):
+            return  # failed before anything was written (the node is down, say): leave no empty DB file behind
         try:
             con = self._acquire()
             con.execute("UPDATE checkpoints SET last_error = ? WHERE chain_id = ?", [message[:500], self.dep.chain_id])

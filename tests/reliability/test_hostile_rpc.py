@@ -188,6 +188,7 @@ def test_connection_refused_fails_at_once_with_what_to_do(tmp_path):
     assert out.returncode == 1
     assert f"error: nothing answers at {url}: is the node running? (`lens devnet up` for the devnet)" in out.stderr
     assert "Traceback" not in out.stderr and "retries" not in out.stderr
+    assert not (tmp_path / "x.duckdb").exists()  # nothing was indexed: no empty DB file left behind
 
 
 def test_retries_stay_for_a_node_that_answers_then_fails(anvil, tmp_path):
