@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from app import settings
-from app.engine.inputshape import SHAPE_HINT
 from app.errors import LensError
 from app.lookup import role_text as lookup_role_text
 
@@ -234,9 +233,15 @@ def _format_body(b: Any) -> list[str]:
     if b.failed_at is None:
         state = "held" if b.rule != "deny" else "fired"
         return [f"  line {b.line:>4}  {b.head}  ({state})"]
+    from app.engine.values import term_value_text
+
     out = [f"  line {b.failed_at.line:>4}  {b.head}:  {b.failed_at.text}"]
     for t in b.failed_at.terms:
-        val = _fmt_value(t.value) if t.defined else ("error: " + t.error if t.error else "undefined")
+        val = (
+            _fmt_value(t.value) + term_value_text(t.text, t.value).removeprefix(json.dumps(t.value, default=str))
+            if t.defined
+            else ("error: " + t.error if t.error else "undefined")
+        )
         out.append(f"              {t.text} = {val}" + (f"  (+{t.more} more)" if t.more else ""))
     return out
 
@@ -420,6 +425,8 @@ def register(cli: click.Group, bench: click.Group) -> None:
         source, entry, folder = load_policy(policy_path, entrypoint)
         if input_path is None:
             if not (folder / "intent.example.json").is_file():
+                from app.engine.inputshape import SHAPE_HINT
+
                 raise LensError("no --input given and no intent.example.json beside the policy", SHAPE_HINT)
             input_path = str(folder / "intent.example.json")
         raw_input = _read_json(input_path, "input")

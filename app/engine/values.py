@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -70,3 +71,13 @@ def unit_of(input: Any, symbols: dict[str, str] | None = None) -> str:
     if symbol:
         return symbol
     return f"tokens of {to[:6]}…{to[-4:]}" if to.startswith("0x") and len(to) == 42 else "tokens"
+
+
+def term_value_text(term: str, value: Any) -> str:
+    """A condition term's value as JSON, with a duration beside a count of seconds
+    (`remaining_validity_s = 28440 (7 h 54 min)`), so tables read like the sentences."""
+    text = json.dumps(value, default=str)
+    last = term.rsplit(".", 1)[-1].strip()
+    if is_duration_key(last) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        text += f" ({fmt_duration(value)})"
+    return text

@@ -268,11 +268,13 @@ def failing_conditions(exp: Any, decisive: bool) -> pd.DataFrame:
     """For every rule body that failed and did (decisive) or did not decide the verdict: rule, line, the first
     failing condition and its terms' values. The non-decisive ones are the evaluated deny rules that did not fire
     (checks that passed); bodies the evaluation never reached are left to `unreached_rules`."""
+    from app.engine.values import term_value_text  # the engine loads only when a page explains
+
     rows = []
     for b in exp.bodies:
         if b.succeeded is False and b.failed_at is not None and b.decisive == decisive and not not_reached(b):
             terms = "; ".join(
-                f"{t.text} = {json.dumps(t.value, default=str) if t.defined else 'undefined'}"
+                f"{t.text} = {term_value_text(t.text, t.value) if t.defined else 'undefined'}"
                 + (f" (+{t.more} more)" if t.more else "")
                 for t in b.failed_at.terms
             )
