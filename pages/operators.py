@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import db, settings, widgets
+from app import db, geo, settings, widgets
 from app.charts import operators as charts
 from app.queries import base
 from app.queries import operators as oq
@@ -71,6 +71,15 @@ if wanted:
         f"declares {info.get('city') or '—'}, {info.get('country') or '—'} on {info.get('provider') or '—'} "
         f"{info.get('region') or ''} ({info.get('asn') or 'no ASN'}) · socket {info.get('socket') or '—'}"
     )
+    resolve = geo.ResolveOptions(
+        mode=geo.resolve_mode(str(settings.get("resolve_hostnames")), db.cached(base.meta_int, "chain_id")),
+        timeout_s=float(settings.get("resolve_timeout_s")),
+    )
+    observed = geo.locate(info.get("socket"), resolve)
+    st.text(f"observed: {observed.detail}")
+    contradiction = geo.disagreement_sentence(info, observed)
+    if contradiction:
+        st.warning(f"Its metadata {md_escape(contradiction)}.")
     if fetched is None:
         st.caption("No metadata URI announced.")
     elif fetched:

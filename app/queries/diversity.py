@@ -20,7 +20,7 @@ NOUNS = {
     "country": ("country", "countries"),
     "continent": ("continent", "continents"),
     "provider": ("cloud provider", "cloud providers"),
-    "asn": ("network (ASN)", "networks (ASNs)"),
+    "asn": ("network", "networks"),
     "organisation": ("organisation", "organisations"),
     "client_version": ("client version", "client versions"),
     "operator": ("operator", "operators"),
