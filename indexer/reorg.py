@@ -71,9 +71,29 @@ def detect(con_read, rpc, chain_id: int) -> int | None:
     return point
 
 
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE'"
+        ).fetchall()
+    }
+
+
+def _task_keyed_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Derived tables whose rows belong to one task (columns chain_id and task_id), raw event tables excluded."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = 'main' "
+        "AND column_name IN ('chain_id', 'task_id') GROUP BY table_name HAVING count(*) = 2 ORDER BY 1"
+    ).fetchall()
+    base = _tables(con)
+    return [t for (t,) in rows if t in base and t not in TABLES and t != "undecodable_logs"]
+
+
 def rollback(con: duckdb.DuckDBPyConnection, chain_id: int, fork: int) -> set[str]:
-    """Delete every raw row and block above the fork point, and the replays of the tasks they named (caller's
-    transaction; the caller rebuilds the other derived rows of the returned task ids)."""
+    """Delete every raw row and block above the fork point, and every row of any derived table (replays, caches)
+    of the tasks those raw rows named (caller's transaction; the caller rebuilds tasks, task_signers and the small
+    tables from what remains). Returns the task ids touched."""
     touched: set[str] = set()
     for table, key in TASK_KEYS.items():
         touched |= {
@@ -83,12 +103,18 @@ def rollback(con: duckdb.DuckDBPyConnection, chain_id: int, fork: int) -> set[st
             ).fetchall()
         }
     if touched:
-        # a replay judged a response that may be gone (or differ on the new branch): `lens audit` redoes it
+        # every row derived from these tasks goes (replays, caches of the app, …: any table keyed by chain_id and
+        # task_id); tasks and task_signers are rebuilt by the caller from what raw rows remain
         con.register("_rolled_back", pa.table({"task_id": pa.array(sorted(t for t in touched if t), pa.string())}))
-        con.execute(
-            "DELETE FROM replays WHERE chain_id = ? AND task_id IN (SELECT task_id FROM _rolled_back)", [chain_id]
-        )
+        for table in _task_keyed_tables(con):
+            con.execute(
+                f'DELETE FROM "{table}" WHERE chain_id = ? AND task_id IN (SELECT task_id FROM _rolled_back)',
+                [chain_id],
+            )
         con.unregister("_rolled_back")
+    # chain reads made at a block of the orphaned branch are re-read when needed
+    if "policy_entrypoints" in _tables(con):
+        con.execute("DELETE FROM policy_entrypoints WHERE chain_id = ? AND block_number > ?", [chain_id, fork])
     for table in TABLES:
         con.execute(f"DELETE FROM {table} WHERE chain_id = ? AND block_number > ?", [chain_id, fork])
     con.execute("DELETE FROM undecodable_logs WHERE chain_id = ? AND block_number > ?", [chain_id, fork])

@@ -104,6 +104,12 @@ def _audit_everything(db: str) -> set[str]:
             "INSERT INTO replays SELECT chain_id, task_id, now()::TIMESTAMP, allow, 'match', NULL, '[]', 'ok' "
             "FROM tasks WHERE task_id NOT IN (SELECT task_id FROM replays)"
         )
+        # and a cache of the app's own, keyed by task (as the what-if keeps one): derived rows the indexer never wrote
+        con.execute("CREATE TABLE IF NOT EXISTS app_cache (chain_id BIGINT, task_id VARCHAR, note VARCHAR)")
+        con.execute(
+            "INSERT INTO app_cache SELECT chain_id, task_id, 'x' FROM tasks "
+            "WHERE task_id NOT IN (SELECT task_id FROM app_cache)"
+        )
         return {r[0] for r in con.execute("SELECT task_id FROM replays").fetchall()}
 
 
@@ -159,10 +165,12 @@ def test_random_reorgs_while_following_leave_the_db_equal_to_a_fresh_index(fresh
             with load.connect_read(db) as con:
                 tasks = {r[0] for r in con.execute("SELECT task_id FROM tasks").fetchall()}
                 replays = {r[0] for r in con.execute("SELECT task_id FROM replays").fetchall()}
+                cached = {r[0] for r in con.execute("SELECT task_id FROM app_cache").fetchall()}
             canonical = {_task_id(k) for h, ks in chain.tasks_at.items() if start <= h <= checkpoint for k in ks}
             assert tasks == canonical
             assert not (orphaned & tasks)
             assert replays == audited - orphaned  # the orphaned tasks' replays went with them; the others stayed
+            assert cached == audited - orphaned
     finally:
         proc.send_signal(signal.SIGINT)
         try:
