@@ -15,6 +15,11 @@ PAGES = [
     st.Page("pages/verdict.py", title="Verdict", icon=":material/gavel:", url_path="verdict"),
     st.Page("pages/decisions.py", title="Decisions", icon=":material/table_rows:", url_path="decisions"),
     st.Page("pages/policies.py", title="Policies", icon=":material/policy:", url_path="policies"),
+    st.Page("pages/whatif.py", title="What-if", icon=":material/science:", url_path="whatif"),
+    st.Page("pages/governance.py", title="Governance", icon=":material/account_balance:", url_path="governance"),
+    st.Page("pages/disputes.py", title="Disputes", icon=":material/flag:", url_path="disputes"),
+    st.Page("pages/operators.py", title="Operators", icon=":material/dns:", url_path="operators"),
+    st.Page("pages/diversity.py", title="Diversity", icon=":material/public:", url_path="diversity"),
 ]
 nav = st.navigation(PAGES)
 

@@ -136,6 +136,12 @@ _SETTINGS = [
     Setting("seed", 7, "Random seed of the simulation (same seed, same chain content).", int),
     Setting("operators", 10, "Number of simulated operators.", int),
     Setting("fault_rate", 0.01, "Share of tasks on which a colluding quorum signs a wrong verdict.", float),
+    Setting(
+        "challenge_rate",
+        1.0,
+        "Share of the wrong responses the simulated challenger actually challenges (< 1 leaves some to expire).",
+        float,
+    ),
     # engine
     Setting(
         "eval_timeout_ms", 2000, "Time limit of one policy evaluation; a runaway policy is stopped and reported.", int
@@ -146,9 +152,53 @@ _SETTINGS = [
         "Memory limit (resident MB) of the engine's worker process; a policy that allocates without bound is stopped.",
         int,
     ),
+    Setting(
+        "whatif_budget_s",
+        600.0,
+        "Overall time budget of one what-if run; past it the run is stopped and says how to narrow it.",
+        float,
+    ),
     # dashboard
     Setting("serve_port", 8501, "Port of the Streamlit dashboard.", int),
     Setting("page_size", 50, "Rows per page in the decisions browser.", int),
+    # operators and diversity
+    Setting(
+        "operator_recent_tasks",
+        500,
+        "The recent window of the operator figures and alerts: the network's last this many responded tasks.",
+        int,
+    ),
+    Setting(
+        "alert_participation_below",
+        0.9,
+        "Alert on an operator whose participation over the recent window is below this share (0..1).",
+        float,
+    ),
+    Setting(
+        "alert_missed_streak",
+        5,
+        "Alert on an operator that missed at least this many tasks in a row (now, or within the recent window).",
+        int,
+    ),
+    Setting(
+        "resolve_hostnames",
+        "auto",
+        "Resolve operator socket hostnames to IPs for the observed location: on, off, or auto (off on the devnet).",
+    ),
+    Setting("resolve_timeout_s", 1.0, "Time limit of resolving one operator socket hostname.", float),
+    # disputes and the Prometheus exporter
+    Setting(
+        "replay_max",
+        5000,
+        "`lens disputes` replays at most this many responses the DB has no replay of; more need `lens audit` first.",
+        int,
+    ),
+    Setting("exporter_port", 9464, "Port of the Prometheus exporter (`lens exporter`).", int),
+    Setting(
+        "exporter_address",
+        "127.0.0.1",
+        "Address the Prometheus exporter binds; 0.0.0.0 lets a Prometheus on another host scrape it.",
+    ),
 ]
 
 REGISTRY: dict[str, Setting] = {s.key: s for s in _SETTINGS}
@@ -171,8 +221,12 @@ TAKEN_BY: dict[str, tuple[str, ...]] = {
         "synth",
         "whatif",
         "bench whatif",
+        "diversity",
+        "export parquet",
+        "operators",
+        "upgrades",
     ),
-    "rpc": ("bench index", "disputes", "exporter", "index", "index status", "simulate"),
+    "rpc": ("bench index", "disputes", "exporter", "index", "index status", "simulate", "upgrades"),
     "deployment": ("bench index", "index"),
     "deployment_file": ("devnet down", "devnet status", "devnet up", "simulate"),
     "confirmations": ("index",),
@@ -197,14 +251,15 @@ TAKEN_BY: dict[str, tuple[str, ...]] = {
     "seed": ("bench simulate", "demo", "devnet up", "simulate", "synth"),
     "operators": ("bench simulate", "devnet up", "simulate"),
     "fault_rate": ("bench simulate", "simulate"),
+    "challenge_rate": ("simulate",),
     "eval_timeout_ms": ("audit", "disputes", "explain", "policy eval", "policy test", "whatif"),
     "whatif_budget_s": ("whatif",),
-    "whatif_memory_mb": ("whatif",),
+    "eval_memory_mb": ("whatif",),
     "serve_port": ("serve",),
     "page_size": ("serve",),
-    "operator_recent_tasks": ("operators",),
-    "alert_participation_below": ("operators",),
-    "alert_missed_streak": ("operators",),
+    "operator_recent_tasks": ("operators", "exporter"),
+    "alert_participation_below": ("operators", "exporter"),
+    "alert_missed_streak": ("operators", "exporter"),
     "resolve_hostnames": ("diversity",),
     "resolve_timeout_s": ("diversity",),
     "replay_max": ("disputes",),

@@ -14,7 +14,9 @@ APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 
 @contextmanager
-def simulated_devnet(tasks: int, operators: int = 5, fault_rate: float = 0.1) -> Iterator[tuple]:
+def simulated_devnet(
+    tasks: int, operators: int = 5, fault_rate: float = 0.1, challenge_rate: float = 1.0
+) -> Iterator[tuple]:
     """A fresh anvil with the devnet deployed and `tasks` simulated → (node, w3, deployment doc, SimResult)."""
     from devnet import deploy, scenario
     from devnet.anvil import start_anvil
@@ -34,7 +36,8 @@ def simulated_devnet(tasks: int, operators: int = 5, fault_rate: float = 0.1) ->
             slash_bps=1000,
         )
         doc = dict(doc, rpc_url=node.url, confirmations=0)
-        result = simulate(node.url, doc, SimConfig(tasks=tasks, operators=operators, fault_rate=fault_rate))
+        cfg = SimConfig(tasks=tasks, operators=operators, fault_rate=fault_rate, challenge_rate=challenge_rate)
+        result = simulate(node.url, doc, cfg)
         yield node, w3, doc, result
     finally:
         node.stop()

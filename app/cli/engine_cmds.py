@@ -684,7 +684,8 @@ def register(cli: click.Group, bench: click.Group) -> None:
             bar = progress.add_task("replay + explain", total=len(tasks))
             for task in tasks:
                 t0, c0 = time.perf_counter(), time.process_time()
-                ex = explain(task)
+                # the one guarded evaluation every path uses (its worker, its time and memory limits), IPC included
+                ex = explain(task, timeout_ms=int(settings.get("eval_timeout_ms")) * 5)
                 times.append((time.perf_counter() - t0) * 1000)
                 cpu.append((time.process_time() - c0) * 1000)
                 results[ex.replay or "cannot_replay"] = results.get(ex.replay or "cannot_replay", 0) + 1

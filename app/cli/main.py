@@ -98,10 +98,41 @@ def show_settings(as_json: bool, markdown: bool) -> None:
 
 def _register() -> None:
     """Attach every command family; each module adds its commands to `cli` and `bench`."""
-    from app.cli import contracts_cmds, demo_cmds, devnet_cmds, docs_cmds, engine_cmds, index_cmds, serve_cmds, sim_cmds
+    from app.cli import (
+        contracts_cmds,
+        demo_cmds,
+        devnet_cmds,
+        disputes_cmds,
+        docs_cmds,
+        engine_cmds,
+        exporter_cmds,
+        index_cmds,
+        serve_cmds,
+        sim_cmds,
+    )
 
-    for module in (contracts_cmds, demo_cmds, devnet_cmds, docs_cmds, engine_cmds, index_cmds, serve_cmds, sim_cmds):
+    for module in (
+        contracts_cmds,
+        demo_cmds,
+        devnet_cmds,
+        disputes_cmds,
+        docs_cmds,
+        engine_cmds,
+        exporter_cmds,
+        index_cmds,
+        serve_cmds,
+        sim_cmds,
+    ):
         module.register(cli, bench)
+    from app.cli import whatif_cmds
+
+    whatif_cmds.register(cli, bench)
+    from app.cli import operators_cmds
+
+    operators_cmds.register(cli, bench)
+    from app.cli import governance_cmds
+
+    governance_cmds.register(cli, bench)
 
 
 _register()

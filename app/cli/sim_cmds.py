@@ -65,7 +65,8 @@ def _print_summary(summary: dict, participation: dict[str, list[int]]) -> None:
     )
     click.echo(
         f"  injected faults {s['faults']}, challenged successfully {s['challenged_successfully']}, "
-        f"frivolous challenges {s['frivolous_challenges']}; params changes {s['params_changes']}"
+        f"frivolous challenges {s['frivolous_challenges']}, wrong responses left unchallenged "
+        f"{s.get('left_unchallenged', 0)}; params changes {s['params_changes']}"
     )
     for name, (signed, eligible) in participation.items():
         if eligible:
@@ -80,11 +81,19 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @settings.option("seed")
     @settings.option("operators")
     @settings.option("fault_rate")
+    @settings.option("challenge_rate")
     @settings.option("deployment_file")
     @settings.option("rpc")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
     def simulate_cmd(
-        tasks: int, seed: int, operators: int, fault_rate: float, deployment_file: str, rpc: str, as_json: bool
+        tasks: int,
+        seed: int,
+        operators: int,
+        fault_rate: float,
+        challenge_rate: float,
+        deployment_file: str,
+        rpc: str,
+        as_json: bool,
     ) -> None:
         """Drive the running devnet with agents' intents, operators, the aggregator and the challenger."""
         from devnet.lifecycle import read_deployment
@@ -92,7 +101,9 @@ def register(cli: click.Group, bench: click.Group) -> None:
 
         doc = read_deployment(Path(deployment_file))
         url = rpc or doc.get("rpc_url") or ""
-        cfg = SimConfig(tasks=tasks, seed=seed, operators=operators, fault_rate=fault_rate)
+        cfg = SimConfig(
+            tasks=tasks, seed=seed, operators=operators, fault_rate=fault_rate, challenge_rate=challenge_rate
+        )
         with _progress_bar(tasks, quiet=False) as progress:
             result = simulate(url, doc, cfg, progress)
         if as_json:

@@ -39,6 +39,9 @@ UNION ALL
 SELECT chain_id, task_id, block_number, log_index, block_time, tx_hash, challenger, FALSE AS success
 FROM ev_task_challenged_unsuccessfully WHERE address = $tm
 """
+RAW_CHALLENGES_PRESENT_SQL = """
+SELECT EXISTS (SELECT 1 FROM ev_task_challenged_successfully) OR EXISTS (SELECT 1 FROM ev_task_challenged_unsuccessfully)
+"""
 # A DB without raw events (`lens synth`) has only the derived table.
 DERIVED_CHALLENGES = """
 SELECT chain_id, task_id, block_number, 0 AS log_index, block_time, tx_hash, challenger, success FROM challenges
@@ -342,11 +345,13 @@ def _replays_sql(con: Con, extra: pd.DataFrame | None) -> tuple[str, dict[str, A
 
 
 def challenges_sql(con: Con) -> tuple[str, dict[str, Any]]:
-    """Challenges from the task manager's own logs when raw events are indexed, else the derived table."""
+    """Challenges from the task manager's own logs when raw events are indexed, else the derived table (a DB built
+    by `lens synth` has the raw tables, empty, and only derived rows)."""
     names = table_names(con)
     tm = str(((deployment_from_meta_safe(con) or {}).get("contracts") or {}).get("taskManager") or "").lower()
     if tm and {"ev_task_challenged_successfully", "ev_task_challenged_unsuccessfully"} <= names:
-        return RAW_CHALLENGES, {"tm": tm}
+        if query_rows(con, RAW_CHALLENGES_PRESENT_SQL)[0][0]:
+            return RAW_CHALLENGES, {"tm": tm}
     if "challenges" in names:
         return DERIVED_CHALLENGES, {}
     return NO_CHALLENGES, {}
