@@ -15,7 +15,6 @@ from rich.table import Table
 from app import settings
 from app.errors import LensError
 
-
 # setting → the indexer's option field it tunes (each is also a flag of `lens index`)
 TUNING = {
     "batch_blocks": "batch_blocks",
@@ -203,6 +202,9 @@ def register(cli: click.Group, bench: click.Group) -> None:
             f"indexed {dep.name} blocks {st.start_block}..{ix.checkpoint}: {st.logs} logs, {st.rows} rows, "
             f"{st.undecodable} undecodable, {st.reorgs} reorgs, {el:.1f} s → {db}"
         )
+        faults = ix.rpc.stats.faults
+        if faults:  # the node misbehaved and the run got through anyway: say what it met
+            click.echo("RPC faults met (retried): " + ", ".join(f"{k} ×{v}" for k, v in sorted(faults.items())))
 
     @index_cmd.command("status")
     @settings.option("db")

@@ -200,3 +200,35 @@ def test_retries_stay_for_a_node_that_answers_then_fails(anvil, tmp_path):
     finally:
         proxy.close()
     assert r.stats.faults == {"HTTP 5xx": 2, "connection reset": 1}
+
+
+def test_lens_index_says_which_faults_it_got_through(anvil, chain, tmp_path):
+    dep, end, clean = chain
+    dep_file = tmp_path / "dep.json"
+    dep_file.write_text(
+        json.dumps(
+            {
+                "name": dep.name,
+                "chain_id": dep.chain_id,
+                "rpc_url": dep.rpc_url,
+                "start_block": dep.start_block,
+                "confirmations": 0,
+                "contracts": dep.contracts,
+            }
+        )
+    )
+    proxy = FaultyProxy(anvil.url, faults=("503", "429"), every=3, retry_after="0")
+    db = str(tmp_path / "cli.duckdb")
+    try:
+        out = subprocess.run(
+            LENS + ["index", "--deployment", str(dep_file), "--db", db, "--rpc", proxy.url, "--to-block", str(end)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        proxy.close()
+    assert out.returncode == 0, out.stderr
+    assert f"HTTP 429 ×{proxy.injected['429']}, HTTP 5xx ×{proxy.injected['503']}" in out.stdout, out.stdout
+    assert snapshot(db) == snapshot(clean)
