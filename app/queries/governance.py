@@ -324,6 +324,7 @@ class ChainReader:
         from indexer.extract import Rpc
 
         self.rpc = Rpc(rpc_url, retries=1, timeout=timeout_s, backoff=0.05)
+        self.memo: dict[str, Any] = {}  # one answer per (method, params): implementations repeat across proxies
         self.error = ""
         try:
             self.rpc.chain_id()
@@ -338,10 +339,13 @@ class ChainReader:
     def _call(self, method: str, params: list) -> Any:
         if not self.ok:
             return None
-        try:
-            return self.rpc.call(method, params)
-        except Exception:
-            return None
+        key = json.dumps([method, params], sort_keys=True)
+        if key not in self.memo:
+            try:
+                self.memo[key] = self.rpc.call(method, params)
+            except Exception:
+                self.memo[key] = None
+        return self.memo[key]
 
     def slot_address(self, address: str, slot: str | int, block: str) -> str | None:
         """The address held in the low 20 bytes of a storage slot (None when unreadable, ZERO when empty)."""
