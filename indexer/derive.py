@@ -33,6 +33,10 @@ OPERATOR_TABLES = (
 POLICY_TABLES = ("ev_policy_set", "ev_policy_deployed")
 CHALLENGE_TABLES = ("ev_task_challenged_successfully", "ev_task_challenged_unsuccessfully")
 
+# Task-lifecycle events count only when the deployment's task manager or attestation validator emitted them (a
+# look-alike NewTaskCreated / TaskResponded from any other address is stored raw but never becomes a task);
+# a DB without a deployment document (`meta.deployment_json`) trusts every indexed address.
+_EMITTER = "(address IN (SELECT address FROM _lifecycle) OR NOT EXISTS (SELECT 1 FROM _lifecycle))"
 _FIRST = "QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY block_number, log_index) = 1"
 _LAST = "QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY block_number DESC, log_index DESC) = 1"
 
@@ -45,17 +49,17 @@ _LAST = "QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY block_number DES
 TASKS_SQL = f"""
 INSERT INTO tasks
 WITH k AS (SELECT DISTINCT task_id FROM _touched),
-c AS (SELECT * FROM ev_new_task_created WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k) {_FIRST.format(key="task_id")}),
-r AS (SELECT * FROM ev_task_responded WHERE chain_id = $chain AND block_number >= $since AND task_response_task_id IN (SELECT task_id FROM k)
+c AS (SELECT * FROM ev_new_task_created WHERE chain_id = $chain AND block_number >= $since AND {_EMITTER} AND task_id IN (SELECT task_id FROM k) {_FIRST.format(key="task_id")}),
+r AS (SELECT * FROM ev_task_responded WHERE chain_id = $chain AND block_number >= $since AND {_EMITTER} AND task_response_task_id IN (SELECT task_id FROM k)
       {_FIRST.format(key="task_response_task_id")}),
-d AS (SELECT * FROM ev_direct_task_responded WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k) {_FIRST.format(key="task_id")}),
+d AS (SELECT * FROM ev_direct_task_responded WHERE chain_id = $chain AND block_number >= $since AND {_EMITTER} AND task_id IN (SELECT task_id FROM k) {_FIRST.format(key="task_id")}),
 s AS (SELECT task_id, block_number, block_time FROM ev_attestation_spent
-      WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k) {_FIRST.format(key="task_id")}),
+      WHERE chain_id = $chain AND block_number >= $since AND {_EMITTER} AND task_id IN (SELECT task_id FROM k) {_FIRST.format(key="task_id")}),
 chs AS (SELECT task_id, block_number, log_index, block_time, challenger, TRUE AS success FROM ev_task_challenged_successfully
-        WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k)
+        WHERE chain_id = $chain AND block_number >= $since AND {_EMITTER} AND task_id IN (SELECT task_id FROM k)
         UNION ALL
         SELECT task_id, block_number, log_index, block_time, challenger, FALSE FROM ev_task_challenged_unsuccessfully
-        WHERE chain_id = $chain AND block_number >= $since AND task_id IN (SELECT task_id FROM k)),
+        WHERE chain_id = $chain AND block_number >= $since AND {_EMITTER} AND task_id IN (SELECT task_id FROM k)),
 ch AS (SELECT * FROM chs QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY success DESC, block_number, log_index) = 1),
 ps AS (SELECT address, policy_id, policy_entrypoint FROM ev_policy_set WHERE chain_id = $chain AND policy_entrypoint <> ''
        QUALIFY row_number() OVER (PARTITION BY address, policy_id ORDER BY block_number, log_index) = 1),
@@ -178,6 +182,7 @@ WITH t AS (
   SELECT tk.task_id, tk.task_created_block AS tcb, r.non_signer_ids_json
   FROM tasks tk JOIN ev_task_responded r ON r.chain_id = tk.chain_id AND r.task_response_task_id = tk.task_id
    AND r.block_number = tk.responded_block AND r.block_number >= $since
+   AND (r.address IN (SELECT address FROM _lifecycle) OR NOT EXISTS (SELECT 1 FROM _lifecycle))
   WHERE tk.chain_id = $chain AND tk.task_id IN (SELECT task_id FROM _touched) AND r.non_signer_ids_json IS NOT NULL
 ),
 m AS (SELECT operator_id, operator, block_number, log_index, 1 AS added FROM ev_operator_added_to_quorums WHERE chain_id = $chain
@@ -281,11 +286,13 @@ FROM ev_policy_set WHERE chain_id = $chain AND address IN (SELECT address FROM t
 ORDER BY address, client, block_number, log_index
 """
 
-CHALLENGES_SQL = """
+CHALLENGES_SQL = f"""
 INSERT INTO challenges
-SELECT chain_id, task_id, block_number, block_time, tx_hash, challenger, TRUE FROM ev_task_challenged_successfully WHERE chain_id = $chain
+SELECT chain_id, task_id, block_number, block_time, tx_hash, challenger, TRUE FROM ev_task_challenged_successfully
+WHERE chain_id = $chain AND {_EMITTER}
 UNION ALL
-SELECT chain_id, task_id, block_number, block_time, tx_hash, challenger, FALSE FROM ev_task_challenged_unsuccessfully WHERE chain_id = $chain
+SELECT chain_id, task_id, block_number, block_time, tx_hash, challenger, FALSE FROM ev_task_challenged_unsuccessfully
+WHERE chain_id = $chain AND {_EMITTER}
 ORDER BY 3, 2
 """
 
@@ -297,7 +304,8 @@ WHERE chain_id = $chain AND status IN ('allowed', 'expired') AND response_expire
 
 
 def _register_factories(con: duckdb.DuckDBPyConnection) -> None:
-    """`_factories`: the policy factories the deployment names (meta `deployment_json`), whose PolicyDeployed count."""
+    """`_factories` and `_lifecycle`: the deployment's policy factories (whose PolicyDeployed count) and its task
+    manager and attestation validator (whose task-lifecycle events count), from meta `deployment_json`."""
     try:
         rows = con.execute("SELECT value FROM meta WHERE key = 'deployment_json'").fetchall()
         doc = json.loads(rows[0][0] if rows else "{}")
@@ -311,9 +319,19 @@ def _register_factories(con: duckdb.DuckDBPyConnection) -> None:
             if role.lower().endswith("policyfactory") and isinstance(a, str)
         }
     )
-    con.register("_fac_arrow", pa.table({"address": pa.array(addrs, pa.string())}))
-    con.execute("CREATE OR REPLACE TEMP TABLE _factories AS SELECT * FROM _fac_arrow")
-    con.unregister("_fac_arrow")
+    lifecycle = sorted(
+        {
+            str(a).lower()
+            for role, a in contracts.items()
+            if role.lower().endswith(("taskmanager", "attestationvalidator"))
+            and not role.lower().endswith("batchtaskmanager")
+            and isinstance(a, str)
+        }
+    )
+    for name, values in (("_factories", addrs), ("_lifecycle", lifecycle)):
+        con.register("_addr_arrow", pa.table({"address": pa.array(values, pa.string())}))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _addr_arrow")
+        con.unregister("_addr_arrow")
 
 
 def _read_chain(con: duckdb.DuckDBPyConnection, call: Call, chain_id: int) -> int:

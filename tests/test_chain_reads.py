@@ -3,6 +3,7 @@ on a real anvil chain, and a token's amount is scaled by its own decimals() — 
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -29,6 +30,7 @@ contract SixDecimals {
 """
 
 
+@functools.lru_cache(maxsize=4)
 def _deploy(url: str) -> tuple[str, str]:
     _, out = _run_solc(
         {
@@ -89,3 +91,58 @@ def test_entrypoint_and_decimals_are_read_from_the_chain_and_cached(anvil, tmp_p
     before = rpc.stats.requests
     chain.derive(db, call=rpc.call)
     assert rpc.stats.requests == before
+
+
+def test_a_window_indexed_from_a_recent_block_replays_from_the_chain_alone(anvil, tmp_path: Path) -> None:
+    """`lens index --from-block` past a task's creation: the task is known from its response only, its policy from
+    no indexed log — it still replays (entrypoint() on chain, the call from the response's own intent)."""
+    from devnet import emitter
+    from indexer.deployment import parse
+    from indexer.options import IndexOptions
+    from indexer.run import index
+
+    policy, token = _deploy(anvil.url)
+    em = emitter.deploy(anvil.url)
+    limits = json.dumps({"max_tx_wei": str(10**9), "daily_cap_wei": str(10**12), "allowed_functions": []}).encode()
+    oracle = {"spend": {"spent_today_wei": "0"}}
+    data = call("transfer(address,uint256)", ["address", "uint256"], ["0x" + "b2" * 20, 2 * 10**9])
+    it = intent(token, data=data, sig="transfer(address,uint256)")
+    tid = b"\x03" * 32
+    logs = Chain()
+    logs.created(tid, it, limits, policy=policy)
+    logs.responded(tid, it, False, policy_source("spending_limits"), limits, oracle, policy=policy)
+    created = emitter.emit_many(anvil.url, em, [(logs.logs[0]["topics"], bytes.fromhex(logs.logs[0]["data"][2:]))])
+    emitter.rpc(anvil.url, "evm_mine", [])
+    responded = emitter.emit_many(anvil.url, em, [(logs.logs[1]["topics"], bytes.fromhex(logs.logs[1]["data"][2:]))])
+    first = int(created["blockNumber"], 16)
+    window = int(responded["blockNumber"], 16)
+    dep = parse(
+        {
+            "name": "window",
+            "chain_id": anvil.chain_id,
+            "rpc_url": anvil.url,
+            "start_block": first,
+            "confirmations": 0,
+            "contracts": {"taskManager": em},
+        }
+    )
+    db = tmp_path / "window.duckdb"
+    index(dep, IndexOptions(db=str(db), start=window, end=window, worker=False, retries=2, backoff_s=0.01))
+    row = task_row(db, tid)
+    assert row["created_block"] is None and row["responded_block"] == window
+    assert (row["entrypoint"], row["entrypoint_source"]) == ("spending_limits.allow", "entrypoint()")
+    assert (row["function_name"], row["amount_wei"], row["amount_num"], row["asset_symbol"]) == (
+        "transfer",
+        str(2 * 10**9),
+        2000.0,
+        "USDx",
+    )
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        from app.engine import store
+        from app.engine.replay import replay
+
+        rep = replay(store.load_task(con, "0x" + tid.hex()))
+    finally:
+        con.close()
+    assert rep.result == "match" and rep.replayed_allow is False and "exceeds_per_tx_limit" in rep.deny

@@ -211,12 +211,32 @@ def _task(**kw) -> TaskRecord:
     return TaskRecord(**{**base.__dict__, **kw})
 
 
-def test_replay_of_simulated_tasks_matches_except_injected_faults() -> None:
-    tasks = synthetic_tasks(60, seed=11, fault_every=10)
-    results = [replay(t) for t in tasks]
-    for i, r in enumerate(results):
-        assert r.result == ("mismatch" if i % 10 == 9 else "match"), (i, r)
-    assert sum(not t.attested_allow for t in tasks) > 3  # violations are represented
+def _spending_oracle(task: TaskRecord) -> bool:
+    """spending_limits' rule written out in Python from its text and params: the moved amount (the native value, or
+    a transfer's amount argument) within max_tx_wei, and spent today + amount within daily_cap_wei."""
+    params = json.loads(task.params_json)
+    spent = int(json.loads(json.loads(task.policy_data_json)[0])["spend"]["spent_today_wei"])
+    fn = "transfer" if task.intent.function_signature else ""
+    amount = int.from_bytes(task.intent.data[36:68], "big") if fn else task.intent.value
+    return (
+        fn in params["allowed_functions"]
+        and amount <= int(params["max_tx_wei"])
+        and spent + amount <= int(params["daily_cap_wei"])
+    )
+
+
+def test_replayed_verdicts_equal_an_oracle_the_engine_did_not_produce() -> None:
+    """The replayed verdict of every spending_limits task equals the Python oracle; an attestation the oracle
+    disagrees with is a mismatch, one it agrees with a match."""
+    tasks = [t for t in synthetic_tasks(120, seed=11, fault_every=5) if t.entrypoint == "spending_limits.allow"]
+    assert len(tasks) == 30
+    results = [(t, replay(t)) for t in tasks]
+    for t, r in results:
+        want = _spending_oracle(t)
+        assert r.replayed_allow is want, t.task_id
+        assert r.result == ("match" if t.attested_allow is want else "mismatch"), t.task_id
+    assert {r.result for _, r in results} == {"match", "mismatch"}
+    assert {r.replayed_allow for _, r in results} == {True, False}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -164,35 +164,34 @@ def test_counts_per_event_type_equal_what_was_emitted(indexed, emitted):
 
 
 def test_every_field_round_trips_through_duckdb(indexed, emitted):
+    """Each emitted log's row (paired by emission order within its layout) equals the values it was emitted with."""
     db, _, _ = indexed
+    per_layout: dict[str, list[dict]] = {}
+    for lay, vals in emitted["expected"]:
+        per_layout.setdefault(lay.topic0, []).append(vals)
     with load.connect_read(db) as con:
         blobs = dict(con.execute("SELECT hash, content FROM blobs").fetchall())
-        for lay, vals in emitted["expected"]:
+        for lay in abi.LAYOUTS:
             cols = [c.name for c in decode.TABLES[lay.table]]
             rows = con.execute(
                 f"SELECT * FROM {lay.table} WHERE address = ? AND topic0 = ? ORDER BY block_number, log_index",
                 [emitted["emitter"], lay.topic0],
             ).fetchall()
-            matches = []
-            for row in rows:
+            sent = per_layout.get(lay.topic0, [])
+            assert len(rows) == len(sent), f"{lay.event}/{lay.layout}: {len(rows)} rows for {len(sent)} logs"
+            for k, (row, vals) in enumerate(zip(rows, sent)):
                 got = dict(zip(cols, row))
-                ok = True
+                assert got["layout"] == lay.layout
                 for p in lay.params:
                     prefix = abi.snake(p.name)
                     prefix = "ev_" + prefix if prefix in {c.name for c in decode.COMMON} else prefix
                     for col, want in reference_columns(prefix, p.type, vals[p.name]).items():
                         have = got[col]
-                        if (
-                            col == "task_response_policy_task_data_policy" and have is None
-                        ):  # the Rego source lives in blobs
-                            have = "0x" + blobs[got["policy_code_hash"]].encode().hex()
+                        if col == "task_response_policy_task_data_policy" and have is None:
+                            have = "0x" + blobs[got["policy_code_hash"]].encode().hex()  # the source lives in blobs
                         if isinstance(want, (list, dict)):
                             have = json.loads(have)
-                        if have != want:
-                            ok = False
-                matches.append(ok)
-            assert any(matches), f"{lay.event}/{lay.layout}: no row equals the emitted values"
-            assert all(r[7] == lay.layout for r in rows)
+                        assert have == want, f"{lay.event}/{lay.layout} log #{k}: {col} = {have!r}, emitted {want!r}"
 
 
 def test_undecodable_logs_are_stored_raw_with_their_error(indexed, emitted):

@@ -266,3 +266,32 @@ def test_statuses_of_events_md_3_6_through_the_derive_sql(tmp_path: Path) -> Non
     # far past the allowed task's response expiry block: expired
     chain.derive(tmp_path / "late.duckdb", head=chain.block + 5000)
     assert task_row(tmp_path / "late.duckdb", _tid("allowed"))["status"] == "expired"
+
+
+def test_task_events_from_an_address_that_is_not_the_task_manager_never_become_tasks(tmp_path: Path) -> None:
+    """A look-alike NewTaskCreated / TaskResponded / challenge from another indexed address (a client, a policy) is
+    stored raw, but is no task, no response and no challenge."""
+    real, fake = _tid("real"), _tid("fake")
+    it = intent(RECIPIENT, value=ETH)
+    chain = Chain()
+    chain.created(real, it, LIMITS)
+    chain.responded(real, it, False, SPENDING, LIMITS, ORACLE)
+    # the same events from the client's address: a forged task and a forged allow of the real one
+    n = len(chain.logs)
+    chain.created(fake, it, LIMITS)
+    chain.responded(real, it, True, SPENDING, LIMITS, ORACLE, policy_id=b"")
+    chain.emit(CLIENT, "TaskChallengedSuccessfully", {"taskId": real, "challenger": CLIENT})
+    for log in chain.logs[n:]:
+        log["address"] = CLIENT
+    db = tmp_path / "forged.duckdb"
+    chain.derive(db)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        ids = {r[0] for r in con.execute("SELECT task_id FROM tasks").fetchall()}
+        challenges = con.execute("SELECT count(*) FROM challenges").fetchone()[0]
+        raw = con.execute("SELECT count(*) FROM ev_new_task_created").fetchone()[0]
+    finally:
+        con.close()
+    assert ids == {"0x" + real.hex()} and challenges == 0 and raw == 2
+    row = task_row(db, real)
+    assert row["allow"] is False and row["status"] == "denied"

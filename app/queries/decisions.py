@@ -22,7 +22,7 @@ from app.queries.base import (
 )
 from app.text import asset_label, is_null, short, verdict_labels
 
-STATUSES = ("created", "allowed", "denied", "spent", "expired", "challenged")
+STATUSES = ("created", "allowed", "denied", "spent", "expired", "challenged", "direct_only")  # EVENTS.md §3.6
 VERDICTS = ("allowed", "denied", "awaiting")
 REPLAY_RESULTS = ("match", "mismatch", "cannot_replay", "not_audited")
 # Sort keys map to fixed SQL expressions: what a URL says never becomes SQL text.
@@ -219,12 +219,18 @@ def _in_force(implementations: tuple[str, ...], params: list[Any]) -> str:
     return _IN_FORCE.format(marks=", ".join("?" for _ in implementations))  # placeholders only
 
 
-def _filtered(con: Con, f: DecisionFilter) -> tuple[bool, str, list[Any]]:
-    """(has_replays, "FROM … WHERE …", params) shared by the count, the page and the export of one filter."""
+REPLAY_JOIN = " LEFT JOIN replays r ON r.chain_id = t.chain_id AND r.task_id = t.task_id"
+
+
+def _filtered(con: Con, f: DecisionFilter, join_replays: bool = True) -> tuple[bool, str, list[Any]]:
+    """(has_replays, "FROM … WHERE …", params) shared by the count, the page and the export of one filter.
+
+    join_replays=False leaves `replays` out unless the filter names a replay result: at millions of tasks that
+    join is most of a count's time, and it changes no count (one replay row per task)."""
     names = table_names(con)
     has_replays = "replays" in names
     where, params = where_clause(f, has_replays, {"ev_upgraded", "ev_new_task_created"} <= names)
-    join = " LEFT JOIN replays r ON r.chain_id = t.chain_id AND r.task_id = t.task_id" if has_replays else ""
+    join = REPLAY_JOIN if has_replays and (join_replays or f.replay) else ""
     return has_replays, f"FROM tasks t{join} {where}", params
 
 
@@ -234,16 +240,24 @@ def _order_by(f: DecisionFilter) -> str:
 
 def decisions_count(con: Con, f: DecisionFilter) -> int:
     """How many decisions match the filter."""
-    _, from_where, params = _filtered(con, f)
+    _, from_where, params = _filtered(con, f, join_replays=False)
     return int(query_rows(con, f"SELECT count(*) {from_where}", params)[0][0])
 
 
 def decisions_page(con: Con, f: DecisionFilter, page: int, page_size: int) -> pd.DataFrame:
     """One page of matching decisions, sorted and paginated in the DB (LIMIT/OFFSET), with verdict-page links."""
-    has_replays, from_where, params = _filtered(con, f)
-    replay_col = ", r.result AS replay" if has_replays else ", CAST(NULL AS VARCHAR) AS replay"
-    sql = f"SELECT {DECISION_COLS}{replay_col} {from_where} {_order_by(f)} LIMIT ? OFFSET ?"
-    return decision_rows(con, query(con, sql, params + [int(page_size), int(max(page, 0)) * int(page_size)]))
+    has_replays, from_where, params = _filtered(con, f, join_replays=False)
+    limits = [int(page_size), int(max(page, 0)) * int(page_size)]
+    if not has_replays:
+        sql = f"SELECT {DECISION_COLS}, CAST(NULL AS VARCHAR) AS replay {from_where} {_order_by(f)} LIMIT ? OFFSET ?"
+    elif f.replay:  # the filter itself needs every row's replay result
+        sql = f"SELECT {DECISION_COLS}, r.result AS replay {from_where} {_order_by(f)} LIMIT ? OFFSET ?"
+    else:  # the page's rows first (top-N over tasks alone), then the replay results of those rows only
+        sql = (
+            f"SELECT {DECISION_COLS}, r.result AS replay FROM (SELECT t.chain_id, {DECISION_COLS} {from_where} "
+            f"{_order_by(f)} LIMIT ? OFFSET ?) t{REPLAY_JOIN} {_order_by(f)}"
+        )
+    return decision_rows(con, query(con, sql, params + limits))
 
 
 def facets(con: Con) -> dict[str, list[tuple[str, str]]]:
