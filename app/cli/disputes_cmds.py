@@ -70,8 +70,13 @@ def _print(d: Any, out: dict) -> None:
     head = f"{out['head']:,}" if out["head"] is not None else "unknown"
     click.echo(
         f"head block {head} ({out['head_source']}), challenge window {out['window_blocks']} blocks "
-        f"({out['window_source']}); {out['responded']:,} responses, {out['missing_replays']:,} without a replay"
-        + (f" ({out['replayed_now']:,} replayed now, not stored)" if out["replayed_now"] else "")
+        f"({out['window_source']}); {out['responded']:,} responses"
+        + (f", {out['missing_replays']:,} without a replay" if out["missing_replays"] else "")
+        + (
+            f"; {out['replayed_now']:,} had no replay in the DB and were replayed now (`lens audit` stores replays)"
+            if out["replayed_now"]
+            else ""
+        )
     )
     s = out["summary"]
     click.echo("")
