@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -68,24 +69,25 @@ _TX_PARTS: dict[str, str] = {
         WHERE e.address = t.policy_client""",
     "ev_attestation_spent": """
         SELECT e.task_id, e.tx_hash, 'spent', 'AttestationSpent', e.block_number, e.block_time
-        FROM ev_attestation_spent e WHERE e.address IN (__MANAGERS__)""",
+        FROM ev_attestation_spent e WHERE list_contains($managers, e.address)""",
     "ev_policy_denied": """
         SELECT e.task_id, e.tx_hash, 'denied on chain', 'PolicyDenied', e.block_number, e.block_time
-        FROM ev_policy_denied e WHERE e.address IN (__MANAGERS__)""",
+        FROM ev_policy_denied e WHERE list_contains($managers, e.address)""",
     "ev_direct_task_responded": """
         SELECT e.task_id, e.tx_hash, 'responded directly', 'DirectTaskResponded', e.block_number, e.block_time
-        FROM ev_direct_task_responded e WHERE e.address IN (__MANAGERS__)""",
+        FROM ev_direct_task_responded e WHERE list_contains($managers, e.address)""",
     "challenges": """
         SELECT task_id, tx_hash, CASE WHEN success THEN 'challenged successfully' ELSE 'challenged unsuccessfully' END,
                CASE WHEN success THEN 'TaskChallengedSuccessfully' ELSE 'TaskChallengedUnsuccessfully' END,
                block_number, block_time
         FROM challenges""",
 }
-# the task manager(s): the contracts whose NewTaskCreated / TaskResponded made the tasks
+# the task manager(s), when the DB's meta does not name them: the contracts that emitted the tasks
 _MANAGERS = {
     "ev_new_task_created": "SELECT DISTINCT address FROM ev_new_task_created",
     "ev_task_responded": "SELECT DISTINCT address FROM ev_task_responded",
 }
+MANAGER_ROLES = ("taskManager", "attestationValidator")  # the deployment's contracts that emit task-manager events
 # every key a prefix may complete: task ids and the transaction hashes of the parts above
 _PREFIX_PARTS = {
     "tasks": "SELECT task_id AS key FROM tasks UNION SELECT created_tx FROM tasks UNION SELECT responded_tx FROM tasks",
@@ -116,30 +118,50 @@ def _tables(con: Any) -> set[str]:
 
 
 def tx_sql(tables: set[str], where: str) -> str | None:
-    """The (task, transaction, role) rows over the tables this DB has, filtered by `where` (None: no tables)."""
-    managers = " UNION ".join(sql for t, sql in _MANAGERS.items() if t in tables) or "SELECT NULL"
-    parts = [sql.replace("__MANAGERS__", managers) for t, sql in _TX_PARTS.items() if t in tables]
+    """The (task, transaction, role) rows over the tables this DB has, filtered by `where` (parameters: $v, and
+    $managers, the addresses entitled to emit task-manager events); None when the DB has none of the tables."""
+    parts = [sql for t, sql in _TX_PARTS.items() if t in tables]
     if not parts:
         return None
     return "SELECT * FROM (" + "\nUNION ALL\n".join(parts) + f") WHERE {where} ORDER BY block_number, task_id, event"
 
 
+def managers(con: Any, tables: set[str]) -> list[str]:
+    """The task manager's addresses: as the deployment recorded in `meta` names them, else the emitters of tasks."""
+    if "meta" in tables:
+        row = con.execute("SELECT value FROM meta WHERE key = 'roles'").fetchone()
+        try:
+            roles = json.loads(row[0]) if row and row[0] else {}
+        except ValueError:
+            roles = {}
+        named = [
+            a.lower()
+            for a, r in (roles.items() if isinstance(roles, dict) else [])
+            if isinstance(r, str) and any(m in r.split(", ") for m in MANAGER_ROLES)
+        ]
+        if named:
+            return named
+    sql = " UNION ".join(q for t, q in _MANAGERS.items() if t in tables)
+    return [r[0] for r in con.execute(sql).fetchall() if r[0]] if sql else []
+
+
 def _roles(con: Any, where: str, value: str) -> list[TxRole]:
-    sql = tx_sql(_tables(con), where)
+    tables = _tables(con)
+    sql = tx_sql(tables, where)
     if sql is None:
         return []
-    rows = con.execute(sql, [value]).fetchall()
+    rows = con.execute(sql, {"v": value, "managers": managers(con, tables)}).fetchall()
     return [TxRole(r[0], r[1], r[2], r[3], None if r[4] is None else int(r[4]), r[5]) for r in rows]
 
 
 def tx_roles(con: Any, tx_hash: str) -> list[TxRole]:
     """Every (task, role) a transaction hash is tied to, oldest first; [] if none."""
-    return _roles(con, "tx_hash = ?", tx_hash)
+    return _roles(con, "tx_hash = $v", tx_hash)
 
 
 def task_transactions(con: Any, task_id: str) -> list[TxRole]:
     """Every transaction tied to one task (created, responded, spent, executed, refused, challenged), oldest first."""
-    return _roles(con, "task_id = ?", task_id)
+    return _roles(con, "task_id = $v", task_id)
 
 
 def is_task(con: Any, task_id: str) -> bool:

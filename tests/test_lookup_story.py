@@ -84,8 +84,12 @@ def test_vault_execution_tx_on_the_verdict_page(indexed, monkeypatch) -> None:
     assert any("executed:" in m.value for m in at.markdown)
 
 
-def test_an_event_from_an_unentitled_contract_finds_nothing(indexed, tmp_path) -> None:
-    """An IntentExecuted naming a real task, emitted by a contract that is not that task's policy client."""
+@pytest.mark.parametrize(
+    "table", ["ev_intent_executed", "ev_intent_denied", "ev_attestation_spent", "ev_policy_denied"]
+)
+def test_an_event_from_an_unentitled_contract_finds_nothing(indexed, tmp_path, table) -> None:
+    """A vault or task-manager event naming a real task, emitted by a contract not entitled to emit it (not the
+    task's policy client, not the deployment's task manager): its transaction finds nothing."""
     db, _ = indexed
     forged = tmp_path / "forged.duckdb"
     shutil.copy(db, forged)
@@ -94,7 +98,7 @@ def test_an_event_from_an_unentitled_contract_finds_nothing(indexed, tmp_path) -
     con = duckdb.connect(str(forged))
     try:
         con.execute(
-            "INSERT INTO ev_intent_executed (chain_id, block_number, log_index, tx_hash, address, task_id) "
+            f"INSERT INTO {table} (chain_id, block_number, log_index, tx_hash, address, task_id) "
             "SELECT chain_id, 999999, 0, ?, ?, task_id FROM tasks WHERE task_id = ?",
             [fake_tx, "0x" + "66" * 20, task_id],
         )
@@ -200,3 +204,22 @@ def test_audit_separates_challenged_mismatches_and_can_leave_the_db_alone(indexe
     first = next(line for line in text.output.splitlines() if "MISMATCH" in line)
     assert flipped in first and "still open" in first
     assert sql(copy, "SELECT count(*) FROM replays")[0][0] > before
+
+
+def test_index_status_says_why_the_head_is_unknown(indexed, tmp_path) -> None:
+    db, _ = indexed
+    copy = tmp_path / "status.duckdb"
+    shutil.copy(db, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        con.execute("UPDATE meta SET value = '' WHERE key = 'rpc_url'")
+    finally:
+        con.close()
+    doc = json.loads(CliRunner().invoke(cli, ["index", "status", "--db", str(copy), "--json"]).output)
+    assert doc["head"] is None and "no RPC URL" in doc["head_error"]
+    text = CliRunner().invoke(cli, ["index", "status", "--db", str(copy)]).output
+    assert "head unknown: no RPC URL" in " ".join(text.split())
+    # an RPC that refuses: the head is unknown and the reason names the failure
+    dead = CliRunner().invoke(cli, ["index", "status", "--db", str(copy), "--rpc", "http://127.0.0.1:9", "--json"])
+    dead_doc = json.loads(dead.output)
+    assert dead_doc["head"] is None and dead_doc["head_error"]
