@@ -70,6 +70,19 @@ def test_a_policyset_from_an_unrelated_address_does_not_change_the_verdict(tmp_p
     rep = _replay(db, tid)
     assert rep.result == "mismatch" and rep.replayed_allow is False
     assert "exceeds_per_tx_limit" in rep.deny
+    # the verdict page's policy table says where the entrypoint and the params came from
+    from app.queries import verdict
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        facts = dict(verdict.policy_facts(verdict.verdict(con, "0x" + tid.hex())).values.tolist())
+    finally:
+        con.close()
+    assert (
+        facts["entrypoint"]
+        == "spending_limits.allow (from Newton convention <package>.allow from the source's package line)"
+    )
+    assert facts["params from"].startswith("the TaskResponded the quorum signed")
 
 
 def test_the_policys_own_policyset_and_the_factorys_policydeployed_are_trusted(tmp_path: Path) -> None:
