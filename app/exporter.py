@@ -40,7 +40,7 @@ class ExporterOptions:
     rpc_url: str = ""
     recent: int = 500
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
-    read_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0  # under Prometheus' default 10 s scrape timeout, so a locked DB reads as lens_up 0
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:

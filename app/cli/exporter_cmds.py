@@ -33,6 +33,11 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @settings.option("operator_recent_tasks")
     @settings.option("alert_participation_below")
     @settings.option("alert_missed_streak")
+    @click.option(
+        "--once",
+        is_flag=True,
+        help="Print one scrape in the Prometheus text format and exit (for a look, or node_exporter's textfile).",
+    )
     def exporter_cmd(
         db: str,
         rpc: str,
@@ -41,6 +46,7 @@ def register(cli: click.Group, bench: click.Group) -> None:
         operator_recent_tasks: int,
         alert_participation_below: float,
         alert_missed_streak: int,
+        once: bool,
     ) -> None:
         """Serve Prometheus metrics on http://ADDRESS:PORT/metrics, reading the DB read-only on every scrape:
         operator participation, stake and streaks; tasks; replays; challenge candidates; challenges; indexer lag."""
@@ -59,6 +65,13 @@ def register(cli: click.Group, bench: click.Group) -> None:
             recent=operator_recent_tasks,
             thresholds=AlertThresholds(alert_participation_below, alert_missed_streak),
         )
+        if once:
+            from prometheus_client import generate_latest
+
+            from app.exporter import registry
+
+            click.echo(generate_latest(registry(options)).decode(), nl=False)
+            return
         server = serve(options, exporter_port, exporter_address)
         host, port = server.server_address[:2]
         click.echo(f"serving Prometheus metrics of {path} on http://{host}:{port}/metrics (Ctrl-C stops)", err=True)
