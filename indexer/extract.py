@@ -244,9 +244,11 @@ class Rpc:
             not isinstance(out, list)
             or len(out) != len(calls)
             or not all(isinstance(r, dict) and "result" in r for r in out)
-            or {r.get("id") for r in out} != set(range(len(calls)))
         ):
             return [self.call(m, p) for m, p in calls]  # one by one, each checked
+        if {r.get("id") for r in out} != set(range(len(calls))):
+            self.stats.fault("wrong JSON-RPC id", "a batch answered with other requests' ids")
+            return [self.call(m, p) for m, p in calls]
         by_id = {r["id"]: r["result"] for r in out}
         return [by_id[i] for i in range(len(calls))]
 
