@@ -150,7 +150,10 @@ def _roles(con: Any, where: str, value: str) -> list[TxRole]:
     sql = tx_sql(tables, where)
     if sql is None:
         return []
-    rows = con.execute(sql, {"v": value, "managers": managers(con, tables)}).fetchall()
+    params: dict[str, Any] = {"v": value}
+    if "$managers" in sql:  # DuckDB refuses a parameter the statement does not use
+        params["managers"] = managers(con, tables)
+    rows = con.execute(sql, params).fetchall()
     return [TxRole(r[0], r[1], r[2], r[3], None if r[4] is None else int(r[4]), r[5]) for r in rows]
 
 

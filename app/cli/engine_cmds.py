@@ -205,9 +205,12 @@ def format_story(story: dict, ex: Any) -> str:
     for t in story["transactions"]:
         lines.append(f"    block {t['block']:>8,}  {t['tx_hash']}  {t['text'].split(' (')[0]} ({t['event']})")
     lines += ["", "Verdict", *("  " + x for x in format_explanation(ex).splitlines())]
-    lines += ["", "Policy", f"  {p['name'] or '—'} at {p['address']}, entrypoint {p['entrypoint'] or '—'}"]
-    lines.append(f"  code hash  {p['code_hash'] or '—'}")
-    lines.append(f"  params     {json.dumps(p['params'], default=str) if p['params'] is not None else '—'}")
+    lines += ["", "Policy"]
+    facts = p.get("facts") or {}
+    width = max((len(k) for k in facts), default=0)
+    for k, v in facts.items():
+        lines.append(f"  {k:<{width}}  {v}")
+    lines.append(f"  {'params':<{width}}  {json.dumps(p['params'], default=str) if p['params'] is not None else '—'}")
     lines += ["", "Oracle data"]
     lines.append(
         f"  {json.dumps(story['oracle_data'], default=str)}"

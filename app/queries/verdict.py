@@ -464,6 +464,7 @@ def story(data: dict[str, Any], exp: Any = None, found: dict[str, Any] | None = 
             "code_hash": data.get("code_hash"),
             "params": parsed_json(t.get("params_json"), None),
             "params_set_at_block": None if not v else int(v["block_number"]),
+            "facts": dict(zip(*policy_facts(data).T.values)),  # as the page's Policy table shows them
         },
         "oracle_data": oracle,
         "oracle_errors": [{"oracle": p, "error": e} for p, e in oracle_errors_of(oracle)],
