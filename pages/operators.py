@@ -64,8 +64,8 @@ if wanted:
     st.subheader("Metadata and location", anchor=False)
     fetched = info.get("metadata_ok")
     st.text(
-        f"name {info.get('name') or '—'} · organisation {info.get('organisation') or '—'} · client "
-        f"{info.get('client_version') or '—'}"
+        f"name {info.get('name') or '—'} · organisation {info.get('organisation') or '—'} · website "
+        f"{info.get('website') or '—'} · client {info.get('client_version') or '—'}"
     )
     st.text(
         f"declares {info.get('city') or '—'}, {info.get('country') or '—'} on {info.get('provider') or '—'} "

@@ -47,11 +47,12 @@ FIGURE_COLUMNS = (
 
 # task_signers holds, per responded task, every operator registered in the task's quorum at its reference block
 # (taskCreatedBlock) with whether it signed: exactly the eligibility the participation figures need.
-# Tasks are numbered once in the order they were created — (created block, NewTaskCreated log index, task id); a
-# direct-only task has no created block and uses its response's — so that streaks and the recent window work on
-# integers: two scans of task_signers and no per-operator sort, which keeps ~10 signers × 1,000,000 tasks fast.
-_POSITIONS = """
-SELECT t.task_id, row_number() OVER (ORDER BY coalesce(t.created_block, t.responded_block), {logpos}, t.task_id) AS pos,
+# Each task gets an order key, (created block, NewTaskCreated log index) as one integer — a direct-only task has no
+# created block and uses its response's — so that streaks and the recent window compare integers: one full join of
+# task_signers for the all-time figures, then joins that build on the few tail tasks only; no per-operator sort,
+# which keeps ~10 signers × 1,000,000 tasks fast.
+_KEYS = """
+SELECT t.task_id, coalesce(t.created_block, t.responded_block) * 100000 + {logpos} AS pos,
        coalesce(t.created_block, t.responded_block) AS blk, t.created_time
 FROM tasks t {join}
 WHERE t.signer_count IS NOT NULL
@@ -64,55 +65,40 @@ _CREATED_POS = (
 
 
 def _positions(names: set[str]) -> str:
-    """Tasks with signer data, numbered in creation order (log index 0 where the raw table is absent)."""
+    """Tasks with signer data and their order key (log index 0 where the raw table is absent: tasks of one block
+    then tie)."""
     if "ev_new_task_created" in names:
-        return _POSITIONS.format(logpos="coalesce(c.logpos, 0)", join=_CREATED_POS)
-    return _POSITIONS.format(logpos="0", join="")
+        return _KEYS.format(logpos="coalesce(c.logpos, 0)", join=_CREATED_POS)
+    return _KEYS.format(logpos="0", join="")
 
 
 PARTICIPATION_SQL = """
-WITH p AS MATERIALIZED ({positions}),
-s AS MATERIALIZED (
-  SELECT ts.operator_id, ts.signed, p.pos, p.blk, p.created_time
-  FROM task_signers ts JOIN p ON p.task_id = ts.task_id
-),
-agg AS (
-  SELECT operator_id, count(*) AS eligible, count(*) FILTER (WHERE signed) AS signed,
-         coalesce(max(pos) FILTER (WHERE signed), 0) AS last_yes, coalesce(max(pos) FILTER (WHERE NOT signed), 0) AS last_no,
-         max(blk) FILTER (WHERE signed) AS last_signed_block, max(created_time) FILTER (WHERE signed) AS last_signed_time
-  FROM s GROUP BY operator_id
-),
--- the current streak: the eligible tasks after the last one of the other kind
-streak AS (
-  SELECT s.operator_id, count(*) AS streak_len
-  FROM s JOIN agg ON agg.operator_id = s.operator_id
-  WHERE s.pos > least(agg.last_yes, agg.last_no)
-  GROUP BY s.operator_id
-),
-recent AS (
-  SELECT operator_id, signed, pos FROM s WHERE pos > (SELECT coalesce(max(pos), 0) FROM p) - $recent
-),
--- the longest run of consecutive missed tasks inside the recent window (an outage that is over still shows)
-runs AS (
-  SELECT operator_id, k - row_number() OVER (PARTITION BY operator_id ORDER BY k) AS grp
-  FROM (SELECT operator_id, pos, signed, row_number() OVER (PARTITION BY operator_id ORDER BY pos) AS k FROM recent)
-  WHERE NOT signed
-),
-recent_agg AS (
-  SELECT operator_id, count(*) AS recent_eligible, count(*) FILTER (WHERE signed) AS recent_signed
-  FROM recent GROUP BY operator_id
-),
-longest AS (
-  SELECT operator_id, max(n) AS longest_recent_miss
-  FROM (SELECT operator_id, grp, count(*) AS n FROM runs GROUP BY operator_id, grp) GROUP BY operator_id
-)
-SELECT agg.operator_id, agg.eligible, agg.signed, agg.last_signed_block, agg.last_signed_time,
-       agg.last_yes > agg.last_no AS streak_signed, coalesce(streak.streak_len, 0) AS streak_len,
-       coalesce(recent_agg.recent_eligible, 0) AS recent_eligible, coalesce(recent_agg.recent_signed, 0) AS recent_signed,
-       coalesce(longest.longest_recent_miss, 0) AS longest_recent_miss
-FROM agg LEFT JOIN streak ON streak.operator_id = agg.operator_id
-LEFT JOIN recent_agg ON recent_agg.operator_id = agg.operator_id
-LEFT JOIN longest ON longest.operator_id = agg.operator_id
+WITH p AS ({positions})
+SELECT ts.operator_id, count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed,
+       coalesce(max(p.pos) FILTER (WHERE ts.signed), -1) AS last_yes,
+       coalesce(max(p.pos) FILTER (WHERE NOT ts.signed), -1) AS last_no,
+       max(p.blk) FILTER (WHERE ts.signed) AS last_signed_block,
+       max(p.created_time) FILTER (WHERE ts.signed) AS last_signed_time
+FROM task_signers ts JOIN p ON p.task_id = ts.task_id
+GROUP BY ts.operator_id
+"""
+# The order key of the task just before the recent window (the window is the last $recent tasks).
+WINDOW_SQL = "WITH p AS ({positions}) SELECT pos FROM p ORDER BY pos DESC LIMIT 1 OFFSET $recent"
+# The recent window: the signer rows of the tasks after key $from (the join builds on those few tasks only).
+TAIL_SQL = """
+WITH p AS ({positions})
+SELECT ts.operator_id, ts.signed, p.pos
+FROM task_signers ts JOIN (SELECT * FROM p WHERE pos > $from) p ON p.task_id = ts.task_id
+ORDER BY ts.operator_id, p.pos
+"""
+# Streaks that began before the window: per operator, its eligible tasks after its last task of the other kind.
+STREAK_SQL = """
+WITH p AS ({positions}),
+th AS (SELECT unnest($ops) AS operator_id, unnest($froms) AS f)
+SELECT ts.operator_id, count(*) AS n
+FROM task_signers ts JOIN th ON th.operator_id = ts.operator_id
+JOIN (SELECT * FROM p WHERE pos > $lowest) p ON p.task_id = ts.task_id AND p.pos > th.f
+GROUP BY ts.operator_id
 """
 
 OPERATORS_SQL = """
@@ -220,7 +206,7 @@ def operator_figures(con: Con, recent: int = DEFAULT_RECENT) -> pd.DataFrame:
     if ops.empty:
         return _empty_figures()
     if {"task_signers", "tasks"} <= names:
-        part = query(con, PARTICIPATION_SQL.format(positions=_positions(names)), {"recent": max(recent, 0)})
+        part = _participation(con, names, max(recent, 0))
     else:
         part = pd.DataFrame(columns=["operator_id"])
     df = ops.merge(part.drop(columns=["operator"], errors="ignore"), on="operator_id", how="left")
@@ -255,6 +241,62 @@ def operator_figures(con: Con, recent: int = DEFAULT_RECENT) -> pd.DataFrame:
         df["last_signed_time"] = None
     df = df.sort_values(["stake", "operator"], ascending=[False, True]).reset_index(drop=True)
     return df[list(FIGURE_COLUMNS)]
+
+
+def _participation(con: Con, names: set[str], recent: int) -> pd.DataFrame:
+    """Per operator: eligible, signed, last signed, the current streak and the recent window's figures."""
+    positions = _positions(names)
+    agg = query(con, PARTICIPATION_SQL.format(positions=positions))
+    if agg.empty:
+        return agg
+    cut = query_rows(con, WINDOW_SQL.format(positions=positions), {"recent": int(recent)})
+    window_from = int(cut[0][0]) if cut else -1  # fewer tasks than the window: all of them
+    tail = query(con, TAIL_SQL.format(positions=positions), {"from": window_from})
+    # an operator with tasks of both kinds has a streak that starts after its last task of the other kind
+    starts = {
+        r["operator_id"]: min(int(r["last_yes"]), int(r["last_no"]))
+        for r in agg.to_dict("records")
+        if r["last_yes"] >= 0 and r["last_no"] >= 0
+    }
+    far = {op: f for op, f in starts.items() if f < window_from}
+    long_streaks: dict[str, int] = {}
+    if far:
+        counted = query(
+            con,
+            STREAK_SQL.format(positions=positions),
+            {"ops": list(far), "froms": list(far.values()), "lowest": min(far.values())},
+        )
+        long_streaks = dict(zip(counted["operator_id"], counted["n"].astype(int)))
+    rows = []
+    for r in agg.to_dict("records"):
+        op = r["operator_id"]
+        mine = tail[tail["operator_id"] == op]
+        if op in far:
+            streak_len = long_streaks.get(op, 0)
+        elif op in starts:
+            streak_len = int((mine["pos"] > starts[op]).sum())
+        else:
+            streak_len = int(r["eligible"])  # one kind only, all along
+        rows.append(
+            {
+                **r,
+                "streak_signed": r["last_yes"] > r["last_no"],
+                "streak_len": streak_len,
+                "recent_eligible": len(mine),
+                "recent_signed": int(mine["signed"].sum()),
+                "longest_recent_miss": _longest_run(mine["signed"].tolist()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _longest_run(signed: list[bool]) -> int:
+    """The longest run of consecutive False in a list."""
+    best = run = 0
+    for s in signed:
+        run = 0 if s else run + 1
+        best = max(best, run)
+    return best
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -429,6 +471,7 @@ FROM challenges c JOIN task_signers ts ON ts.chain_id = c.chain_id AND ts.task_i
 WHERE ts.operator_id = $id
 ORDER BY c.block_number DESC
 """
+WEBSITE_SQL = "SELECT json_extract_string(content, '$.website') FROM operator_metadata WHERE uri = ? AND ok"
 MISSED_SQL = """
 SELECT t.task_id, t.created_time, t.created_block, t.policy_client, t.intent_from, t.function_name, t.amount_num,
        t.asset, t.allow, t.status, t.non_signer_count
@@ -453,6 +496,10 @@ def operator_detail(
     p = {"op": op, "id": info["operator_id"]}
     meta = query(con, OPERATORS_SQL + " WHERE lower(operator) = $op", {"op": op})
     info.update({k: (None if is_null(v) else v) for k, v in meta.iloc[0].to_dict().items() if k not in info})
+    info["website"] = None
+    if "operator_metadata" in names and info.get("metadata_uri"):
+        site = query_rows(con, WEBSITE_SQL, [info["metadata_uri"]])
+        info["website"] = site[0][0] if site else None
     out: dict[str, Any] = {"info": info, "alerts": alerts_by_operator(row, thresholds).get(info["operator"], [])}
     out["registrations"] = (
         query(con, REGISTRATION_SQL, {"op": op})
@@ -499,12 +546,15 @@ BUCKETS = (
     ("30 days", 2592000),
 )
 TIME_RANGE_SQL = "SELECT min(created_time), max(created_time) FROM tasks WHERE signer_count IS NOT NULL"
+# buckets are computed on the tasks (1 row per task), the join then groups by two small keys
 HEATMAP_SQL = """
-SELECT ts.operator, time_bucket(CAST($width AS INTERVAL), t.created_time) AS bucket,
-       count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed
-FROM task_signers ts JOIN tasks t ON t.chain_id = ts.chain_id AND t.task_id = ts.task_id
-WHERE t.created_time IS NOT NULL
-GROUP BY ALL ORDER BY bucket
+WITH b AS (SELECT task_id, time_bucket(CAST($width AS INTERVAL), created_time) AS bucket FROM tasks
+           WHERE created_time IS NOT NULL AND signer_count IS NOT NULL),
+c AS (SELECT ts.operator_id, b.bucket, count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed
+      FROM task_signers ts JOIN b ON b.task_id = ts.task_id GROUP BY ALL)
+SELECT o.operator, c.bucket, c.eligible, c.signed
+FROM c JOIN (SELECT DISTINCT operator, operator_id FROM operators) o ON o.operator_id = c.operator_id
+ORDER BY c.bucket
 """
 LATENCY_TIME_SQL = """
 SELECT time_bucket(CAST($width AS INTERVAL), created_time) AS bucket, count(*) AS tasks,
