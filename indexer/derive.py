@@ -130,19 +130,22 @@ j AS (
   LEFT JOIN psa ON psa.address = COALESCE(r.task_response_policy_address, c.state_policy_address, d.task_response_policy_address)
   LEFT JOIN pd ON pd.policy = COALESCE(r.task_response_policy_address, c.state_policy_address, d.task_response_policy_address)
 ),
+dep AS (SELECT address, any_value(entrypoint) AS entrypoint FROM _dep_policies WHERE entrypoint <> '' GROUP BY address),
+pe AS (SELECT address, any_value(entrypoint) AS entrypoint FROM policy_entrypoints
+       WHERE chain_id = $chain AND entrypoint <> '' GROUP BY address),
+-- the package line once per distinct source (blobs holds a few policy sources), not once per task
+pk AS (SELECT hash, regexp_extract(content, '(?m)^[ \t]*package[ \t]+([A-Za-z_][A-Za-z0-9_.]*)', 1) AS package
+       FROM blobs),
+tk AS (SELECT address, any_value(decimals) AS decimals, any_value(symbol) AS symbol FROM tokens
+       WHERE chain_id = $chain GROUP BY address),
 e AS (
-  SELECT j.*,
-    (SELECT any_value(entrypoint) FROM _dep_policies dp WHERE dp.address = j.policy_address AND dp.entrypoint <> '') AS dep_entrypoint,
-    (SELECT any_value(pe.entrypoint) FROM policy_entrypoints pe
-      WHERE pe.chain_id = $chain AND pe.address = j.policy_address AND pe.entrypoint <> '') AS call_entrypoint,
-    (SELECT any_value(regexp_extract(b.content, '(?m)^[ \t]*package[ \t]+([A-Za-z_][A-Za-z0-9_.]*)', 1)) FROM blobs b
-      WHERE b.hash = j.policy_code_hash) AS package,
+  SELECT j.*, dep.entrypoint AS dep_entrypoint, pe.entrypoint AS call_entrypoint, pk.package,
     TRY_CAST(j.intent_chain_id_exact AS BIGINT) AS intent_chain_id,
-    CASE WHEN j.asset = 'ETH' THEN 18 ELSE
-      (SELECT any_value(tk.decimals) FROM tokens tk WHERE tk.chain_id = $chain AND tk.address = j.asset) END AS asset_decimals,
-    CASE WHEN j.asset = 'ETH' THEN 'ETH' ELSE
-      (SELECT any_value(tk.symbol) FROM tokens tk WHERE tk.chain_id = $chain AND tk.address = j.asset) END AS asset_symbol
-  FROM j WHERE known
+    CASE WHEN j.asset = 'ETH' THEN 18 ELSE tk.decimals END AS asset_decimals,
+    CASE WHEN j.asset = 'ETH' THEN 'ETH' ELSE tk.symbol END AS asset_symbol
+  FROM j LEFT JOIN dep ON dep.address = j.policy_address LEFT JOIN pe ON pe.address = j.policy_address
+  LEFT JOIN pk ON pk.hash = j.policy_code_hash LEFT JOIN tk ON tk.address = j.asset
+  WHERE known
 )
 SELECT $chain, task_id, policy_client, policy_address, policy_id, created_block, created_time, created_tx,
   task_created_block, quorum_threshold_pct, quorum_numbers, intent_from, intent_to, intent_value, intent_value_num,
