@@ -80,6 +80,7 @@ class SimResult:
     challenged_frivolous: list[str] = field(default_factory=list)
     unchallenged: list[str] = field(default_factory=list)  # wrong responses the challenger chose not to challenge
     params_changes: int = 0
+    governance: list[str] = field(default_factory=list)  # governance transactions sent (upgrade, ownership transfer)
     blocks: int = 0
     first_block: int = 0
     last_block: int = 0
@@ -110,6 +111,7 @@ class SimResult:
             "frivolous_challenges": len(self.challenged_frivolous),
             "left_unchallenged": len(self.unchallenged),
             "params_changes": self.params_changes,
+            "governance": list(self.governance),
             "blocks": self.blocks,
             "first_block": self.first_block,
             "last_block": self.last_block,
@@ -617,6 +619,7 @@ class Simulation:
                     self._register(payload)
             elif kind == "governance":
                 self.blocks.send(self.keys[0], payload.to, payload.data, gas=300_000, label=payload.label)
+                self.result.governance.append(payload.label)
             elif kind == "params":
                 c = self.clients[payload.client]
                 c.version = payload.version

@@ -51,7 +51,7 @@ def _word_address(word: str) -> str:
 
 
 def test_upgrade_ownership_and_initializations_carry_the_blocks_the_chain_logged(world):
-    _node, w3, doc, _res, db, _st, report = world
+    _node, w3, doc, res, db, _st, report = world
     tm = doc["contracts"]["taskManager"]
     chain_up = [(int(x["blockNumber"], 16), _word_address(x["topics"][1])) for x in _logs(w3, tm, UPGRADED)]
     assert len(chain_up) == 2  # deployment (v1), then the mid-run upgrade (v2)
@@ -68,6 +68,7 @@ def test_upgrade_ownership_and_initializations_carry_the_blocks_the_chain_logged
     policy = doc["policies"][name]["address"]
     chain_own = [(int(x["blockNumber"], 16), _word_address(x["topics"][2])) for x in _logs(w3, policy, OWNERSHIP)]
     assert chain_own[-1][1] == dg.new_policy_owner(7) and len(chain_own) == 2
+    assert res.governance == [f"transferOwnership of policy {name}", "upgrade TaskManager"]
     p = next(p for p in report.proxies if p.address == policy)
     assert [(h.block_number, h.value) for h in p.history if h.event == "OwnershipTransferred"] == chain_own
     assert p.owner == dg.new_policy_owner(7)

@@ -68,6 +68,8 @@ def _print_summary(summary: dict, participation: dict[str, list[int]]) -> None:
         f"frivolous challenges {s['frivolous_challenges']}, wrong responses left unchallenged "
         f"{s.get('left_unchallenged', 0)}; params changes {s['params_changes']}"
     )
+    if s.get("governance"):
+        click.echo(f"  governance: {'; '.join(s['governance'])} (see `lens upgrades` after indexing)")
     for name, (signed, eligible) in participation.items():
         if eligible:
             click.echo(f"  {name:<24} signed {signed}/{eligible} ({100 * signed / eligible:.1f}%)")
