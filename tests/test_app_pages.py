@@ -338,7 +338,7 @@ def test_policies_page_params_history_and_rules(synth_db, env):
     rules = next(f for f in frames if "deny reason" in f.columns)
     assert "exceeds_per_tx_limit" in set(rules["deny reason"])
     params = next(f for f in frames if "param" in f.columns)
-    doc = json.loads(synth_meta(synth_db)["deployment"])
+    doc = json.loads(synth_meta(synth_db)["deployment_json"])
     for client_name, c in doc["clients"].items():
         if c["policy"] != "spending_limits":
             continue

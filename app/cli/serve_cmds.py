@@ -176,9 +176,7 @@ def register(cli: click.Group, bench: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(result))
             return
-        click.echo(f"bench app: {result['tasks']:,} tasks in {result['db']}")
-        for title, t in result["pages"].items():
-            ok = "ok" if t["cold_s"] < 3 and t["warm_s"] < 0.5 else "SLOW"
-            click.echo(
-                f"  {title:<10} cold {t['cold_s']:.2f} s (target < 3)   warm {t['warm_s']:.3f} s (target < 0.5)   {ok}"
-            )
+        from app.pagebench import format_report
+
+        for line in format_report(result):
+            click.echo(line)
