@@ -188,3 +188,13 @@ def test_policy_eval_checks_params_against_the_schema(tmp_path: Path, params: di
     assert res.exit_code == 1
     err = json.loads(res.output)["error"]
     assert needle in err and "params_schema.json" in err
+
+
+def test_a_duckdb_db_without_tasks_says_so(tmp_path: Path) -> None:
+    import duckdb
+
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    for args in (("explain", "0x" + "ab" * 32), ("audit",)):
+        res = _run(*args, "--db", str(empty))
+        assert res.exit_code == 1 and "the database has no tasks table" in res.output, res.output

@@ -21,6 +21,7 @@ ENGINE_TASK_SELECT = """
 SELECT t.*, b.content AS policy_source
 FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash
 """
+TASKS_TABLE_SQL = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tasks'"
 ENGINE_TASK_BY_ID_SQL = ENGINE_TASK_SELECT + "\nWHERE t.task_id = ?\nLIMIT 1\n"
 ENGINE_TASKS_SQL = (
     ENGINE_TASK_SELECT
@@ -122,6 +123,8 @@ def load_lookup(con: duckdb.DuckDBPyConnection, key: str) -> tuple[TaskRecord, R
             + (" …" if len(found.candidates) > 5 else ""),
             "type more of it",
         )
+    if found.kind == "none" and not con.execute(TASKS_TABLE_SQL).fetchone()[0]:
+        raise LensError("the database has no tasks table", "index a chain first (`lens index`)")
     if found.kind == "none":
         raise LensError(
             f"no task or transaction {found.query} in the database",
