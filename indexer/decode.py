@@ -339,11 +339,16 @@ def intent_summary(intent: tuple) -> list:
     Asset and amount come from `indexer.calls.moved` (typed arguments only); an odd call has no amount. The amount
     in whole units is only filled for ETH here: a token's decimals are read from the chain when tasks are derived.
     """
-    to, value, data, fsig = intent[1], intent[2], intent[3], intent[5]
+    return list(_summary(intent[1], intent[2], intent[3], intent[5]))
+
+
+@lru_cache(maxsize=8192)
+def _summary(to: str, value: int, data: bytes, fsig: bytes) -> tuple:
+    # a task's intent comes twice (NewTaskCreated, then TaskResponded): decode the call once
     name, types, args, err = decode_typed_calldata(fsig, data)
     ftext = _text(fsig) if fsig else None
     m = moved(to, value, name, types, args)
-    return [
+    return (
         ftext,
         name,
         None if args is None else _dumps(args),
@@ -352,7 +357,7 @@ def intent_summary(intent: tuple) -> list:
         None if m.amount is None else str(m.amount),
         scaled(m.amount, 18) if m.asset == ETH else None,
         m.counterparty,
-    ]
+    )
 
 
 _INTENT_COLUMNS = [
