@@ -104,3 +104,38 @@ def test_operators_policies_versions_blobs(devnet_indexed):
     assert names
     assert q(db, "SELECT count(*) FROM ev_new_task_created WHERE intent_calldata_error IS NOT NULL") == [(0,)]
     assert q(db, "SELECT count(*) FROM tasks WHERE function_signature <> '' AND function_args_json IS NULL") == [(0,)]
+
+
+def test_entrypoints_from_the_policies_own_logs_and_amounts_as_the_policy_sees_them(devnet_indexed):
+    """The devnet deploys its policies through a factory emitting PolicyDeployed, and each policy proxy emits its
+    PolicySet: every task's entrypoint comes from one of those trusted logs (never the package fallback); what a
+    task moves is its call's typed amount, scaled by the token's own decimals() and named by its symbol()."""
+    db, doc, _, _ = devnet_indexed
+    factory = doc["contracts"]["policyFactory"].lower()
+    deployed = {a for (a,) in q(db, "SELECT policy FROM ev_policy_deployed WHERE address = ?", [factory])}
+    assert deployed == {p["address"].lower() for p in doc["policies"].values()}
+    by_address = {p["address"].lower(): p["entrypoint"] for p in doc["policies"].values()}
+    rows = q(db, "SELECT policy_address, entrypoint, entrypoint_source FROM tasks")
+    assert rows and all(src in ("PolicySet", "PolicyDeployed") for _, _, src in rows)
+    assert all(ep == by_address[a] for a, ep, _ in rows)
+    token = doc["contracts"]["token"].lower()
+    assert q(db, "SELECT decimals, symbol FROM tokens WHERE address = ?", [token]) == [(18, "dUSD")]
+    # each call type's amount straight from its calldata words (the oracle: the ABI layout, not Lens's decoder)
+    seen = set()
+    for fn, data, value, asset, amount, num, symbol in q(
+        db,
+        "SELECT function_name, intent_data, intent_value, asset, amount_wei, amount_num, asset_symbol FROM tasks",
+    ):
+        seen.add(fn or "")
+        words = [data[10 + 64 * i : 10 + 64 * (i + 1)] for i in range((len(data) - 10) // 64)]
+        if fn in ("transfer", "approve"):
+            assert (asset, int(amount)) == (token, int(words[1], 16))
+        elif fn == "swap":  # swap(tokenIn, amountIn, tokenOut, minOut)
+            sold = "0x" + words[0][24:]
+            assert int(amount) == int(words[1], 16)
+            assert asset == ("ETH" if sold == "0x" + "ee" * 20 else sold)
+        elif not fn:
+            assert (asset, amount) == ("ETH", value)
+        assert num == int(amount) / 1e18
+        assert symbol == ("ETH" if asset == "ETH" else "dUSD")
+    assert {"", "transfer", "swap"} <= seen, seen
