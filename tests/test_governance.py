@@ -373,3 +373,27 @@ def test_without_a_reachable_chain_the_history_still_names_the_implementations(w
     assert offline.risks == () and offline.layout_diffs == ()
     online = {p.address: p.implementation for p in report.proxies}
     assert {p.address: p.implementation for p in offline.proxies} == online
+
+
+def test_timeline_chart_has_one_trace_per_event_kind_and_the_params_row():
+    import pandas as pd
+
+    from app.charts import governance as charts
+
+    history = pd.DataFrame(
+        {
+            "block": [4, 4, 45],
+            "role": ["taskManager", "taskManager", "taskManager"],
+            "event": ["Upgraded", "Initialized", "Upgraded"],
+            "value": ["0xa", "1", "0xb"],
+            "tx_hash": ["0x1", "0x1", "0x2"],
+        }
+    )
+    params = pd.DataFrame({"block": [30], "client": ["vault"]})
+    fig = charts.governance_timeline(history, params)
+    names = [t.name for t in fig.data]
+    assert names == ["Initialized", "Upgraded", "params change"]  # the upgrade drawn above what shares its block
+    assert list(fig.data[1].x) == [4, 45] and list(fig.data[2].y) == [charts.PARAMS_ROW]
+    assert len(fig.layout.shapes) == 2  # one line per upgrade
+    empty = charts.governance_timeline(history.iloc[0:0], params.iloc[0:0])
+    assert empty.layout.annotations[0].text == "no governance events indexed yet"

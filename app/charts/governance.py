@@ -7,14 +7,15 @@ import plotly.graph_objects as go
 
 from app.charts import _base, empty
 
+# Drawn in this order, so an upgrade is on top of the other events of its block.
 EVENT_COLORS = {
-    "Upgraded": "#d64545",
-    "AdminChanged": "#d98b2b",
-    "BeaconUpgraded": "#b0569e",
     "Initialized": "#3b7dd8",
-    "OwnershipTransferred": "#7a5cc7",
+    "AdminChanged": "#d98b2b",
     "RoleGranted": "#2e9e5b",
     "RoleRevoked": "#8c8c8c",
+    "OwnershipTransferred": "#7a5cc7",
+    "BeaconUpgraded": "#b0569e",
+    "Upgraded": "#d64545",
     "params change": "#c9a227",
 }
 PARAMS_ROW = "params changes (Policies)"

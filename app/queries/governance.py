@@ -27,6 +27,8 @@ OZ5_INITIALIZABLE_SLOT = "0xf0c57e16840df040f15088dc2f81fe391c3923bec73e23a9662e
 OWNER_SELECTOR = "0x8da5cb5b"  # owner()
 MIN_DELAY_SELECTOR = "0xf27a0c92"  # TimelockController.getMinDelay()
 ZERO = "0x" + "00" * 20
+# Most severe first: anyone can take over / the proxy's storage is misread, then one key can change the code.
+RISK_ORDER = ("uninitialized_implementation", "storage_layout", "no_delay_upgrade", "eoa_admin", "eoa_owner")
 
 # The governance events: raw table, the column that names what changed, and the history field it fills.
 EVENTS: tuple[tuple[str, str, str, str], ...] = (
@@ -483,6 +485,7 @@ def build_report(con: Con, doc: dict | None, rpc_url: str | None, block: int | N
                     f"({c.old} → {c.new}): the new code reads the proxy's existing storage differently",
                 )
             )
+    risks.sort(key=lambda r: RISK_ORDER.index(r.kind) if r.kind in RISK_ORDER else len(RISK_ORDER))
     return GovernanceReport(tuple(proxies), tuple(risks), tuple(diffs), chain_note)
 
 
