@@ -42,6 +42,8 @@ def chain(tmp_path_factory):
         dep.write_text(json.dumps(doc))
         audited = tmp / "audited.duckdb"
         shutil.copy(raw, audited)
+        code, _out, err = lens("audit", "--db", str(audited), "--json")  # replays stored, as `lens audit` does
+        assert code == 0, err
         yield {
             "node": node,
             "w3": w3,
@@ -150,8 +152,6 @@ def test_disputes_replays_what_the_db_lacks(chain):
 
 
 def test_candidates_are_the_unchallenged_wrong_responses(chain):
-    code, _out, err = lens("audit", "--db", str(chain["db"]), "--json")
-    assert code == 0, err
     out = disputes_json(chain["db"])
     assert out["replayed_now"] == 0 and out["missing_replays"] == 0
     r, w3 = chain["result"], chain["w3"]
@@ -326,16 +326,17 @@ def test_exporter_metrics_equal_the_cli(chain):
         assert g("lens_operator_eligible_tasks", **key) == eligible
         assert g("lens_operator_signed_tasks", **key) == signed
         assert g("lens_operator_participation_ratio", **key) == pytest.approx(signed / eligible)
-    code, ops_out, _ = lens("operators", "--db", str(chain["db"]), "--json")
-    if code == 0 and ops_out.strip().startswith("{"):
-        for o in json.loads(ops_out)["operators"]:
-            key = dict(operator=o["operator"], name=o["name"])
-            assert g("lens_operator_stake", **key) == pytest.approx(o["stake"])
-            assert g("lens_operator_streak", **key) == o["streak"]
-            if o["recent_participation"] is not None:
-                assert g("lens_operator_participation_ratio", **key, window="recent") == pytest.approx(
-                    o["recent_participation"]
-                )
+    code, ops_out, err = lens("operators", "--db", str(chain["db"]), "--json")
+    assert code == 0, err
+    ops = json.loads(ops_out)["operators"]
+    assert ops
+    for o in ops:
+        key = dict(operator=o["operator"], name=o["name"])
+        assert g("lens_operator_stake", **key) == pytest.approx(o["stake"])
+        assert g("lens_operator_streak", **key) == o["streak"]
+        for window, value in (("all", o["participation"]), ("recent", o["recent_participation"])):
+            shown = g("lens_operator_participation_ratio", **key, window=window)
+            assert shown is None if value is None else shown == pytest.approx(value)  # absent when never eligible
 
 
 def test_a_successful_challenge_of_a_matching_response_is_loud(chain):

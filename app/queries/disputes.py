@@ -135,6 +135,8 @@ class Disputes:
     @property
     def open_candidates(self) -> pd.DataFrame:
         """Candidates whose window is still open."""
+        if "state" not in self.candidates:
+            return self.candidates
         return self.candidates[self.candidates["state"] == "open"]
 
     def to_dict(self) -> dict[str, Any]:
