@@ -543,6 +543,18 @@ def register(cli: click.Group, bench: click.Group) -> None:
         help="List at most this many mismatching tasks (default: every one); the rest are counted.",
     )
     @click.option("--no-write", is_flag=True, help="Report only: leave the `replays` table as it is.")
+    @click.option(
+        "--scheduler",
+        default=None,
+        help="Evaluate on a Dask cluster: tcp://HOST:8786, or `local` (a LocalCluster of --workers processes).",
+    )
+    @click.option(
+        "--parquet",
+        "parquet_dir",
+        default=None,
+        type=click.Path(file_okay=False),
+        help="Read the decisions from a `lens export parquet` directory instead of the DB (reports; writes nothing).",
+    )
     def audit_cmd(
         db: str,
         eval_timeout_ms: int,
@@ -551,26 +563,42 @@ def register(cli: click.Group, bench: click.Group) -> None:
         as_json: bool,
         max_listed: int | None,
         no_write: bool,
+        scheduler: str | None = None,
+        parquet_dir: str | None = None,
     ) -> None:
         """Replay every indexed decision, write the `replays` table, and report matches and mismatches — those
         already successfully challenged on chain apart from those still open."""
         from app.engine import store
         from app.engine.audit import AuditPool
 
-        path = str(store.check_db_file(db))
+        no_write = no_write or parquet_dir is not None  # an export is read, never written
+        path = str(store.check_db_file(db)) if parquet_dir is None else ""
         t_start = time.perf_counter()
-        pool = AuditPool(workers)  # workers start while the DB is read
+        if scheduler or parquet_dir:  # the same audit, its evaluations on Dask (app/distributed.py)
+            from app import distributed
+
+            pool = distributed.DaskAuditPool(scheduler or distributed.LOCAL, workers)
+        else:
+            pool = AuditPool(workers)  # workers start while the DB is read
         counts = {"match": 0, "mismatch": 0, "cannot_replay": 0}
         mismatches: list[str] = []
         challenged: set[str] = set()  # mismatches a successful challenge already proved wrong on chain
         reasons: dict[str, int] = {}
         replay_s, used = 0.0, 1
         try:
-            total_tasks = min(store.count_tasks(path), limit if limit is not None else 2**62)
+            total_tasks = min(
+                distributed.parquet_rows(parquet_dir) if parquet_dir else store.count_tasks(path),
+                limit if limit is not None else 2**62,
+            )
             with _AuditProgress(total_tasks, as_json) as progress:
                 # page by page: read (DB closed again), replay on the workers, write that page's rows — the DB is
                 # never held while the engines run, and memory stays bounded however many tasks there are
-                for page in store.iter_task_pages(path, AUDIT_PAGE, limit):
+                pages = (
+                    distributed.parquet_task_pages(parquet_dir, limit)
+                    if parquet_dir
+                    else store.iter_task_pages(path, AUDIT_PAGE, limit)
+                )
+                for page in pages:
                     results, stats = pool.run(page, timeout_ms=eval_timeout_ms, on_progress=progress.advance)
                     replay_s, used = replay_s + stats.seconds, max(used, stats.workers)
                     if not no_write:
@@ -608,6 +636,7 @@ def register(cli: click.Group, bench: click.Group) -> None:
                         "seconds": round(replay_s, 3),
                         "decisions_per_s": rate,
                         "workers": used,
+                        "scheduler": getattr(pool, "scheduler", None),
                         "total_seconds": round(total, 3),
                         "load_avg_1m": round(os.getloadavg()[0], 2),
                     }
