@@ -42,7 +42,8 @@ def served(tmp_path_factory):
     ).fetchone()[0]
     con.close()
     port = free_port()
-    env = dict(os.environ, LENS_DEPLOYMENT_FILE=str(tmp / "none.json"))
+    # the synthetic operators' hostnames are made up: never resolve them (no DNS query from a test)
+    env = dict(os.environ, LENS_DEPLOYMENT_FILE=str(tmp / "none.json"), LENS_RESOLVE_HOSTNAMES="off")
     lens = str(Path(sys.executable).parent / "lens")
     proc = subprocess.Popen(
         [lens, "serve", "--db", str(db), "--port", str(port), "--address", "127.0.0.1"],
@@ -96,6 +97,12 @@ def test_every_page_renders_without_errors(served, tmp_path):
         ("overview", f"{url}/", "Overview"),
         ("decisions", f"{url}/decisions?verdict=denied", "Decisions"),
         ("policies", f"{url}/policies", "Policies"),
+        # a shared what-if link: it runs on opening (500 ETH per transaction for every spending_limits client)
+        ("whatif", f"{url}/whatif?policy=spending_limits&p.max_tx_wei=500000000000000000000&run=1", "What-if"),
+        ("governance", f"{url}/governance", "Governance"),
+        ("disputes", f"{url}/disputes", "Disputes"),
+        ("operators", f"{url}/operators", "Operators"),
+        ("diversity", f"{url}/diversity", "Diversity"),
     ]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -125,6 +132,9 @@ def test_every_page_renders_without_errors(served, tmp_path):
                             + page.get_by_text("function_not_allowed").count()
                             > 0
                         )
+                    if name == "whatif":
+                        assert page.get_by_text("Allowed → denied").count() > 0, "what-if: no flips shown"
+                        assert page.get_by_text("baseline reproduces").count() > 0
                     page.screenshot(path=str(shots / f"{name}{'' if theme == 'light' else '-dark'}.png"))
                 assert not console_errors, console_errors
                 context.close()
