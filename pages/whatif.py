@@ -173,7 +173,7 @@ if scenario not in results:
     )
     t0 = time.perf_counter()
     try:
-        result = engine.run_whatif(decisions.tasks, scenario.change(), limits, on_tick=tick)
+        result = engine.run_whatif(decisions.tasks, scenario.change(), limits, on_tick=tick, cached=decisions.cached)
     except LensError as err:
         bar.empty()
         st.error(str(err))

@@ -192,6 +192,11 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @click.option(
         "--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: one per core)."
     )
+    @click.option(
+        "--no-cache",
+        is_flag=True,
+        help="Re-evaluate every baseline even where the whatif_baseline table holds it, and keep none.",
+    )
     @settings.option("db")
     @settings.option("eval_timeout_ms")
     @settings.option("whatif_budget_s")
@@ -208,6 +213,7 @@ def register(cli: click.Group, bench: click.Group) -> None:
         to_block: int | None,
         out_path: str | None,
         workers: int | None,
+        no_cache: bool,
         db: str,
         eval_timeout_ms: int,
         whatif_budget_s: float,
@@ -244,7 +250,13 @@ def register(cli: click.Group, bench: click.Group) -> None:
             progress = _Progress(len(decisions.tasks), as_json or len(decisions.tasks) < 2000)
             try:
                 with progress:
-                    result = pool.run(decisions.tasks, scenario.change(), limits, on_progress=progress.advance)
+                    result = pool.run(
+                        decisions.tasks,
+                        scenario.change(),
+                        limits,
+                        on_progress=progress.advance,
+                        cached=None if no_cache else decisions.cached,
+                    )
             except KeyboardInterrupt:
                 pool.close()
                 click.echo(
@@ -255,8 +267,17 @@ def register(cli: click.Group, bench: click.Group) -> None:
             seconds = time.perf_counter() - t0
         finally:
             pool.close()
+        cached_note = ""
+        if not no_cache and result.fresh:
+            try:  # best effort: the what-if's own table, never chain data; a busy DB just stays uncached
+                with store.writing(db) as con:
+                    kept = q.write_baselines(con, decisions, result)
+                cached_note = f"kept {kept:,} baselines in the {q.CACHE_TABLE} table for the next what-if"
+            except LensError as err:
+                cached_note = f"baselines not cached ({err})"
         out = q.summary(result, decisions.facts, seconds, names)
         out["workers"] = pool.workers
+        out["cached_baselines"] = 0 if no_cache else decisions.cache_hits
         frame = q.flips_frame(result, decisions.facts, names)
         if out_path and fmt:
             Path(out_path).expanduser().write_bytes(q.export_flips(frame, fmt))
@@ -266,7 +287,8 @@ def register(cli: click.Group, bench: click.Group) -> None:
             return
         click.echo(
             f"re-evaluated {out['decisions']:,} decisions in {seconds:.1f} s "
-            f"({out['decisions_per_s']:,} decisions/s on {pool.workers} workers)"
+            f"({out['decisions_per_s']:,} decisions/s on {pool.workers} workers; "
+            f"{out['cached_baselines']:,} baselines from the cache)"
         )
         click.echo(out["baseline"])
         click.secho(
@@ -295,6 +317,8 @@ def register(cli: click.Group, bench: click.Group) -> None:
             )
         if out_path:
             click.echo(f"wrote {len(frame):,} flips to {out_path}")
+        if cached_note:
+            click.echo(cached_note)
 
     @bench.command("whatif")
     @settings.option("db", default=None, show_default="a synthetic DB in a temporary folder")
@@ -322,15 +346,18 @@ def register(cli: click.Group, bench: click.Group) -> None:
             click.echo(json.dumps(out))
             return
         click.echo(
-            f"what-if: {out['decisions']:,} decisions ({out['evaluations']:,} evaluations: baseline + changed) in "
-            f"{out['seconds']:.1f} s = {out['decisions_per_s']:,.0f} decisions/s on {out['workers']} workers; one core "
+            f"what-if: {out['decisions']:,} decisions under a changed param, baselines cached: "
+            f"{out['decisions_per_s']:,.0f} decisions/s on {out['workers']} workers, one core "
             f"{out['single_core_per_s']:,.0f}/s → scaling {out['scaling']:.2f}x over {out['cpus']} cores; target "
-            f"{BENCH_TARGET_PER_S:,}/s → {out['ratio_to_target']:.2f}x; CPU {out['cpu_us_per_decision']:.0f} µs per "
-            f"decision; load average {out['load_avg_1m']}"
+            f"{BENCH_TARGET_PER_S:,}/s → {out['ratio_to_target']:.2f}x. First run (baselines computed too): "
+            f"{out['cold_decisions_per_s']:,.0f}/s. CPU per decision {out['cpu_us_per_decision']:.0f} µs "
+            f"({out['cpu_us_per_decision_cold']:.0f} µs cold), i.e. {out['cpu_bound_per_s']:,.0f}/s if the "
+            f"{out['cpus']} cores were ours alone; load average {out['load_avg_1m_start']} → {out['load_avg_1m']}"
         )
         for name, r in out["per_policy"].items():
             click.echo(
-                f"  {name}: {r['decisions']:,} decisions, {r['flips']:,} flips, {r['cpu_us_per_decision']:.0f} µs CPU per decision"
+                f"  {name}: {r['decisions']:,} decisions, {r['flips']:,} flips, CPU {r['cpu_us_per_decision']:.0f} µs "
+                f"per decision ({r['cpu_us_per_decision_cold']:.0f} µs cold)"
             )
 
 
@@ -360,23 +387,32 @@ def _bench_changes(con: Any) -> list[tuple[Any, Any]]:
 
 
 def run_bench(db: str | None, n: int, single_n: int, quiet: bool = False) -> dict[str, Any]:
-    """The what-if benchmark: every policy's decisions (≥ n in all) under a change, on one worker and on all cores."""
+    """The what-if benchmark: every policy's decisions (≥ n in all) under a change — first cold (baseline computed
+    too), then with the baselines cached, on all cores and on one — with CPU time beside wall time."""
     from app.engine import store
     from app.engine.whatif import Limits, WhatIfPool
     from app.queries import whatif as q
 
-    tmp = None
+    tmp = tempfile.TemporaryDirectory(prefix="lens-bench-whatif-")
     if db is None:
         from app import synth
 
-        tmp = tempfile.TemporaryDirectory(prefix="lens-bench-whatif-")
         db = str(Path(tmp.name) / "bench.duckdb")
         # answered decisions are ~99.8% of a synthetic DB's tasks
         synth.build(Path(db), tasks=int(n * 1.01) + 200, seed=11, progress=not quiet)
+    else:  # the cache is written: work on a copy, never on the caller's DB
+        import shutil
+
+        src, db = db, str(Path(tmp.name) / "bench.duckdb")
+        shutil.copyfile(Path(src).expanduser(), db)
     try:
-        with store.reading(db) as con:
-            plans = [(row, s, q.load_decisions(con, s).tasks) for row, s in _bench_changes(con)]
-        total = sum(len(t) for _, _, t in plans)
+
+        def load() -> list[tuple[dict, Any, Any]]:
+            with store.reading(db) as con:
+                return [(row, s, q.load_decisions(con, s)) for row, s in _bench_changes(con)]
+
+        plans = load()
+        total = sum(len(d.tasks) for _, _, d in plans)
         if total < n:
             raise LensError(
                 f"the DB holds {total:,} answered decisions, fewer than --decisions {n:,}",
@@ -387,46 +423,58 @@ def run_bench(db: str | None, n: int, single_n: int, quiet: bool = False) -> dic
         )
         cpus = os.cpu_count() or 1
         load0 = os.getloadavg()[0]
-        # one core: a proportional slice of every policy, on one worker
-        with WhatIfPool(1) as pool:
-            pool.run(plans[0][2][:200], plans[0][1].change(), limits)  # warm: imports and the first compile
-            t0 = time.perf_counter()
-            done = 0
-            for _, s, tasks in plans:
-                part = tasks[: max(1, round(single_n * len(tasks) / total))]
-                pool.run(part, s.change(), limits)
-                done += len(part)
-            single = done / (time.perf_counter() - t0)
-        per_policy: dict[str, dict[str, Any]] = {}
+
+        def timed(pool: Any, plans: list, share: float = 1.0) -> tuple[float, int, float, list]:
+            """(wall s, decisions, CPU s in the workers, results) of every plan on `pool` (a share of each)."""
+            t0, done, cpu, results = time.perf_counter(), 0, 0.0, []
+            for _, s, d in plans:
+                k = max(1, round(len(d.tasks) * share))
+                r = pool.run(d.tasks[:k], s.change(), limits, cached=d.cached[:k])
+                done, cpu = done + r.decisions, cpu + r.cpu_s
+                results.append(r)
+            return time.perf_counter() - t0, done, cpu, results
+
         with WhatIfPool(cpus) as pool:
-            for _, s, tasks in plans[:1]:
-                pool.run(tasks[: 200 * cpus], s.change(), limits)  # warm every worker
-            t0 = time.perf_counter()
-            evaluations = 0
-            cpu = 0.0
-            for row, s, tasks in plans:
-                r = pool.run(tasks, s.change(), limits)
-                evaluations += r.evaluations
-                cpu += r.cpu_s
-                per_policy[str(row["name"])] = {
-                    "decisions": r.decisions,
-                    "flips": len(r.flips),
-                    "baseline_mismatches": len(r.baseline_mismatches),
-                    "changed": {k: json.loads(v) for k, v in s.overrides},
-                    "cpu_us_per_decision": round(r.cpu_s / max(r.decisions, 1) * 1e6, 1),
-                }
-            seconds = time.perf_counter() - t0
-        rate = total / seconds
+            _, _, d0 = plans[0]
+            pool.run(d0.tasks[: 200 * cpus], plans[0][1].change(), limits)  # warm every worker
+            cold_s, _, cold_cpu, cold = timed(pool, plans)
+        with store.writing(db) as con:
+            for (_, _, d), r in zip(plans, cold):
+                q.write_baselines(con, d, r)
+        plans = load()
+        hits = sum(d.cache_hits for _, _, d in plans)
+        with WhatIfPool(1) as pool:
+            pool.run(d0.tasks[:200], plans[0][1].change(), limits)  # warm: imports and the first compile
+            one_s, one_n, _, _ = timed(pool, plans, min(1.0, single_n / total))
+        with WhatIfPool(cpus) as pool:
+            pool.run(d0.tasks[: 200 * cpus], plans[0][1].change(), limits)
+            warm_s, _, warm_cpu, warm = timed(pool, plans)
+        rate, single = total / warm_s, one_n / one_s
+        per_policy = {
+            str(row["name"]): {
+                "decisions": r.decisions,
+                "flips": len(r.flips),
+                "baseline_mismatches": len(r.baseline_mismatches),
+                "changed": {k: json.loads(v) for k, v in s.overrides},
+                "cpu_us_per_decision_cold": round(rc.cpu_s / max(rc.decisions, 1) * 1e6, 1),
+                "cpu_us_per_decision": round(r.cpu_s / max(r.decisions, 1) * 1e6, 1),
+            }
+            for (row, s, _), rc, r in zip(plans, cold, warm)
+        }
         return {
             "decisions": total,
-            "evaluations": evaluations,
-            "seconds": round(seconds, 3),
             "decisions_per_s": round(rate, 1),
             "single_core_per_s": round(single, 1),
             "scaling": round(rate / single, 3),
+            "cold_decisions_per_s": round(total / cold_s, 1),
+            "cached_baselines": hits,
+            "seconds": round(warm_s, 3),
+            "cold_seconds": round(cold_s, 3),
             "workers": cpus,
             "cpus": cpus,
-            "cpu_us_per_decision": round(cpu / total * 1e6, 1),
+            "cpu_us_per_decision": round(warm_cpu / total * 1e6, 1),
+            "cpu_us_per_decision_cold": round(cold_cpu / total * 1e6, 1),
+            "cpu_bound_per_s": round(cpus / (warm_cpu / total), 1) if warm_cpu else None,
             "target_per_s": BENCH_TARGET_PER_S,
             "ratio_to_target": round(rate / BENCH_TARGET_PER_S, 3),
             "load_avg_1m_start": round(load0, 2),
@@ -434,5 +482,4 @@ def run_bench(db: str | None, n: int, single_n: int, quiet: bool = False) -> dic
             "per_policy": per_policy,
         }
     finally:
-        if tmp is not None:
-            tmp.cleanup()
+        tmp.cleanup()

@@ -301,40 +301,96 @@ class PartitionResult:
     reasons_added: dict[str, int] = field(default_factory=dict)  # over every decision, not only the flips
     reasons_removed: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0
+    fresh: tuple[tuple[str, Baseline], ...] = ()  # baselines computed here (task id → baseline), for the cache
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A decision's evaluation inputs as JSON and its unchanged verdict: what a what-if cache keeps per decision."""
+
+    input_json: str
+    params_json: str
+    wasm_json: str
+    allow: bool
+    deny: tuple[str, ...]
+    error: str | None = None
+
+
+_TAG: list[str] = []
+
+
+def cache_tag() -> str:
+    """A fingerprint of the code that builds inputs and evaluates them (regorus' version, the engine's sources): a
+    cached baseline made by other code is never used."""
+    if not _TAG:
+        import hashlib
+        from importlib.metadata import version
+        from pathlib import Path
+
+        h = hashlib.sha256(version("celine-regorus").encode())
+        here = Path(__file__).resolve().parent
+        for name in ("intent.py", "replay.py", "evaluate.py", "whatif.py"):
+            h.update((here / name).read_bytes())
+        _TAG.append(h.hexdigest()[:16])
+    return _TAG[0]
 
 
 def evaluate_partition(
-    tasks: Sequence[TaskRecord], index: Sequence[int | None], sources: Sequence[str], change: Change, batch: int = BATCH
+    tasks: Sequence[TaskRecord],
+    index: Sequence[int | None],
+    sources: Sequence[str],
+    change: Change,
+    batch: int = BATCH,
+    cached: Sequence[Baseline | None] | None = None,
 ) -> PartitionResult:
     """Re-evaluate a partition of decisions unchanged (baseline) and under `change`; pure apart from the per-process
-    compile cache. `tasks` carry no source: `index[k]` points into `sources` (one copy per partition)."""
+    compile cache. `tasks` carry no source: `index[k]` points into `sources` (one copy per partition). A decision
+    with a `cached` baseline is neither rebuilt nor re-evaluated unchanged; the others' baselines come back in
+    `fresh`."""
     c0 = time.process_time()
     errors: list[tuple[str, str]] = []
     base_groups: dict[tuple[int, str], list[int]] = {}
     new_groups: dict[tuple[int, str], list[int]] = {}
     rows: list[tuple[TaskRecord, str, str, str, str | None]] = []  # task, input, params, wasm, changed params
+    base: list[Evaluation | None] = []
+    changed_by_version: dict[str, str] = {}
     new_source_at = len(sources)
     all_sources = list(sources) + ([change.source] if change.source is not None else [])
-    for t, i in zip(tasks, index):
+    for n, (t, i) in enumerate(zip(tasks, index)):
         if i is None:
             errors.append((t.task_id, "the policy source is not indexed"))
             continue
-        try:
-            prep = prepare(replace(t, source=sources[i]))
-        except LensError as err:
-            errors.append((t.task_id, str(err)))
-            continue
-        params_json = json.dumps(prep.params)
-        changed = json.dumps(change.params_for(prep.params)) if (change.overrides or change.params_json) else None
+        hit = cached[n] if cached is not None else None
+        if hit is not None:
+            params_json, input_json, wasm_json = hit.params_json, hit.input_json, hit.wasm_json
+            params = None
+        else:
+            try:
+                prep = prepare(replace(t, source=sources[i]))
+            except LensError as err:
+                errors.append((t.task_id, str(err)))
+                continue
+            params, params_json = prep.params, json.dumps(prep.params)
+            input_json, wasm_json = json.dumps(prep.input), json.dumps(prep.wasm)
+        changed = None
+        if change.overrides or change.params_json is not None:
+            # decisions share a few params versions: the changed params are built once per version
+            changed = changed_by_version.get(params_json)
+            if changed is None:
+                doc = params if params is not None else json.loads(params_json)
+                changed = changed_by_version[params_json] = json.dumps(change.params_for(doc))
         k = len(rows)
-        rows.append((t, json.dumps(prep.input), params_json, json.dumps(prep.wasm), changed))
-        base_groups.setdefault((i, t.entrypoint), []).append(k)
+        rows.append((t, input_json, params_json, wasm_json, changed))
+        if hit is not None:
+            base.append(Evaluation(hit.allow, hit.deny, hit.error))
+        else:
+            base.append(None)
+            base_groups.setdefault((i, t.entrypoint), []).append(k)
         if change.source is not None or change.entrypoint:
             target = (new_source_at if change.source is not None else i, change.entrypoint or t.entrypoint)
             new_groups.setdefault(target, []).append(k)
         elif changed is not None and changed != params_json:
             new_groups.setdefault((i, t.entrypoint), []).append(k)
-    base: list[Evaluation | None] = [None] * len(rows)
     new: list[Evaluation | None] = [None] * len(rows)
     evaluations = 0
     for groups, into, use_changed in ((base_groups, base, False), (new_groups, new, True)):
@@ -348,6 +404,7 @@ def evaluate_partition(
                 for k, ev in zip(part, policy.run(items)):
                     into[k] = ev
                 evaluations += len(part)
+    fresh_keys = {k for ks in base_groups.values() for k in ks}
     mismatches: list[str] = []
     flips: list[Flip] = []
     added: Counter[str] = Counter()
@@ -380,6 +437,11 @@ def evaluate_partition(
         reasons_added=dict(added),
         reasons_removed=dict(removed),
         cpu_s=time.process_time() - c0,
+        fresh=tuple(
+            (t.task_id, Baseline(ij, pj, wj, b.allow, b.deny, b.error))
+            for k, (t, ij, pj, wj, _c) in enumerate(rows)
+            if k in fresh_keys and (b := base[k]) is not None
+        ),
     )
 
 
@@ -423,6 +485,7 @@ def merge(parts: Sequence[PartitionResult]) -> PartitionResult:
         reasons_added=dict(added),
         reasons_removed=dict(removed),
         cpu_s=sum(p.cpu_s for p in parts),
+        fresh=tuple(x for p in parts for x in p.fresh),
     )
 
 
@@ -479,6 +542,7 @@ class WhatIfPool:
         on_progress: Callable[[int, PartitionResult], None] | None = None,
         on_tick: Callable[[int, int], None] | None = None,
         poll_s: float = 0.2,
+        cached: Sequence[Baseline | None] | None = None,
     ) -> PartitionResult:
         """Every decision evaluated, partitions in order; WhatIfStopped for a runaway, the budget or a cancel.
 
@@ -496,6 +560,9 @@ class WhatIfPool:
                 pass  # restarted by its first call, which reports the problem
         chunk = max(1, min(chunk, -(-len(tasks) // self.workers) if tasks else 1))
         chunks = [list(tasks[i : i + chunk]) for i in range(0, len(tasks), chunk)]
+        cached_chunks = [
+            list(cached[i : i + chunk]) if cached is not None else None for i in range(0, len(tasks), chunk)
+        ]
         results: list[PartitionResult | None] = [None] * len(chunks)
         failure: list[BaseException] = []
         queue = list(range(len(chunks)))
@@ -513,7 +580,7 @@ class WhatIfPool:
                 limit = limits.eval_timeout_ms / 1000.0 + CHUNK_ALLOWANCE_S * len(part)
                 limit = min(limit, max(0.5, limits.budget_s - (time.monotonic() - started)))
                 try:
-                    out = sb.call(evaluate_partition, (*pack(part), change, batch), limit)
+                    out = sb.call(evaluate_partition, (*pack(part), change, batch, cached_chunks[k]), limit)
                 except EvalMemoryLimit as err:
                     if not self.cancelled.is_set() and not failure:
                         failure.append(WhatIfStopped(str(err), err.hint))
@@ -612,15 +679,17 @@ def run_whatif(
     workers: int | None = None,
     on_progress: Callable[[int, PartitionResult], None] | None = None,
     on_tick: Callable[[int, int], None] | None = None,
+    cached: Sequence[Baseline | None] | None = None,
 ) -> PartitionResult:
     """Evaluate `tasks` under `change` on killable worker processes (default: one per core) and merge the flips."""
     if workers is None:
         workers = min(os.cpu_count() or 1, max(1, -(-len(tasks) // 500)))
     with WhatIfPool(workers, limits.memory_mb) as pool:
-        return pool.run(tasks, change, limits, on_progress=on_progress, on_tick=on_tick)
+        return pool.run(tasks, change, limits, on_progress=on_progress, on_tick=on_tick, cached=cached)
 
 
 __all__ = [
+    "Baseline",
     "Change",
     "Flip",
     "Limits",

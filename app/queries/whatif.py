@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from app.engine.replay import TaskRecord, task_from_row
-from app.engine.whatif import Change, PartitionResult, is_wei, parse_value, schema_for
+from app.engine.whatif import Baseline, Change, PartitionResult, cache_tag, is_wei, parse_value, schema_for
 from app.errors import LensError
 from app.queries.base import (
     Con,
@@ -25,12 +25,27 @@ from app.queries.base import (
 from app.queries.policies import local_policy_files, policy_catalog
 from app.text import short
 
+# The what-if's own cache: each decision's evaluation inputs as JSON and its baseline verdict, valid only for the
+# same code hash, entrypoint and params and the same engine code (cache_tag). Never chain data.
+CACHE_TABLE = "whatif_baseline"
+CACHE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {CACHE_TABLE} (
+  chain_id BIGINT, task_id VARCHAR, engine VARCHAR, policy_code_hash VARCHAR, entrypoint VARCHAR, params_json VARCHAR,
+  input_json VARCHAR, eval_params_json VARCHAR, wasm_json VARCHAR, allow BOOLEAN, deny_json VARCHAR, error VARCHAR,
+  PRIMARY KEY (chain_id, task_id))
+"""
+CACHE_COLUMNS = ", c.input_json AS c_input, c.eval_params_json AS c_params, c.wasm_json AS c_wasm, c.allow AS c_allow, c.deny_json AS c_deny, c.error AS c_error"
+CACHE_JOIN = f"""
+LEFT JOIN {CACHE_TABLE} c ON c.chain_id = t.chain_id AND c.task_id = t.task_id AND c.engine = $engine
+  AND c.policy_code_hash IS NOT DISTINCT FROM t.policy_code_hash AND c.entrypoint IS NOT DISTINCT FROM t.entrypoint
+  AND c.params_json IS NOT DISTINCT FROM t.params_json
+"""
 DECISIONS_SQL = """
 SELECT t.chain_id, t.task_id, t.policy_client, t.created_block, t.created_time, t.intent_from, t.intent_to,
        t.intent_value, t.intent_data, t.intent_chain_id, t.function_signature, t.entrypoint, t.policy_code_hash,
        t.params_json, t.policy_data_json, t.evaluation_result, t.allow, t.status, t.challenge_success,
-       b.content AS policy_source
-FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash
+       b.content AS policy_source {cache_columns}
+FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash {cache_join}
 WHERE t.policy_address = $policy AND t.allow IS NOT NULL
   AND ($client IS NULL OR t.policy_client = $client)
   AND ($from IS NULL OR t.created_block >= $from) AND ($to IS NULL OR t.created_block <= $to)
@@ -238,10 +253,17 @@ def task_scenario(con: Con, task_id: str) -> dict[str, str] | None:
 
 @dataclass(frozen=True)
 class Decisions:
-    """The decisions a scenario re-runs (TaskRecords with their sources) and their facts for the flip tables."""
+    """The decisions a scenario re-runs (TaskRecords with their sources), their cached baselines (None where not
+    cached) and their facts for the flip tables."""
 
     tasks: list[TaskRecord]
     facts: pd.DataFrame  # task_id, created_block, created_time, policy_client, intent_from, challenge_success, status
+    cached: list[Baseline | None] = field(default_factory=list)
+
+    @property
+    def cache_hits(self) -> int:
+        """How many decisions have a cached baseline."""
+        return sum(1 for c in self.cached if c is not None)
 
 
 def _bind(s: Scenario) -> dict[str, Any]:
@@ -255,9 +277,14 @@ def count_decisions(con: Con, s: Scenario) -> int:
 
 def load_decisions(con: Con, s: Scenario) -> Decisions:
     """Every answered decision of the scenario's policy (and client, and block range), oldest first."""
+    use_cache = _cache_ok(con)
+    sql = DECISIONS_SQL.format(
+        cache_columns=CACHE_COLUMNS if use_cache else "", cache_join=CACHE_JOIN if use_cache else ""
+    )
+    bind = _bind(s) | ({"engine": cache_tag()} if use_cache else {})
     cur = con.cursor()
     try:
-        cur.execute(DECISIONS_SQL, _bind(s))
+        cur.execute(sql, bind)
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r)) for r in cur.fetchall()]
     finally:
@@ -271,7 +298,70 @@ def load_decisions(con: Con, s: Scenario) -> Decisions:
         tasks.append(task_from_row(r, src))
     cols = ["task_id", "created_block", "created_time", "policy_client", "intent_from", "challenge_success", "status"]
     facts = pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols)
-    return Decisions(tasks, facts)
+    cached = [
+        Baseline(
+            r["c_input"], r["c_params"], r["c_wasm"], bool(r["c_allow"]), tuple(json.loads(r["c_deny"])), r["c_error"]
+        )
+        if r.get("c_input") is not None
+        else None
+        for r in rows
+    ]
+    return Decisions(tasks, facts, cached)
+
+
+def _cache_ok(con: Con) -> bool:
+    """Whether the cache table exists with this version's columns."""
+    if CACHE_TABLE not in table_names(con):
+        return False
+    cols = {
+        r[0]
+        for r in query_rows(
+            con, "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [CACHE_TABLE]
+        )
+    }
+    return "eval_params_json" in cols
+
+
+def write_baselines(con: Con, decisions: Decisions, result: PartitionResult) -> int:
+    """Keep the baselines a run computed in the what-if's own cache table (one transaction; never chain data)."""
+    if not result.fresh:
+        return 0
+    by_id = {t.task_id: t for t in decisions.tasks}
+    tag = cache_tag()
+    frame = pd.DataFrame(
+        [
+            {
+                "chain_id": by_id[tid].chain_id,
+                "task_id": tid,
+                "engine": tag,
+                "policy_code_hash": by_id[tid].policy_code_hash or None,
+                "entrypoint": by_id[tid].entrypoint,
+                "params_json": by_id[tid].params_json,
+                "input_json": b.input_json,
+                "eval_params_json": b.params_json,
+                "wasm_json": b.wasm_json,
+                "allow": b.allow,
+                "deny_json": json.dumps(list(b.deny)),
+                "error": b.error,
+            }
+            for tid, b in result.fresh
+            if tid in by_id
+        ]
+    )
+    if CACHE_TABLE in table_names(con) and not _cache_ok(con):
+        con.execute(f"DROP TABLE {CACHE_TABLE}")  # an older layout of our own cache: rebuilt, never migrated
+    con.execute(CACHE_DDL)
+    con.register("whatif_rows", frame)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"INSERT OR REPLACE INTO {CACHE_TABLE} BY NAME SELECT * FROM whatif_rows")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("whatif_rows")
+    return len(frame)
 
 
 # ---------------------------------------------------------------------------------------------
