@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -79,7 +79,8 @@ class Challenger:
             policy = compiled(source, self._entrypoint(policy_address))
             wasm = wasm_from_policy_data([pd[1] for pd in response[7][3]])
             params = json.loads(bytes(response[8][0]).decode("utf-8") or "{}")
-            inp = intent_input(intent_from_tuple(response[4]))
+            # the input as operators build it: the intent and the task's intentSignature (input.intent_signature)
+            inp = intent_input(replace(intent_from_tuple(response[4]), signature=bytes(response[5])))
         except Exception:  # undecodable inputs: nothing to prove
             return None
         return policy.evaluate(inp, params, wasm).allow

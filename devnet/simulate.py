@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import eth_abi
@@ -685,7 +685,7 @@ class Simulation:
                 self.policies[c.policy],
                 pdata,
                 (c.params_raw, c.expire_after),
-                json.dumps(intent_input(p.intent)),
+                json.dumps(intent_input(replace(p.intent, signature=intent_sig))),  # input.intent_signature too
                 data_json(c.params, wasm),
             )
             t = _Task(p, task, ctx, c)

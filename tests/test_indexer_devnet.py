@@ -139,3 +139,20 @@ def test_entrypoints_from_the_policies_own_logs_and_amounts_as_the_policy_sees_t
         assert num == int(amount) / 1e18
         assert symbol == ("ETH" if asset == "ETH" else "dUSD")
     assert {"", "transfer", "swap"} <= seen, seen
+
+
+def test_every_replay_agrees_with_the_chain_except_the_injected_faults(devnet_indexed):
+    """Replays from the indexed DB: a mismatch exactly where the simulation injected a wrong verdict (its own record,
+    not the engine's); the input carries the task's intentSignature as operators saw it."""
+    from app.engine import store
+    from app.engine.replay import prepare, replay
+
+    db, _, res, _ = devnet_indexed
+    with load.connect_read(db) as con:
+        tasks = list(store.iter_tasks(con))
+        sigs = dict(q(db, "SELECT task_id, intent_signature FROM tasks"))
+    assert len(tasks) == res.tasks and res.faults
+    for t in tasks:
+        r = replay(t)
+        assert r.result == ("mismatch" if t.task_id in res.faults else "match"), (t.task_id, r.reason)
+        assert prepare(t).input["intent_signature"] == sigs[t.task_id] and len(sigs[t.task_id]) == 2 + 130
