@@ -223,3 +223,16 @@ def test_index_status_says_why_the_head_is_unknown(indexed, tmp_path) -> None:
     dead = CliRunner().invoke(cli, ["index", "status", "--db", str(copy), "--rpc", "http://127.0.0.1:9", "--json"])
     dead_doc = json.loads(dead.output)
     assert dead_doc["head"] is None and dead_doc["head_error"]
+
+
+def test_token_amounts_read_in_the_tokens_symbol(indexed) -> None:
+    db, dep = indexed
+    token = json.loads(dep.read_text())["contracts"]["token"].lower()
+    rows = sql(db, "SELECT task_id FROM tasks WHERE lower(asset) = ? AND allow IS NOT NULL ORDER BY task_id", [token])
+    seen = 0
+    for (task_id,) in rows[:12]:
+        doc = json.loads(_explain(db, task_id, "--json", "--no-counterfactuals").output)
+        if " wei)" in doc["sentence"]:  # the sentence names an amount
+            seen += 1
+            assert "dUSD (" in doc["sentence"] and "tokens" not in doc["sentence"], doc["sentence"]
+    assert seen, "no explained token task named an amount"

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.errors import LensError
-from app.text import asset_label
+from app.text import amount_units
 
 # regorus engines are thread-bound (pyo3 "unsendable"): Streamlit runs each session in its own thread, so
 # every engine call of the dashboard goes through this one worker thread, where the compiled policies live.
@@ -64,8 +64,7 @@ def _explain_record(data: dict[str, Any]) -> dict[str, Any]:
         }
     try:
         # the time limit keeps a runaway policy from stalling the page; explanations get 5x one evaluation's limit
-        token = str(data.get("token") or "").lower()
-        symbols = {token: asset_label(token, token)} if token else None  # amounts in the token's symbol
+        symbols = amount_units(t, data.get("token") or "")  # amounts in the moved asset's symbol
         exp = engine.explain(task, timeout_ms=int(settings.get("eval_timeout_ms")) * 5, symbols=symbols)
     except LensError as err:
         return {"state": "cannot_replay", "replay": "cannot_replay", "reason": str(err), "explanation": None}

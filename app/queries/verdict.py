@@ -21,7 +21,7 @@ from app.queries.base import (
     table_names,
 )
 from app.queries.decisions import decision_rows
-from app.text import asset_label, fmt_amount, intent_sentence, is_null, parsed_json
+from app.text import amount_units, asset_label, fmt_amount, intent_sentence, is_null, parsed_json
 
 TASK_SQL = "SELECT * FROM tasks WHERE task_id = ? LIMIT 1"
 POLICY_SQL = "SELECT * FROM policies WHERE policy_address = ? LIMIT 1"
@@ -492,6 +492,5 @@ def oracle_errors_of(policy_data: Any) -> list[tuple[str, str]]:
 
 
 def token_symbols(data: dict[str, Any]) -> dict[str, str]:
-    """Token address → symbol for the sentences (the deployment's token, named as `asset_label` names it)."""
-    token = str(data.get("token") or "").lower()
-    return {token: asset_label(token, token)} if token else {}
+    """Called contract → the symbol of what its amounts count, for the sentences (see `amount_units`)."""
+    return amount_units(data["task"], data.get("token") or "")
