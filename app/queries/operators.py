@@ -457,8 +457,10 @@ SELECT su.block_number, su.block_time, su.tx_hash, su.stake_num / 1e18 AS stake,
 FROM ev_operator_stake_update su WHERE su.operator_id = $id
 ORDER BY su.block_number, su.log_index
 """
+# operator_stakes.stake_num is in the unit of operators.stake_num; $eth_per_unit converts it (from the exact stake)
 STAKE_HISTORY_DERIVED_SQL = """
-SELECT block_number, NULL::TIMESTAMP AS block_time, NULL AS tx_hash, stake_num / 1e18 AS stake, FALSE AS slashed
+SELECT block_number, NULL::TIMESTAMP AS block_time, NULL AS tx_hash, stake_num * $eth_per_unit AS stake,
+       FALSE AS slashed
 FROM operator_stakes WHERE operator_id = $id ORDER BY block_number
 """
 SLASHINGS_SQL = """
@@ -506,12 +508,13 @@ def operator_detail(
         if {"ev_operator_registered", "ev_operator_deregistered"} <= names
         else pd.DataFrame(columns=["block_number", "block_time", "tx_hash", "event"])
     )
+    out["stakes"] = pd.DataFrame(columns=["block_number", "block_time", "tx_hash", "stake", "slashed"])
     if {"ev_operator_stake_update", "ev_operator_slashed"} <= names:
         out["stakes"] = query(con, STAKE_HISTORY_SQL, p)
-    elif "operator_stakes" in names:
-        out["stakes"] = query(con, STAKE_HISTORY_DERIVED_SQL, {"id": p["id"]})
-    else:
-        out["stakes"] = pd.DataFrame(columns=["block_number", "block_time", "tx_hash", "stake", "slashed"])
+    if out["stakes"].empty and "operator_stakes" in names:  # a DB without raw events (lens synth)
+        num = float(info.get("stake_num") or 0.0)
+        per_unit = float(info["stake"]) / num if num > 0 and info.get("stake") else 1 / WEI_PER_ETH
+        out["stakes"] = query(con, STAKE_HISTORY_DERIVED_SQL, {"id": p["id"], "eth_per_unit": per_unit})
     out["slashings"] = (
         query(con, SLASHINGS_SQL, {"op": op})
         if "ev_operator_slashed" in names
