@@ -206,6 +206,22 @@ def test_audit_separates_challenged_mismatches_and_can_leave_the_db_alone(indexe
     assert sql(copy, "SELECT count(*) FROM replays")[0][0] > before
 
 
+def test_synth_writes_the_meta_the_indexer_writes(indexed, tmp_path) -> None:
+    db, _ = indexed
+    synth = tmp_path / "synth.duckdb"
+    res = CliRunner().invoke(cli, ["synth", "--tasks", "60", "--db", str(synth)])
+    assert res.exit_code == 0, res.output
+    indexer_meta = dict(sql(db, "SELECT key, value FROM meta"))
+    synth_meta = dict(sql(synth, "SELECT key, value FROM meta"))
+    run_stats = {"rpc_faults", "rpc_faults_since", "last_reorg"}  # what one indexer run met, not what the DB holds
+    assert set(indexer_meta) - run_stats <= set(synth_meta), set(indexer_meta) - run_stats - set(synth_meta)
+    for key in ("roles", "deployment_json"):  # the same shapes: JSON objects with the same top-level keys
+        a, b = json.loads(indexer_meta[key]), json.loads(synth_meta[key])
+        assert isinstance(b, dict) and (key == "roles" or set(a) <= set(b)), key
+    assert int(synth_meta["chain_id"]) > 0 and int(synth_meta["indexed_head"]) > 0
+    assert not synth_meta["deployment"].startswith("{")  # a name, as the indexer writes it
+
+
 def test_index_status_says_why_the_head_is_unknown(indexed, tmp_path) -> None:
     db, _ = indexed
     copy = tmp_path / "status.duckdb"
