@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("disputes")]
 
 WINDOW = 200  # the challenge window the shared devnet helper deploys with
 ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "prometheus"
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +294,14 @@ def test_exporter_metrics_equal_the_cli(chain):
         proc.wait(timeout=15)
     out = disputes_json(chain["db"])
     s = out["summary"]
+    # every metric the shipped alert rules and Grafana dashboard query is one the exporter serves
+    exprs = re.findall(r"^\s*expr:\s*(.+)$", (DOCS / "lens-rules.yml").read_text(), re.M)
+    exprs += [
+        t["expr"] for p in json.loads((DOCS / "grafana-dashboard.json").read_text())["panels"] for t in p["targets"]
+    ]
+    used = {name for e in exprs for name in re.findall(r"\blens_[a-z_]+", e)}
+    served = {name for name, _labels in m}
+    assert used and used <= served, used - served
 
     def g(metric: str, **labels: str) -> float | None:
         return m.get((metric, tuple(sorted(labels.items()))))
