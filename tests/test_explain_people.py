@@ -238,3 +238,22 @@ def test_the_annotated_source_shows_each_lines_real_text() -> None:
     for b in ex.bodies:
         if b.failed_at is not None:  # each failed condition sits on the line the gutter marks
             assert b.failed_at.text in shown[b.failed_at.line - 1] and shown[b.failed_at.line - 1].startswith("✗")
+
+
+def test_what_became_of_a_direct_path_or_expired_task() -> None:
+    from app.lookup import TxRole
+
+    direct_tx = "0x" + "d1" * 32
+    data = {
+        "task": {"status": "direct_only", "allow": True, "policy_client": "0x" + "c1" * 20, "responded_block": 9},
+        "client_name": "treasury-vault",
+        "transactions": [TxRole("0x" + "11" * 32, direct_tx, "responded directly", "DirectTaskResponded", 9, None)],
+    }
+    became = vq.outcome(data)
+    assert became["state"] == "direct" and became["tx"] == direct_tx
+    assert became["text"].startswith("direct path: treasury-vault verified the operators' signed allow inline")
+    expired = {
+        "task": {"status": "expired", "allow": True, "responded_block": 5, "response_expire_block": 25},
+        "transactions": [],
+    }
+    assert vq.outcome(expired)["text"] == "expired unspent: the allow was never spent before its expiry block 25"

@@ -327,7 +327,7 @@ def counterfactuals(exp: Any) -> pd.DataFrame:
 def outcome(data: dict[str, Any]) -> dict[str, Any]:
     """What became of the task → {'state', 'text', 'block', 'tx'}; a successful challenge comes first.
 
-    state: 'challenged' | 'executed' | 'refused' | 'denied' | 'expired' | 'unspent' | 'awaiting response'."""
+    state: 'challenged' | 'direct' | 'executed' | 'refused' | 'denied' | 'expired' | 'unspent' | 'awaiting response'."""
     t = data["task"]
     txs = {r.role: r for r in data.get("transactions") or []}
     challenges = data.get("challenges")
@@ -344,16 +344,29 @@ def outcome(data: dict[str, Any]) -> dict[str, Any]:
             "block": int(won["block_number"]),
             "tx": won["tx_hash"],
         }
+    client = data.get("client_name") or t.get("policy_client")
+    if t.get("status") == "direct_only":  # EVENTS.md §3.6: the optimistic path, no on-chain task
+        r = txs.get("responded directly")
+        where = f" (DirectTaskResponded, block {r.block_number:,}, tx {r.tx_hash})" if r else ""
+        return {
+            "state": "direct",
+            "text": f"direct path: {client} verified the operators' signed {verdict_word} inline{where}, "
+            "without a task created on chain",
+            "block": r.block_number if r else None,
+            "tx": r.tx_hash if r else None,
+        }
     if t.get("responded_block") is None:
         window = data.get("response_window")
-        ends = f"; the response window ends at block {int(t['created_block']) + window:,}" if window else ""
+        created = t.get("created_block")
+        ends = (
+            f"; the response window ends at block {int(created) + window:,}" if window and created is not None else ""
+        )
         return {
             "state": "awaiting response",
             "text": "awaiting the operators' response" + ends,
             "block": None,
             "tx": None,
         }
-    client = data.get("client_name") or t.get("policy_client")
     if "executed" in txs or t.get("spent_block") is not None:
         r = txs.get("executed") or txs.get("spent")
         where = f" at block {r.block_number:,} (tx {r.tx_hash})" if r else f" at block {int(t['spent_block']):,}"
