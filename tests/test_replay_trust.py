@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 from eth_utils import keccak
 
@@ -140,6 +141,18 @@ def test_a_task_known_only_from_its_response_keeps_its_decoded_call(tmp_path: Pa
     )
     rep = _replay(db, tid)
     assert rep.result == "match" and rep.replayed_allow is False and "exceeds_per_tx_limit" in rep.deny
+    assert _timeline(db, tid)[0][:2] == ("created", None)
+
+
+def _timeline(db: Path, tid: bytes) -> list[tuple]:
+    from app.queries import verdict
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        frame = verdict.timeline(verdict.verdict(con, "0x" + tid.hex()))
+    finally:
+        con.close()
+    return [(r.stage, None if pd.isna(r.block) else int(r.block), r.detail) for r in frame.itertuples()]
 
 
 @pytest.mark.parametrize(
@@ -276,6 +289,9 @@ def test_statuses_of_events_md_3_6_through_the_derive_sql(tmp_path: Path) -> Non
     got = {label: task_row(db, _tid(label))["status"] for label in want}
     assert got == want
     assert task_row(db, _tid("direct-deny"))["spent_block"] is None
+    stages = [stage for stage, _, _ in _timeline(db, _tid("direct-only"))]
+    assert stages[:3] == ["direct path", "responded: allowed", "attestation spent"]
+    assert "attestation spent" not in [stage for stage, _, _ in _timeline(db, _tid("direct-deny"))]
     # far past the allowed task's response expiry block: expired
     chain.derive(tmp_path / "late.duckdb", head=chain.block + 5000)
     assert task_row(tmp_path / "late.duckdb", _tid("allowed"))["status"] == "expired"

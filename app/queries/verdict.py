@@ -104,7 +104,12 @@ def verdict(con: Con, task_id: str) -> dict[str, Any] | None:
 def timeline(data: dict[str, Any]) -> pd.DataFrame:
     """The lifecycle as rows (stage, block, time, detail): created → responded → spent / denied / expired / challenged."""
     t = data["task"]
-    rows = [("created", t.get("created_block"), t.get("created_time"), f"tx {t.get('created_tx') or '—'}")]
+    if t.get("created_block") is not None:
+        rows = [("created", t.get("created_block"), t.get("created_time"), f"tx {t.get('created_tx') or '—'}")]
+    elif t.get("status") == "direct_only":  # EVENTS.md §3.6: the optimistic path, before any on-chain task
+        rows = [("direct path", None, None, "no NewTaskCreated: the client verified the signed response inline")]
+    else:
+        rows = [("created", None, None, "before the indexed range (known from its response)")]
     if t.get("responded_block") is None:
         window = data.get("response_window")
         ends = f"; the response window ends at block {int(t['created_block']) + window:,}" if window else ""
