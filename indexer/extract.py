@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import requests
@@ -315,6 +316,16 @@ class LogFilter:
     addresses: tuple[str, ...] | None
     topics: tuple[str, ...]
 
+    @cached_property
+    def topic_set(self) -> frozenset[str]:
+        """The topics, for membership tests."""
+        return frozenset(self.topics)
+
+    @cached_property
+    def address_set(self) -> frozenset[str]:
+        """The addresses, for membership tests."""
+        return frozenset(self.addresses or ())
+
 
 @dataclass
 class RangeSizer:
@@ -359,18 +370,39 @@ def plan_ranges(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
+@dataclass
+class Part:
+    """One eth_getLogs answer (a log list, or an unparsed RawResult) with the query it answers (None: already
+    checked), so that logs the query did not ask for can be told apart."""
+
+    lo: int
+    hi: int
+    flt: LogFilter | None
+    answer: Any
+
+    def asks_for(self, log: dict) -> bool:
+        """Was this log asked for: in the block range, with a topic0 of the filter, from one of its addresses?"""
+        f = self.flt
+        if f is None:
+            return True
+        topics = log.get("topics") or []
+        if not (self.lo <= int(log["blockNumber"], 16) <= self.hi) or not topics:
+            return False
+        return topics[0].lower() in f.topic_set and (f.addresses is None or log["address"].lower() in f.address_set)
+
+
 def fetch_range_parts(
     rpc: Rpc, lo: int, hi: int, filters: list[LogFilter], sizer: RangeSizer | None = None, raw_ok: bool = False
-) -> list:
-    """The answers (log lists or unparsed RawResults) covering lo..hi for the filters, splitting the range while the
-    node says it is too large."""
-    parts: list = []
+) -> list[Part]:
+    """The answers covering lo..hi for the filters, splitting the range while the node says it is too large."""
+    parts: list[Part] = []
     for f in filters:
         stack = [(lo, hi)]
         while stack:
             a, b = stack.pop()
             try:
-                parts.append(rpc.get_logs(a, b, list(f.addresses) if f.addresses else None, list(f.topics), raw_ok))
+                answer = rpc.get_logs(a, b, list(f.addresses) if f.addresses else None, list(f.topics), raw_ok)
+                parts.append(Part(a, b, f, answer))
             except RangeTooLarge:
                 if a == b:
                     raise LensError(
@@ -384,16 +416,26 @@ def fetch_range_parts(
     return parts
 
 
-def count_logs(parts: list) -> int:
+def count_logs(parts: list[Part]) -> int:
     """Number of logs in fetched parts without parsing them (duplicates across filters included)."""
-    return sum(p.count() if isinstance(p, RawResult) else len(p) for p in parts)
+    return sum(p.answer.count() if isinstance(p.answer, RawResult) else len(p.answer) for p in parts)
 
 
-def materialize(parts: list) -> list[dict]:
-    """Parse the parts and return their logs sorted by (block, log index), each once."""
+UNASKED = "log the query did not ask for"
+
+
+def materialize(parts: list[Part], faults: Counter | None = None) -> list[dict]:
+    """Parse the parts and return their logs sorted by (block, log index), each once.
+
+    A log its query did not ask for (another address, a block outside the range — what a hostile node or proxy
+    might add) is dropped, never stored as if the watched contract emitted it, and counted in `faults`."""
     out: dict[tuple[int, int], dict] = {}
     for p in parts:
-        for log in p.parse() if isinstance(p, RawResult) else p:
+        for log in p.answer.parse() if isinstance(p.answer, RawResult) else p.answer:
+            if not p.asks_for(log):
+                if faults is not None:
+                    faults[UNASKED] += 1
+                continue
             out[(int(log["blockNumber"], 16), int(log["logIndex"], 16))] = log
     return [out[k] for k in sorted(out)]
 

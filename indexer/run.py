@@ -22,7 +22,18 @@ from indexer.abi import BOUND_TOPICS, OPEN_TOPICS
 from indexer.decode import TABLES, UNDECODABLE_COLUMNS, Column, DecodedBatch, decode_logs
 from indexer.deployment import Deployment, check_against_chain, find_creation_block
 from indexer.errors import LensError
-from indexer.extract import LogFilter, RangeSizer, RawResult, Rpc, RpcError, count_logs, fetch_range_parts, materialize
+from indexer.extract import (
+    UNASKED,
+    LogFilter,
+    Part,
+    RangeSizer,
+    RawResult,
+    Rpc,
+    RpcError,
+    count_logs,
+    fetch_range_parts,
+    materialize,
+)
 from indexer.metadata import MetadataFetcher
 from indexer.options import IndexOptions
 
@@ -168,11 +179,15 @@ def fetch_ranges(
         n = count_logs(parts)
         times: dict = {}
         if n and not all(
-            b'"blockTimestamp"' in p.body if isinstance(p, RawResult) else all("blockTimestamp" in x for x in p)
+            b'"blockTimestamp"' in p.answer.body
+            if isinstance(p.answer, RawResult)
+            else all("blockTimestamp" in x for x in p.answer)
             for p in parts
         ):
-            parts = [materialize(parts)]  # a node without blockTimestamp in logs: fetch the headers now
-            missing = sorted({int(x["blockNumber"], 16) for x in parts[0]})
+            # a node without blockTimestamp in logs: fetch the headers now
+            logs = materialize(parts, rpc.stats.faults)
+            parts = [Part(b, e, None, logs)]
+            missing = sorted({int(x["blockNumber"], 16) for x in logs})
             times = {k: int(h["timestamp"], 16) for k, h in rpc.headers(missing).items()}
         t1 = time.perf_counter()
         if rpc.stats.splits == s0:
@@ -214,9 +229,12 @@ def torn(logs: list[dict], item: _Fetched) -> bool:
 def decode_item(item: _Fetched, chain_id: int) -> None:
     """Parse and decode a fetched range in place (item.batch); raises _Torn if the range was torn by a reorg."""
     t0 = time.perf_counter()
+    unasked: Counter = Counter()
     try:
-        logs = materialize(item.logs)
-    except (ValueError, RpcError, KeyError, TypeError):
+        logs = materialize(item.logs, unasked)
+        if unasked:
+            item.faults[UNASKED] = item.faults.get(UNASKED, 0) + unasked[UNASKED]
+    except (ValueError, RpcError, KeyError, TypeError, AttributeError):
         # an answer that looked whole but does not parse (truncated by the node or a proxy): fetch the range again
         raise _Torn(item.lo) from None
     if torn(logs, item):
@@ -654,6 +672,8 @@ class Indexer:
         for f in fetched:
             if f.batch is None:
                 decode_item(f, chain)
+                if UNASKED in f.faults:  # decoded here, after its fetch faults were counted
+                    self.rpc.stats.faults[UNASKED] += f.faults[UNASKED]
         batch = merge([f.batch for f in fetched])
         n_logs = sum(f.n_logs for f in fetched)
         t1 = time.perf_counter()

@@ -4,7 +4,8 @@ Faults (each names one request's fate): "429" (with `Retry-After`), "500"/"502"/
 late with a 504), "slow" (answers correctly, late), "drop" (closes the connection unanswered), "reset" (TCP RST),
 "garbage" (an HTML page), "truncated" (half of the real answer), "wrong_id" (the real answer under another JSON-RPC
 id), "lag" (served by a node `lag` blocks behind: older head, no headers and a "beyond head" error above it),
-"backwards" (eth_blockNumber lower than the last one it gave). Like a load balancer: the head may come from one node
+"backwards" (eth_blockNumber lower than the last one it gave), "foreign" (eth_getLogs answered with extra logs the
+query did not ask for: from another address, and from a block past the range). Like a load balancer: the head may come from one node
 and the data from another that lags ("lag" serves block and log requests only; it waits for the next such request). Plus provider-style "query returned more than 10000
 results" errors for eth_getLogs wider than `max_range` blocks or with more than `max_logs` logs."""
 
@@ -106,6 +107,19 @@ class FaultyProxy:
                 fault = next((f for f in self._deferred if methods <= set(self._LAG_METHODS[f])), None)
                 if fault:
                     self._deferred.remove(fault)
+        if fault == "foreign":  # logs the query did not ask for: another address, a block past the range
+            doc = None if self._too_wide(req) else json.loads(self._forward(body))
+            logs = (doc or {}).get("result") or []
+            if not logs:
+                with self._lock:
+                    self._deferred.append(fault)  # nothing to imitate here: the next eth_getLogs gets it
+                fault = None
+            else:
+                self.injected[fault] += 1
+                to_block = int(req["params"][0]["toBlock"], 16)
+                logs.append(dict(logs[0], address="0x" + "de" * 20, logIndex="0x7fff"))
+                logs.append(dict(logs[0], blockNumber=hex(to_block + 1), logIndex="0x7ffe"))
+                return self._reply(h, 200, json.dumps(doc).encode())
         if fault:
             self.injected[fault] += 1
             if fault == "429":
@@ -174,7 +188,14 @@ class FaultyProxy:
     _LAG_METHODS = {
         "lag": ("eth_getBlockByNumber", "eth_getLogs"),
         "backwards": ("eth_blockNumber",),
+        "foreign": ("eth_getLogs",),
     }
+
+    def _too_wide(self, req) -> bool:
+        if not (isinstance(req, dict) and self.max_range):
+            return False
+        flt = req["params"][0]
+        return int(flt["toBlock"], 16) - int(flt["fromBlock"], 16) + 1 > self.max_range
 
     def _forward(self, body: bytes) -> bytes:
         return requests.post(self.upstream, data=body, headers={"Content-Type": "application/json"}, timeout=60).content

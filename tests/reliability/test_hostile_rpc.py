@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LENS = [str(ROOT / ".venv" / "bin" / "lens")]
 pytestmark = pytest.mark.xdist_group("reliability_rpc")
 
-FAULTS = ("reset", "429", "500", "502", "503", "truncated", "wrong_id", "lag", "drop", "garbage", "timeout")
+FAULTS = ("foreign", "reset", "429", "500", "502", "503", "truncated", "wrong_id", "lag", "drop", "garbage", "timeout")
 # what `lens index status` calls each injected fault (the indexer's own words, checked against the proxy's tally)
 REPORTED = {
     "reset": "connection reset",
@@ -38,6 +38,7 @@ REPORTED = {
     "wrong_id": "wrong JSON-RPC id",
     "timeout": "timeout",
     "too_many": "too many results",
+    "foreign": "log the query did not ask for",
 }
 
 
