@@ -634,6 +634,7 @@ def _write(
         token,
         slashes,
     )
+    _write_governance(con, tag, contracts, policy_addr, deployer)
     for name in ("s_frame", "s_clients", "s_agents", "s_cps", "s_versions", "s_ops", "s_reasons"):
         con.unregister(name)
     return {
@@ -1036,6 +1037,72 @@ def _write_small_tables(
         "checkpoints",
         pd.DataFrame(dict(chain_id=CHAIN_ID, address=addrs, last_block=head, updated_at=t_of(head), last_error=None)),
     )
+
+
+def _write_governance(con, tag: str, contracts: dict, policy_addr: dict, deployer: str) -> None:
+    """The proxies' history, as the devnet makes it: each proxy born (Upgraded, Initialized(1), ownership, admin) at
+    the deployment; the task manager upgraded to a second implementation half-way through the tasks (Initialized(2)),
+    one policy's ownership handed to a multisig a quarter of the way in."""
+    from indexer.abi import topic0_of
+
+    lo, mid, quarter = con.execute(
+        "SELECT min(created_block), quantile_disc(created_block, 0.5), quantile_disc(created_block, 0.25) FROM tasks"
+    ).fetchall()[0]
+    admin, multisig = _addr(f"{tag}:proxyAdmin"), _addr(f"{tag}:role:ops-multisig")
+    births = [
+        ("taskManager", contracts["taskManager"], "tm1"),
+        ("challengeVerifier", contracts["challengeVerifier"], "cv"),
+    ]
+    births += [(f"policy {n}", a, "policy") for n, a in sorted(policy_addr.items())]
+    rows: dict[str, list[dict]] = {"ev_upgraded": [], "ev_initialized": [], "ev_ownership_transferred": []}
+    rows["ev_admin_changed"] = []
+
+    def log(table: str, event: str, block: int, i: int, address: str, **fields) -> None:
+        rows[table].append(
+            dict(
+                chain_id=CHAIN_ID,
+                block_number=int(block),
+                log_index=i,
+                tx_hash=_h32(f"{tag}:gov:{address}:{block}"),
+                block_time=GENESIS + pd.Timedelta(seconds=int(block) * BLOCK_TIME_S),
+                address=address,
+                topic0=topic0_of(event),
+                layout="current",
+                **fields,
+            )
+        )
+
+    for k, (_role, proxy, impl) in enumerate(births):
+        block = max(int(lo or START_BLOCK) - 600 + k, 1)
+        log("ev_upgraded", "Upgraded", block, 0, proxy, implementation=_addr(f"{tag}:impl:{impl}"))
+        if impl != "cv":  # the challenge verifier has roles, not an owner
+            log(
+                "ev_ownership_transferred",
+                "OwnershipTransferred",
+                block,
+                1,
+                proxy,
+                previous_owner="0x" + "00" * 20,
+                new_owner=deployer,
+            )
+        log("ev_initialized", "Initialized", block, 2, proxy, version=1)
+        log("ev_admin_changed", "AdminChanged", block, 3, proxy, previous_admin="0x" + "00" * 20, new_admin=admin)
+    tm = contracts["taskManager"]
+    up = int(mid or START_BLOCK) - 1  # an admin block between two batches, as in `lens simulate`
+    log("ev_upgraded", "Upgraded", up, 0, tm, implementation=_addr(f"{tag}:impl:tm2"))
+    log("ev_initialized", "Initialized", up, 1, tm, version=2)
+    first = sorted(policy_addr)[0]
+    log(
+        "ev_ownership_transferred",
+        "OwnershipTransferred",
+        int(quarter or START_BLOCK) - 1,
+        0,
+        policy_addr[first],
+        previous_owner=deployer,
+        new_owner=multisig,
+    )
+    for table, frame in rows.items():
+        _insert(con, table, pd.DataFrame(frame))
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None:

@@ -397,3 +397,25 @@ def test_timeline_chart_has_one_trace_per_event_kind_and_the_params_row():
     assert len(fig.layout.shapes) == 2  # one line per upgrade
     empty = charts.governance_timeline(history.iloc[0:0], params.iloc[0:0])
     assert empty.layout.annotations[0].text == "no governance events indexed yet"
+
+
+def test_a_synthetic_db_carries_the_same_history_and_the_page_reads_it_without_a_chain(tmp_path, monkeypatch):
+    from app import synth
+    from app.queries import decisions
+
+    db = tmp_path / "synth.duckdb"
+    synth.build(db, tasks=600, seed=3)
+    (up_block, v2), *_ = sql(
+        str(db),
+        "SELECT block_number, implementation FROM ev_upgraded WHERE address = (SELECT lower(json_extract_string("
+        "value, '$.contracts.taskManager')) FROM meta WHERE key = 'deployment_json') ORDER BY block_number DESC",
+    )
+    after = sql(str(db), "SELECT count(*) FROM tasks WHERE coalesce(responded_block, created_block) >= ?", [up_block])
+    with connect_read(str(db)) as con:
+        assert decisions.decisions_count(con, decisions.filter_from_params({"implementation": v2})) == after[0][0] > 0
+    monkeypatch.setenv("LENS_DB", str(db))
+    monkeypatch.setenv("LENS_DEPLOYMENT_FILE", str(tmp_path / "none.json"))
+    at = page("pages/governance.py")
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Upgrades"] == str(sql(str(db), "SELECT count(*) FROM ev_upgraded")[0][0])
+    assert at.warning and "no RPC URL" in at.warning[0].value

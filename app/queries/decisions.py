@@ -200,8 +200,11 @@ def where_clause(f: DecisionFilter, has_replays: bool, has_upgrades: bool = True
     return ("WHERE " + " AND ".join(conds)) if conds else "", params
 
 
+# The task manager: the address that logged the tasks, and the one the DB's deployment names.
+_TASK_MANAGERS = """(SELECT DISTINCT address FROM ev_new_task_created UNION
+    SELECT lower(json_extract_string(value, '$.contracts.taskManager')) FROM meta WHERE key = 'deployment_json')"""
 # A decision's block (the response's, else the creation's) within the period an implementation was in force at
-# the task manager (the address that logged the task) or at the task's policy proxy: Upgraded → next Upgraded.
+# the task manager or at the task's policy proxy: Upgraded → next Upgraded.
 _IN_FORCE = """EXISTS (
     SELECT 1 FROM (
         SELECT address, implementation, block_number AS since,
@@ -209,14 +212,15 @@ _IN_FORCE = """EXISTS (
         FROM ev_upgraded
     ) g
     WHERE g.implementation IN ({marks})
-      AND (g.address = t.policy_address OR g.address IN (SELECT DISTINCT address FROM ev_new_task_created))
+      AND (g.address = t.policy_address OR g.address IN {task_managers})
       AND coalesce(t.responded_block, t.created_block) >= g.since
       AND (g.until IS NULL OR coalesce(t.responded_block, t.created_block) < g.until))"""
 
 
 def _in_force(implementations: tuple[str, ...], params: list[Any]) -> str:
     params.extend(implementations)
-    return _IN_FORCE.format(marks=", ".join("?" for _ in implementations))  # placeholders only
+    marks = ", ".join("?" for _ in implementations)  # placeholders only; the values go to params
+    return _IN_FORCE.format(marks=marks, task_managers=_TASK_MANAGERS)
 
 
 REPLAY_JOIN = " LEFT JOIN replays r ON r.chain_id = t.chain_id AND r.task_id = t.task_id"
@@ -229,7 +233,7 @@ def _filtered(con: Con, f: DecisionFilter, join_replays: bool = True) -> tuple[b
     join is most of a count's time, and it changes no count (one replay row per task)."""
     names = table_names(con)
     has_replays = "replays" in names
-    where, params = where_clause(f, has_replays, {"ev_upgraded", "ev_new_task_created"} <= names)
+    where, params = where_clause(f, has_replays, {"ev_upgraded", "ev_new_task_created", "meta"} <= names)
     join = REPLAY_JOIN if has_replays and (join_replays or f.replay) else ""
     return has_replays, f"FROM tasks t{join} {where}", params
 
@@ -284,17 +288,15 @@ def implementation_facet(con: Con) -> list[tuple[str, str]]:
     """(implementation, label) of every implementation the task manager and the policies have had, e.g.
     'task manager v2 · 0x0165…eb8f (since block 45)'; empty when no Upgraded is indexed."""
     names = table_names(con)
-    if not {"ev_upgraded", "ev_new_task_created"} <= names:
+    if not {"ev_upgraded", "ev_new_task_created", "meta"} <= names:
         return []
     rows = query_rows(
         con,
-        """
+        f"""
         SELECT u.implementation, u.address, row_number() OVER (PARTITION BY u.address ORDER BY u.block_number,
-               u.log_index) AS n, u.block_number,
-               u.address IN (SELECT DISTINCT address FROM ev_new_task_created) AS is_tm
+               u.log_index) AS n, u.block_number, u.address IN {_TASK_MANAGERS} AS is_tm
         FROM ev_upgraded u
-        WHERE u.address IN (SELECT DISTINCT address FROM ev_new_task_created)
-           OR u.address IN (SELECT DISTINCT policy_address FROM tasks)
+        WHERE u.address IN {_TASK_MANAGERS} OR u.address IN (SELECT DISTINCT policy_address FROM tasks)
         ORDER BY is_tm DESC, u.address, u.block_number
         """,
     )
