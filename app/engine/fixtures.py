@@ -128,8 +128,8 @@ def task_row(t: TaskRecord, block: int) -> dict[str, Any]:
         "created_tx": "0x" + keccak(text=f"ctx:{t.task_id}").hex(),
         "responded_block": block + 1 if t.evaluation_result else None,
         "responded_tx": "0x" + keccak(text=f"rtx:{t.task_id}").hex() if t.evaluation_result else None,
-        "intent_from": inp["from"],
-        "intent_to": inp["to"],
+        "intent_from": t.intent.from_.lower(),  # the indexer stores addresses lower-case (the input checksums them)
+        "intent_to": t.intent.to.lower(),
         "intent_value": inp["value"],
         "intent_data": inp["data"],
         "intent_chain_id": t.intent.chain_id,
