@@ -43,7 +43,11 @@ if text:
         )
     elif kind == "ambiguous":
         st.write(f"{len(found['candidates'])} task ids or transactions start with {md_code(found['query'])}:")
-        st.dataframe({"starts with it": found["candidates"]}, hide_index=True)
+        st.dataframe(
+            {"starts with it": [f"/verdict?q={c}" for c in found["candidates"]]},
+            hide_index=True,
+            column_config={"starts with it": st.column_config.LinkColumn(display_text=r"q=(0x[0-9a-f]{64})")},
+        )
     elif kind in ("task", "tx") and len(found["task_ids"]) == 1:
         task_id = found["task_ids"][0]
         if kind == "tx":

@@ -252,3 +252,26 @@ def test_token_amounts_read_in_the_tokens_symbol(indexed) -> None:
             seen += 1
             assert "dUSD (" in doc["sentence"] and "tokens" not in doc["sentence"], doc["sentence"]
     assert seen, "no explained token task named an amount"
+
+
+def test_an_ambiguous_prefix_lists_only_the_keys_it_starts(indexed, tmp_path, monkeypatch) -> None:
+    db, dep = indexed
+    copy = tmp_path / "twins.duckdb"
+    shutil.copy(db, copy)
+    real = sql(db, "SELECT task_id FROM tasks ORDER BY task_id LIMIT 1")[0][0]
+    twin = real[:10] + ("0" if real[10] != "0" else "1") * 56  # shares the first 8 hex digits, nothing more
+    con = duckdb.connect(str(copy))
+    try:
+        con.execute(
+            "INSERT INTO tasks (chain_id, task_id) SELECT chain_id, ? FROM tasks WHERE task_id = ?", [twin, real]
+        )
+    finally:
+        con.close()
+    res = _explain(copy, real[2:10])
+    assert res.exit_code == 1 and "is the start of 2 task ids or transactions" in res.output
+    assert real in res.output and twin in res.output
+    monkeypatch.setenv("LENS_DB", str(copy))
+    monkeypatch.setenv("LENS_DEPLOYMENT_FILE", str(dep))
+    at = page("pages/verdict.py", q=real[:10])
+    links = next(d.value for d in at.dataframe if "starts with it" in d.value.columns)["starts with it"]
+    assert sorted(links) == sorted(f"/verdict?q={k}" for k in (real, twin))
