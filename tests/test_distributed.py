@@ -147,3 +147,39 @@ def test_unreachable_scheduler_is_one_clear_error(synth_db):
     result = CliRunner().invoke(cli, ["audit", "--db", str(synth_db), "--scheduler", f"tcp://127.0.0.1:{port}"])
     assert result.exit_code == 1
     assert "cannot reach the Dask scheduler" in result.output and "--scheduler local" in result.output
+
+
+def test_whatif_on_the_dask_cluster_gives_the_local_flips(cluster, synth_db):
+    """The same change over the same decisions: the cluster's flips, mismatches and reason changes are the local
+    pool's, and lowering max_tx_wei flips exactly the allowed decisions above it (the oracle: amounts in SQL)."""
+    from app.distributed import DaskWhatIfPool
+    from app.engine import store
+    from app.engine.whatif import Change, Limits, run_whatif
+
+    limit_wei = 20 * 10**18
+    con = store.connect(str(synth_db))
+    try:
+        tasks = [t for t in store.iter_tasks(con) if t.entrypoint == "spending_limits.allow" and t.evaluation_result]
+    finally:
+        con.close()
+    change = Change(overrides=(("max_tx_wei", json.dumps(str(limit_wei))),))
+    limits = Limits(eval_timeout_ms=5000, budget_s=600)
+    local = run_whatif(tasks, change, limits, workers=1)
+    with DaskWhatIfPool(cluster) as pool:
+        assert pool.workers == 2
+        remote = pool.run(tasks, change, limits)
+    assert remote.decisions == local.decisions == len(tasks)
+    assert sorted(remote.flips, key=lambda f: f.task_id) == sorted(local.flips, key=lambda f: f.task_id)
+    assert sorted(remote.baseline_mismatches) == sorted(local.baseline_mismatches)
+    assert remote.reasons_added == local.reasons_added and remote.errors == local.errors
+    above = {
+        r[0]
+        for r in sql(
+            synth_db,
+            "SELECT t.task_id FROM tasks t JOIN replays r USING (chain_id, task_id) "
+            "WHERE t.entrypoint = 'spending_limits.allow' AND CAST(t.amount_wei AS HUGEINT) > ? AND r.replayed_allow",
+            [limit_wei],
+        )
+    }
+    to_deny = {f.task_id for f in remote.flips if f.from_allow and not f.to_allow}
+    assert to_deny == above and to_deny, (len(to_deny - above), len(above - to_deny))
