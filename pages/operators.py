@@ -95,7 +95,7 @@ if wanted:
     )
     st.plotly_chart(charts.stake_history(detail["stakes"]))
     if len(detail["slashings"]):
-        st.caption(f"{len(detail['slashings'])} slashing events")
+        st.caption(f"{len(detail['slashings'])} slashings by the deployment's slasher")
         st.dataframe(detail["slashings"], hide_index=True)
 
     st.subheader("Disputes it was part of", anchor=False)

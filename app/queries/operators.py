@@ -9,6 +9,7 @@ import pandas as pd
 
 from app.queries.base import Con, query, query_rows, table_names
 from app.queries.decisions import decision_rows
+from app.queries.disputes import slashes
 from app.text import is_null
 
 # The columns of `operator_figures`, in order (engineers building exporters rely on these names: keep them stable).
@@ -106,22 +107,6 @@ SELECT operator, operator_id, name, organisation, socket, metadata_uri, metadata
        registered_block, deregistered_block, stake AS stake_wei, stake_num,
        country, city, latitude, longitude, provider, region, asn, client_version
 FROM operators
-"""
-
-# Slashing: one OperatorSlashed per operator per successful challenge; the stake it cost is the drop of the
-# operator's stake at the OperatorStakeUpdate of the same transaction.
-SLASHED_SQL = """
-WITH ops AS (SELECT DISTINCT operator, operator_id FROM operators),
-su AS (SELECT operator_id, tx_hash, block_number, log_index, stake_num,
-              lag(stake_num) OVER (PARTITION BY operator_id ORDER BY block_number, log_index) AS before
-       FROM ev_operator_stake_update),
-sl AS (SELECT lower(s.operator) AS operator, s.tx_hash, count(*) AS n
-       FROM ev_operator_slashed s GROUP BY ALL)
-SELECT ops.operator, sum(sl.n) AS slashed,
-       sum(coalesce((SELECT sum(greatest(su.before - su.stake_num, 0)) FROM su
-                     WHERE su.operator_id = ops.operator_id AND su.tx_hash = sl.tx_hash), 0)) AS stake_slashed_num
-FROM sl JOIN ops ON ops.operator = sl.operator
-GROUP BY ops.operator
 """
 
 DISPUTES_SQL = """
@@ -306,11 +291,13 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
 
 
 def _with_slashing(con: Con, names: set[str], df: pd.DataFrame) -> pd.DataFrame:
-    """Add `slashed` (OperatorSlashed events) and `stake_slashed` (ETH lost at them)."""
-    if {"ev_operator_slashed", "ev_operator_stake_update"} <= names:
-        sl = query(con, SLASHED_SQL)
-        df = df.merge(sl, on="operator", how="left")
-        df["stake_slashed"] = pd.to_numeric(df["stake_slashed_num"], errors="coerce").fillna(0.0) / WEI_PER_ETH
+    """Add `slashed` (OperatorSlashed events from the deployment's slasher) and `stake_slashed` (ETH they took)."""
+    sl = slashes(con)
+    if len(sl):
+        amount = pd.to_numeric(sl["amount_wei"], errors="coerce").fillna(0.0)
+        per = sl.assign(amount=amount).groupby("operator").agg(slashed=("tx_hash", "count"), wei=("amount", "sum"))
+        df = df.merge(per.reset_index(), on="operator", how="left")
+        df["stake_slashed"] = pd.to_numeric(df["wei"], errors="coerce").fillna(0.0) / WEI_PER_ETH
     else:
         df["slashed"] = 0
         df["stake_slashed"] = 0.0
@@ -453,7 +440,7 @@ ORDER BY block_number
 """
 STAKE_HISTORY_SQL = """
 SELECT su.block_number, su.block_time, su.tx_hash, su.stake_num / 1e18 AS stake,
-       EXISTS (SELECT 1 FROM ev_operator_slashed sl WHERE sl.tx_hash = su.tx_hash AND lower(sl.operator) = $op) AS slashed
+       list_contains($slash_txs, su.tx_hash) AS slashed
 FROM ev_operator_stake_update su WHERE su.operator_id = $id
 ORDER BY su.block_number, su.log_index
 """
@@ -462,10 +449,6 @@ STAKE_HISTORY_DERIVED_SQL = """
 SELECT block_number, NULL::TIMESTAMP AS block_time, NULL AS tx_hash, stake_num * $eth_per_unit AS stake,
        FALSE AS slashed
 FROM operator_stakes WHERE operator_id = $id ORDER BY block_number
-"""
-SLASHINGS_SQL = """
-SELECT block_number, block_time, tx_hash, description, wads_to_slash FROM ev_operator_slashed
-WHERE lower(operator) = $op ORDER BY block_number, log_index
 """
 OPERATOR_DISPUTES_SQL = """
 SELECT c.task_id, c.block_number, c.block_time, c.success, c.challenger, ts.signed
@@ -508,18 +491,23 @@ def operator_detail(
         if {"ev_operator_registered", "ev_operator_deregistered"} <= names
         else pd.DataFrame(columns=["block_number", "block_time", "tx_hash", "event"])
     )
+    sl = slashes(con)
+    sl = sl[sl["operator"].str.lower() == op]
+    out["slashings"] = pd.DataFrame(
+        {
+            "block_number": sl["block_number"],
+            "tx_hash": sl["tx_hash"],
+            "stake_lost": pd.to_numeric(sl["amount_wei"], errors="coerce") / WEI_PER_ETH,
+            "wad": sl["wad"],
+        }
+    )
     out["stakes"] = pd.DataFrame(columns=["block_number", "block_time", "tx_hash", "stake", "slashed"])
-    if {"ev_operator_stake_update", "ev_operator_slashed"} <= names:
-        out["stakes"] = query(con, STAKE_HISTORY_SQL, p)
+    if "ev_operator_stake_update" in names:
+        out["stakes"] = query(con, STAKE_HISTORY_SQL, {"id": p["id"], "slash_txs": [str(t) for t in sl["tx_hash"]]})
     if out["stakes"].empty and "operator_stakes" in names:  # a DB without raw events (lens synth)
         num = float(info.get("stake_num") or 0.0)
         per_unit = float(info["stake"]) / num if num > 0 and info.get("stake") else 1 / WEI_PER_ETH
         out["stakes"] = query(con, STAKE_HISTORY_DERIVED_SQL, {"id": p["id"], "eth_per_unit": per_unit})
-    out["slashings"] = (
-        query(con, SLASHINGS_SQL, {"op": op})
-        if "ev_operator_slashed" in names
-        else pd.DataFrame(columns=["block_number", "block_time", "tx_hash", "description", "wads_to_slash"])
-    )
     if {"challenges", "task_signers"} <= names:
         d = query(con, OPERATOR_DISPUTES_SQL, {"id": p["id"]})
         d.insert(0, "verdict_page", "/verdict?task=" + d["task_id"].astype(str))
