@@ -34,14 +34,21 @@ def _string(raw: str) -> str | None:
     return None
 
 
+class Unreachable(Exception):
+    """The node did not answer (after the RPC client's retries): nothing is cached, the read is tried again later."""
+
+
 def _eth_call(call: Call, to: str, selector: str, block: int | None) -> str:
-    """eth_call at `block` (the latest if the node has no state that old); raises on a revert or an empty answer."""
+    """eth_call at `block` (the latest if the node has no state that old); raises on a revert or an empty answer,
+    Unreachable if the node did not answer at all."""
     tags = [hex(block), "latest"] if block is not None else ["latest"]
     error: Exception | None = None
     for tag in tags:
         try:
             out = call("eth_call", [{"to": to, "data": selector}, tag])
-        except (LensError, Exception) as e:  # a revert, missing state (pruned node), a dead node
+        except LensError as e:  # the RPC client gave up: not an answer about the contract
+            raise Unreachable(str(e)) from None
+        except Exception as e:  # a revert, missing state (pruned node)
             error = e
             continue
         if isinstance(out, str) and len(out) > 2:
@@ -54,6 +61,8 @@ def read_entrypoint(call: Call, policy: str, block: int | None) -> tuple[str | N
     """(entrypoint, error) of a NewtonPolicy contract, read with its `entrypoint()` getter."""
     try:
         text = _string(_eth_call(call, policy, SEL_ENTRYPOINT, block))
+    except Unreachable:
+        raise
     except Exception as e:
         return None, f"entrypoint() failed: {e}"[:300]
     if not text or "." not in text:
@@ -66,12 +75,16 @@ def read_token(call: Call, token: str) -> tuple[int | None, str | None, str | No
     try:
         raw = _eth_call(call, token, SEL_DECIMALS, None)
         decimals = int(raw, 16) if len(raw) <= 66 else int(raw[:66], 16)
+    except Unreachable:
+        raise
     except Exception as e:
         return None, None, f"decimals() failed: {e}"[:300]
     if decimals > 77:
         return None, None, f"decimals() returned {decimals}"
     try:
         symbol = _string(_eth_call(call, token, SEL_SYMBOL, None))
+    except Unreachable:
+        raise
     except Exception:
         symbol = None
     return decimals, symbol, None
@@ -88,7 +101,10 @@ def fill_entrypoints(
     for address, block in wanted:
         if address in have:
             continue
-        entry, error = read_entrypoint(call, address, block)
+        try:
+            entry, error = read_entrypoint(call, address, block)
+        except Unreachable:
+            return n  # the node is down: nothing cached, the next commit asks again
         con.execute(
             "INSERT OR REPLACE INTO policy_entrypoints VALUES (?, ?, ?, ?, ?)", [chain_id, address, entry, block, error]
         )
@@ -104,7 +120,10 @@ def fill_tokens(con: duckdb.DuckDBPyConnection, call: Call, chain_id: int, token
     for address in tokens:
         if address in have:
             continue
-        decimals, symbol, error = read_token(call, address)
+        try:
+            decimals, symbol, error = read_token(call, address)
+        except Unreachable:
+            return n
         con.execute(
             "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?)", [chain_id, address, decimals, symbol, error]
         )

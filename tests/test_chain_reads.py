@@ -146,3 +146,31 @@ def test_a_window_indexed_from_a_recent_block_replays_from_the_chain_alone(anvil
     finally:
         con.close()
     assert rep.result == "match" and rep.replayed_allow is False and "exceeds_per_tx_limit" in rep.deny
+
+
+def test_a_node_that_does_not_answer_caches_nothing(tmp_path: Path) -> None:
+    """Only the contract's own answer (a value, a revert) is cached: with nothing listening, the read is tried again
+    on a later commit, and the task meanwhile falls back to its package line."""
+    import socket
+
+    with socket.socket() as s:  # a free local port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = Rpc(f"http://127.0.0.1:{port}", retries=0, timeout=2)
+    chain = Chain()
+    tid = b"\x04" * 32
+    data = call("transfer(address,uint256)", ["address", "uint256"], ["0x" + "b2" * 20, 5])
+    it = intent("0x" + "3c" * 20, data=data, sig="transfer(address,uint256)")
+    limits = json.dumps({"max_tx_wei": "10", "daily_cap_wei": "100", "allowed_functions": []}).encode()
+    chain.created(tid, it, limits)
+    chain.responded(tid, it, True, policy_source("spending_limits"), limits, {"spend": {"spent_today_wei": "0"}})
+    db = tmp_path / "dead.duckdb"
+    chain.derive(db, call=dead.call)
+    row = task_row(db, tid)
+    assert row["entrypoint_source"] == "package" and row["asset_decimals"] is None and row["amount_num"] is None
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM policy_entrypoints").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0
+    finally:
+        con.close()
