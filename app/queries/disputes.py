@@ -29,6 +29,9 @@ SELECT t.task_id FROM tasks t
 WHERE t.responded_block IS NOT NULL AND t.task_id NOT IN (SELECT task_id FROM ({replays}))
 ORDER BY t.responded_block, t.task_id
 """
+MISSING_COUNT_SQL = (
+    "SELECT count(*) FROM (" + MISSING_REPLAYS_SQL.replace("ORDER BY t.responded_block, t.task_id", "") + ")"
+)
 RESPONDED_SQL = "SELECT count(*) FROM tasks WHERE responded_block IS NOT NULL"
 
 # Challenges only from the task manager (a look-alike event from any other address is not a challenge).
@@ -54,13 +57,15 @@ WHERE false
 NO_REPLAYS = "SELECT NULL::VARCHAR AS task_id, NULL::VARCHAR AS result, NULL::BOOLEAN AS replayed_allow WHERE false"
 
 CHALLENGES_SQL = """
-WITH ch AS ({challenges}), r AS ({replays})
+WITH ch AS ({challenges}), r AS ({replays}),
+t AS (SELECT * FROM tasks WHERE task_id IN (SELECT task_id FROM ch)),
+rc AS (SELECT * FROM r WHERE task_id IN (SELECT task_id FROM ch))
 SELECT ch.task_id, ch.block_number, ch.log_index, ch.block_time, ch.tx_hash, ch.challenger, ch.success,
        t.responded_block, t.responded_time, t.allow AS attested_allow, r.result AS replay, r.replayed_allow,
        ch.block_number - t.responded_block AS blocks_after_response,
        epoch(ch.block_time) - epoch(t.responded_time) AS seconds_after_response
-FROM ch LEFT JOIN tasks t ON t.task_id = ch.task_id AND t.chain_id = ch.chain_id
-LEFT JOIN r ON r.task_id = ch.task_id
+FROM ch LEFT JOIN t ON t.task_id = ch.task_id AND t.chain_id = ch.chain_id
+LEFT JOIN rc r ON r.task_id = ch.task_id
 ORDER BY ch.block_number DESC, ch.log_index DESC
 """
 
@@ -279,13 +284,13 @@ def _rpc(rpc_url: str, method: str, params: list) -> Any:
         return None
 
 
-def challenge_window(con: Con, rpc_url: str = "") -> Window:
+def challenge_window(con: Con, rpc_url: str = "", doc: dict | None = None) -> Window:
     """The challenge window (blocks after the response's reference block): the DB's meta, the deployment document,
     the task manager's `taskChallengeWindowBlock()` on chain, else the devnet setting."""
     value = meta_int(con, "challenge_window_blocks")
     if value:
         return Window(value, "meta")
-    doc = deployment_from_meta_safe(con) or {}
+    doc = doc if doc is not None else (deployment_from_meta_safe(con) or {})
     try:
         if doc.get("challenge_window_blocks"):
             return Window(int(doc["challenge_window_blocks"]), "deployment")
@@ -346,11 +351,12 @@ def _replays_sql(con: Con, extra: pd.DataFrame | None) -> tuple[str, dict[str, A
     return EXTRA_REPLAYS, params
 
 
-def challenges_sql(con: Con) -> tuple[str, dict[str, Any]]:
+def challenges_sql(con: Con, doc: dict | None = None) -> tuple[str, dict[str, Any]]:
     """Challenges from the task manager's own logs when raw events are indexed, else the derived table (a DB built
     by `lens synth` has the raw tables, empty, and only derived rows)."""
     names = table_names(con)
-    tm = str(((deployment_from_meta_safe(con) or {}).get("contracts") or {}).get("taskManager") or "").lower()
+    doc = doc if doc is not None else (deployment_from_meta_safe(con) or {})
+    tm = str((doc.get("contracts") or {}).get("taskManager") or "").lower()
     if tm and {"ev_task_challenged_successfully", "ev_task_challenged_unsuccessfully"} <= names:
         if query_rows(con, RAW_CHALLENGES_PRESENT_SQL)[0][0]:
             return RAW_CHALLENGES, {"tm": tm}
@@ -395,7 +401,7 @@ def replay_frame(results: list) -> pd.DataFrame:
     )
 
 
-def slashes(con: Con) -> pd.DataFrame:
+def slashes(con: Con, doc: dict | None = None) -> pd.DataFrame:
     """Every OperatorSlashed from the deployment's slasher, with the stake it took (exact wei) and the operator's name."""
     cols = [
         "tx_hash",
@@ -409,7 +415,8 @@ def slashes(con: Con) -> pd.DataFrame:
         "amount_wei",
     ]
     names = table_names(con)
-    contracts = (deployment_from_meta_safe(con) or {}).get("contracts") or {}
+    doc = doc if doc is not None else (deployment_from_meta_safe(con) or {})
+    contracts = doc.get("contracts") or {}
     slashers = [str(contracts[r]).lower() for r in SLASHER_ROLES if contracts.get(r)]
     if not slashers or not {"ev_operator_slashed", "ev_operator_stake_update", "operators"} <= names:
         return pd.DataFrame(columns=cols)
@@ -436,10 +443,11 @@ def disputes(
     """Challenges, candidates, conflicts and challengers against `head` and `window`; `extra` holds replays made now
     for tasks the DB has none for (columns task_id, result, replayed_allow)."""
     notes: list[str] = [head.note] if head.note else []
-    ch_sql, ch_params = challenges_sql(con)
+    doc = deployment_from_meta_safe(con) or {}  # read once: it is the DB's meta plus, maybe, a file
+    ch_sql, ch_params = challenges_sql(con, doc)
     if "tasks" not in table_names(con):
         empty = pd.DataFrame()
-        return Disputes(head, window, empty, slashes(con), empty, empty, empty, 0, 0, notes=tuple(notes))
+        return Disputes(head, window, empty, slashes(con, doc), empty, empty, empty, 0, 0, notes=tuple(notes))
     rsql, rparams = _replays_sql(con, extra)
     ch = query(con, CHALLENGES_SQL.format(challenges=ch_sql, replays=rsql), {**ch_params, **rparams})
     cand = (
@@ -451,7 +459,7 @@ def disputes(
         if head.block is not None
         else pd.DataFrame()
     )
-    missing = len(query_rows(con, MISSING_REPLAYS_SQL.format(replays=rsql), rparams))
+    missing = int(query_rows(con, MISSING_COUNT_SQL.format(replays=rsql), rparams)[0][0])
     responded = int(query_rows(con, RESPONDED_SQL)[0][0])
     if head.block is None:
         notes.append("the chain head is unknown (no RPC and nothing indexed): candidates' windows cannot be measured")
@@ -467,7 +475,7 @@ def disputes(
         head=head,
         window=window,
         challenges=ch,
-        slashes=slashes(con),
+        slashes=slashes(con, doc),
         candidates=cand,
         conflicts=conflicts.reset_index(drop=True),
         challengers=challengers(ch),
@@ -518,7 +526,7 @@ def over_time(ch: pd.DataFrame) -> pd.DataFrame:
 def for_page(con: Con, head: int | None, rpc_url: str = "") -> Disputes:
     """The Disputes page's data: the DB's replays only (a page does not replay), windows against `head` (the chain's,
     cached by the page) or the indexed head."""
-    window = challenge_window(con, rpc_url)
+    window = challenge_window(con, rpc_url, deployment_from_meta_safe(con) or {})
     if head is not None:
         return disputes(con, Head(head, "chain"), window)
     indexed = indexed_head(con)
