@@ -496,3 +496,22 @@ def test_generated_and_closure_decoders_agree_on_corrupted_encodings(data):
         except codec.DecodeError:
             results.append("error")
     assert results[0] == results[1]
+
+
+_ADDR = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
+_CALLS = {
+    "transfer(address,uint256)": (["address", "uint256"], 1, 0),
+    "approve(address,uint256)": (["address", "uint256"], 1, 0),
+    "transferFrom(address,address,uint256)": (["address", "address", "uint256"], 2, 1),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(sig=st.sampled_from(sorted(_CALLS)), amount=st.integers(0, 2**256 - 1), a=_ADDR, b=_ADDR, token=_ADDR)
+def test_token_amounts_round_trip_exactly(sig, amount, a, b, token):
+    """eth-abi encodes the call; the indexer's summary gives back the very amount and counterparty, as exact text."""
+    types, i_amount, i_cp = _CALLS[sig]
+    values = [a, b, amount][-len(types) :] if len(types) == 3 else [a, amount]
+    summary = _summary(sig, types, values, to=token)
+    assert summary[0] == token and summary[1] == str(amount) and summary[3] == values[i_cp]
+    assert int(summary[1]) == values[i_amount]
