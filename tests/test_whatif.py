@@ -330,3 +330,54 @@ def test_cached_baselines_give_the_same_flips_and_chain_data_is_never_written(in
         assert out["flips"] == first["flips"] and out["baseline_mismatch_ids"] == first["baseline_mismatch_ids"]
     # every table but the what-if's own cache is exactly as it was
     assert {t: sql(db, digest.format(t)) for t in tables} == before
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids whose parent is `pid` (Linux /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def test_ctrl_c_stops_cleanly(indexed, tmp_path):
+    import os
+    import signal
+    import time
+
+    db, *_ = indexed
+    path = tmp_path / "slow.rego"
+    path.write_text(RUNAWAY_TIME)
+    proc = subprocess.Popen(
+        [LENS, "whatif", "--db", str(db), "--policy", "spending_limits", "--source", str(path)]
+        + ["--eval-timeout-ms", "120000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LENS_DEPLOYMENT_FILE": "/nonexistent"},
+        start_new_session=True,  # its own process group, as in a terminal
+    )
+    try:
+        deadline = time.monotonic() + 120
+        workers: set[int] = set()
+        while len(workers) < 1 and time.monotonic() < deadline:  # the evaluation is under way in a worker
+            time.sleep(0.5)
+            workers = _children(proc.pid)
+        assert workers, "no worker process started"
+        time.sleep(2)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group gets SIGINT
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopped by Ctrl-C" in err and "Traceback" not in err, err
+    time.sleep(0.5)
+    assert not [
+        p for p in workers if Path(f"/proc/{p}").exists() and "zombie" not in Path(f"/proc/{p}/status").read_text()
+    ]

@@ -114,6 +114,7 @@ class _Progress:
         )
 
         self.started = time.perf_counter()
+        self.total = total
         self.done = 0
         self.flips = 0
         self.progress = Progress(
@@ -197,6 +198,11 @@ def register(cli: click.Group, bench: click.Group) -> None:
         is_flag=True,
         help="Re-evaluate every baseline even where the whatif_baseline table holds it, and keep none.",
     )
+    @click.option(
+        "--scheduler",
+        default=None,
+        help="Evaluate on a Dask cluster: tcp://HOST:8786, or `local` (a LocalCluster of --workers processes).",
+    )
     @settings.option("db")
     @settings.option("eval_timeout_ms")
     @settings.option("whatif_budget_s")
@@ -219,6 +225,7 @@ def register(cli: click.Group, bench: click.Group) -> None:
         whatif_budget_s: float,
         eval_memory_mb: int,
         as_json: bool,
+        scheduler: str | None = None,
     ) -> None:
         """Re-run every indexed decision of a policy under changed params or another source; report the flips."""
         from app.engine import store
@@ -230,7 +237,13 @@ def register(cli: click.Group, bench: click.Group) -> None:
             fmt = {".csv": "csv", ".parquet": "parquet"}.get(Path(out_path).suffix.lower())
             if fmt is None:
                 raise LensError(f"--out {out_path}: unknown file type", "name the file .csv or .parquet")
-        pool = WhatIfPool(workers, eval_memory_mb)  # workers start while the DB is read
+        if scheduler:  # the same what-if, its partitions evaluated on Dask (app/distributed.py)
+            from app.distributed import DaskWhatIfPool
+
+            pool = DaskWhatIfPool(scheduler, workers)
+        else:
+            pool = WhatIfPool(workers, eval_memory_mb)  # workers start while the DB is read
+        progress = None
         try:
             with store.reading(db) as con:
                 scenario, row, schema = build_scenario(
@@ -248,23 +261,20 @@ def register(cli: click.Group, bench: click.Group) -> None:
             limits = Limits(eval_timeout_ms, whatif_budget_s, eval_memory_mb)
             t0 = time.perf_counter()
             progress = _Progress(len(decisions.tasks), as_json or len(decisions.tasks) < 2000)
-            try:
-                with progress:
-                    result = pool.run(
-                        decisions.tasks,
-                        scenario.change(),
-                        limits,
-                        on_progress=progress.advance,
-                        cached=None if no_cache else decisions.cached,
-                    )
-            except KeyboardInterrupt:
-                pool.close()
-                click.echo(
-                    f"stopped by Ctrl-C after {progress.done:,} of {len(decisions.tasks):,} decisions; nothing was written",
-                    err=True,
+            with progress:
+                result = pool.run(
+                    decisions.tasks,
+                    scenario.change(),
+                    limits,
+                    on_progress=progress.advance,
+                    cached=None if no_cache else decisions.cached,
                 )
-                sys.exit(130)
             seconds = time.perf_counter() - t0
+        except KeyboardInterrupt:
+            pool.close()  # the workers are killed before the message: nothing keeps running
+            done = f" after {progress.done:,} of {progress.total:,} decisions" if progress is not None else ""
+            click.echo(f"stopped by Ctrl-C{done}; nothing was written", err=True)
+            sys.exit(130)
         finally:
             pool.close()
         cached_note = ""

@@ -506,6 +506,16 @@ class Limits:
     memory_mb: int = 1024  # resident memory of one worker (the sandbox's limit)
 
 
+def _quiet_ctrl_c() -> None:
+    """Block SIGINT in this (pool) thread: a worker process it starts inherits the mask, so a Ctrl-C at the terminal
+    (sent to the whole process group) reaches only the caller, which stops the workers itself — no worker dies
+    printing its own traceback."""
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 class WhatIfPool:
     """`workers` killable worker processes (the sandbox's); `run` evaluates decisions in chunks on them."""
 
@@ -514,7 +524,9 @@ class WhatIfPool:
 
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.boxes = [Sandbox(memory_mb) for _ in range(self.workers)]
-        self._starter = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lens-whatif-start")
+        self._starter = ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="lens-whatif-start", initializer=_quiet_ctrl_c
+        )
         self._warming = [self._starter.submit(b.call, warm, (), 60.0) for b in self.boxes]
         self.cancelled = threading.Event()
 
@@ -570,6 +582,7 @@ class WhatIfPool:
         tally = [0, 0]  # decisions done, flips so far
 
         def work(box_no: int) -> None:
+            _quiet_ctrl_c()
             sb = self.boxes[box_no]
             while not self.cancelled.is_set() and not failure:
                 with lock:
