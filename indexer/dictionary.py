@@ -344,6 +344,23 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+# The keys of `meta` the indexer writes (a key/value table: its rows need a dictionary of their own).
+META_KEYS = {
+    "deployment": "name of the deployment indexed (devnet, ethereum, base, … or the document's name)",
+    "chain_id": "EIP-155 id of its chain",
+    "deployment_file": "the deployment document it was read from",
+    "deployment_json": "the whole deployment document (JSON): contracts, policies, clients, start block",
+    "rpc_url": "the JSON-RPC URL indexed from",
+    "confirmations": "blocks the indexer stays behind the head",
+    "roles": "address → the deployment's names for it (JSON; '*' = open topics from any address)",
+    "data_version": "changes on every committed batch (readers invalidate their caches on it)",
+    "indexed_head": "the last block a committed batch covered",
+    "last_reorg": "the last reorg rolled back: 'rolled back to block N'",
+    "rpc_faults": "RPC faults the last run met and got through (JSON: kind → count)",
+    "rpc_faults_since": "when that run started (UTC)",
+}
+
+
 def describe() -> dict[str, tuple[str, dict[str, str]]]:
     """Every table's (description, column → description): raw event tables from the ABI, the rest from TABLES."""
     out = raw_tables()

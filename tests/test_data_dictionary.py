@@ -64,3 +64,37 @@ def test_readme_and_raw_dictionary_are_generated_from_the_comments() -> None:
         assert f"| `{c}` |" in where and d.replace("|", "\\|") in where, (t, c)
     for t in tables:
         assert (f"<code>{t}</code>" in raw) if t.startswith("ev_") else (f"**`{t}`**" in section), t
+
+
+def test_every_meta_key_an_indexer_run_writes_is_described(fresh_anvil, tmp_path) -> None:
+    """The keys are read back from a real run's `meta` (a reorg included, so last_reorg is written too)."""
+    from devnet import emitter
+    from indexer.deployment import parse
+    from indexer.dictionary import META_KEYS
+    from indexer.run import IndexOptions, index
+
+    url = fresh_anvil.url
+    em = emitter.deploy(url)
+    start = int(emitter.rpc(url, "eth_blockNumber", []), 16)
+    logs = emitter.sample_task_logs(1, b"package t\n", "0x" + "aa" * 20, "0x" + "bb" * 20, [b"o"])
+    snap = emitter.rpc(url, "evm_snapshot", [])
+    emitter.emit_many(url, em, logs)
+    dep = parse(
+        {"name": "meta", "chain_id": fresh_anvil.chain_id, "rpc_url": url, "start_block": start,
+         "confirmations": 0, "contracts": {"taskManager": em}}
+    )  # fmt: skip
+    db = str(tmp_path / "meta.duckdb")
+    index(dep, IndexOptions(db=db, retries=2, backoff_s=0.01))
+    emitter.rpc(url, "evm_revert", [snap])
+    emitter.emit_many(url, em, logs[:1])
+    emitter.emit_many(url, em, logs[1:])
+    index(dep, IndexOptions(db=db, retries=2, backoff_s=0.01))
+    con = duckdb.connect(db, read_only=True)
+    try:
+        keys = {r[0] for r in con.execute("SELECT key FROM meta").fetchall()}
+    finally:
+        con.close()
+    assert "last_reorg" in keys and "rpc_faults" in keys
+    assert keys - set(META_KEYS) == set(), "describe these meta keys in indexer/dictionary.py META_KEYS"
+    section = README.read_text().split("<!-- datadict -->", 1)[1]
+    assert all(f"| `{k}` |" in section for k in keys)

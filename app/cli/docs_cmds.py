@@ -45,7 +45,7 @@ def data_dictionary(raw: bool = False) -> str:
     column's type and meaning, as Markdown, from the comments of a freshly created schema."""
     import duckdb
 
-    from indexer.dictionary import from_comments
+    from indexer.dictionary import META_KEYS, from_comments
     from indexer.load import ensure_schema
 
     con = duckdb.connect(":memory:")
@@ -82,6 +82,9 @@ def data_dictionary(raw: bool = False) -> str:
             ]
         else:
             out += [f"**`{table}`**: {_cell(table_doc)}", "", *lines, ""]
+            if table == "meta":
+                out += ["| `meta` key | meaning |", "|---|---|"]
+                out += [f"| `{k}` | {_cell(d)} |" for k, d in META_KEYS.items()] + [""]
     return "\n".join(out).rstrip()
 
 
