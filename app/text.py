@@ -62,13 +62,12 @@ def asset_label(asset: str | None, token: str = "") -> str:
 
 
 def amount_units(task: dict[str, Any], token: str = "") -> dict[str, str]:
-    """{called contract: what its amounts count} for the engine's sentences: the asset the indexer found the call to
-    move (a swap router's call moves the token, not the router), named as `asset_label` names it."""
-    to = str(task.get("intent_to") or "").lower()
+    """{token address: its symbol} for the engine's sentences: the asset the indexer found the call to move (a swap
+    moves its token argument, not the router), named as `asset_label` names it."""
     asset = task.get("asset")
-    if not to or not asset or is_null(asset) or asset == "ETH":
+    if not asset or is_null(asset) or asset == "ETH":
         return {}
-    return {to: asset_label(str(asset), token)}
+    return {str(asset).lower(): asset_label(str(asset), token)}
 
 
 # an amount this large (≥ 2^255 wei in 18-decimal units) is an "infinite" approval, not a quantity

@@ -257,3 +257,18 @@ def test_what_became_of_a_direct_path_or_expired_task() -> None:
         "transactions": [],
     }
     assert vq.outcome(expired)["text"] == "expired unspent: the allow was never spent before its expiry block 25"
+
+
+def test_a_swap_counts_the_token_it_sells_not_the_router() -> None:
+    """swap(tokenIn, amountIn, tokenOut, minOut) sent to a router: the amount is tokenIn's (written out by hand)."""
+    router, token_in, token_out = "0x" + "5e" * 20, "0x" + "3c" * 20, "0x" + "4d" * 20
+    sig = "swap(address,uint256,address,uint256)"
+    data = keccak(text=sig)[:4] + eth_abi.encode(
+        ["address", "uint256", "address", "uint256"], [token_in, 12_500 * ETH, token_out, 1]
+    )
+    inp = intent_input(Intent(SENDER, router, 0, data, 31337, sig.encode()))
+    wasm = {"spend": {"spent_today_wei": "0"}}
+    unnamed = _sentence("spending_limits", inp, SPEND_P, wasm)
+    assert "12,500 tokens of 0x3c3c…3c3c (12500000000000000000000 wei)" in unnamed and "0x5e5e" not in unnamed
+    named = _sentence("spending_limits", inp, SPEND_P, wasm, symbols={token_in: "dUSD"})
+    assert "the amount of 12,500 dUSD (12500000000000000000000 wei) exceeds" in named

@@ -61,16 +61,30 @@ def fmt_value(v: Any, key: str = "", unit: str = "ETH") -> str:
     return str(v)
 
 
-def unit_of(input: Any, symbols: dict[str, str] | None = None) -> str:
-    """What wei amounts count: ETH for a plain native transfer, else the called token's symbol if known (by its
-    lower-case address in `symbols`), else "tokens of 0x3c3c…3c3c" (18 decimals assumed)."""
-    if not isinstance(input, dict) or not input.get("function"):
+def moved_asset(input: Any) -> str:
+    """The asset an intent's amount counts, from the input as Newton builds it: 'ETH' for a plain transfer or an
+    unknown call, else the lower-case token address the call moves (a swap's token argument, not the router)."""
+    from indexer.calls import ETH, moved  # the one rule the indexer's tasks.asset uses too
+
+    if not isinstance(input, dict) or not isinstance(input.get("function"), dict):
         return "ETH"
-    to = str(input.get("to") or "").lower()
-    symbol = (symbols or {}).get(to)
+    fn = input["function"]
+    types = [i.get("type", "") for i in fn.get("inputs") or [] if isinstance(i, dict)]
+    args = input.get("decoded_function_arguments")
+    m = moved(input.get("to"), input.get("value"), fn.get("name"), types, args if isinstance(args, list) else None)
+    return "ETH" if m.asset in (None, ETH) else str(m.asset).lower()
+
+
+def unit_of(input: Any, symbols: dict[str, str] | None = None) -> str:
+    """What wei amounts count: ETH for a plain native transfer, else the moved token's symbol if known (by its
+    lower-case address in `symbols`), else "tokens of 0x3c3c…3c3c" (18 decimals assumed)."""
+    asset = moved_asset(input)
+    if asset == "ETH":
+        return "ETH"
+    symbol = (symbols or {}).get(asset)
     if symbol:
         return symbol
-    return f"tokens of {to[:6]}…{to[-4:]}" if to.startswith("0x") and len(to) == 42 else "tokens"
+    return f"tokens of {asset[:6]}…{asset[-4:]}" if asset.startswith("0x") and len(asset) == 42 else "tokens"
 
 
 def term_value_text(term: str, value: Any) -> str:
