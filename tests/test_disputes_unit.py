@@ -61,3 +61,61 @@ def test_badge_reads_as_a_person_would_say_it(con):
     closed = trust_of(con, TASK, Head(400, "chain"), Window(63, "setting"), replay="match")
     assert closed.line == "signed by 91% of stake (threshold 67%) · replay matches · challenge window closed"
     assert closed.settled and closed.challenge_state == "closed"
+
+
+TM, SLASHER, IMPOSTOR = "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "66" * 20
+OP = "0x" + "33" * 20
+
+
+def test_challenges_and_slashes_count_only_from_their_contracts():
+    """A look-alike TaskChallengedSuccessfully or OperatorSlashed from another indexed address is not a dispute."""
+    import json
+
+    c = duckdb.connect()
+    ensure_schema(c)
+    doc = {"chain_id": 1, "contracts": {"taskManager": TM, "slasher": SLASHER}}
+    c.execute("INSERT INTO meta VALUES ('deployment_json', ?)", [json.dumps(doc)])
+    c.execute(
+        "INSERT INTO tasks (chain_id, task_id, responded_block, allow) VALUES (1, ?, 10, false), (1, ?, 10, true)",
+        [TASK, "0x" + "cd" * 32],
+    )
+    for addr, tid, tx, idx in ((TM, TASK, "0xaa", 0), (IMPOSTOR, "0x" + "cd" * 32, "0xbb", 9)):
+        c.execute(
+            "INSERT INTO ev_task_challenged_successfully (chain_id, block_number, log_index, tx_hash, address, task_id, "
+            "challenger) VALUES (1, 20, ?, ?, ?, ?, ?)",
+            [idx, tx, addr, tid, "0x" + "44" * 20],
+        )
+    c.execute("INSERT INTO operators (chain_id, operator, operator_id, name) VALUES (1, ?, 'id1', 'Polar Ridge')", [OP])
+    c.execute(
+        "INSERT INTO ev_operator_stake_update (chain_id, block_number, log_index, tx_hash, address, operator_id, stake) "
+        "VALUES (1, 5, 0, '0x01', ?, 'id1', '1000'), (1, 20, 3, '0xaa', ?, 'id1', '900')",
+        [SLASHER, SLASHER],
+    )
+    for addr, tx, idx in ((SLASHER, "0xaa", 2), (IMPOSTOR, "0xbb", 1)):
+        c.execute(
+            "INSERT INTO ev_operator_slashed (chain_id, block_number, log_index, tx_hash, address, operator, "
+            "wads_to_slash) VALUES (1, 20, ?, ?, ?, ?, '[\"100000000000000000\"]')",
+            [idx, tx, addr, OP],
+        )
+    d = disputes(c, Head(30, "chain"), Window(100, "setting")).to_dict()
+    assert [x["task_id"] for x in d["challenges"]] == [TASK]
+    (only,) = d["challenges"]
+    assert only["slashed"] == [
+        {
+            "operator": OP,
+            "name": "Polar Ridge",
+            "wad": "100000000000000000",
+            "stake_before_wei": "1000",
+            "stake_after_wei": "900",
+            "amount_wei": "100",
+        }
+    ]
+    c.close()
+
+
+def test_exporter_reports_an_unreadable_db_as_down(tmp_path):
+    from app.exporter import ExporterOptions, LensCollector
+
+    families = {f.name: f for f in LensCollector(ExporterOptions(db=str(tmp_path / "gone.duckdb"))).collect()}
+    assert families["lens_up"].samples[0].value == 0
+    assert "no database" in families["lens_scrape_error"].samples[0].labels["error"]
