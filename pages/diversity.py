@@ -69,20 +69,26 @@ st.plotly_chart(charts.world_map(report.operators, color_by or "provider"))
 st.caption("Marker area ∝ stake. Operators whose IP contradicts their declared place are drawn where the IP is.")
 
 st.subheader("Concentration", anchor=False)
-tabs = st.tabs([d.replace("_", " ") for d in dq.DIMENSIONS])
-for tab, name in zip(tabs, dq.DIMENSIONS):
-    d = report.dimensions[name]
-    with tab:
-        st.plotly_chart(charts.concentration(d.entities, report.quorum_threshold_pct, d.sentence), key=f"conc_{name}")
-        st.dataframe(
-            d.entities,
-            hide_index=True,
-            column_config={
-                "stake": st.column_config.NumberColumn("stake (ETH)", format="%.1f"),
-                "stake_share": st.column_config.NumberColumn("stake share", format="percent"),
-            },
-            key=f"ent_{name}",
-        )
+name = (
+    st.segmented_control(
+        "Dimension",
+        list(dq.DIMENSIONS),
+        default="provider",
+        format_func=lambda d: d.replace("_", " "),
+        key="concentration_dim",
+    )
+    or "provider"
+)
+d = report.dimensions[name]
+st.plotly_chart(charts.concentration(d.entities, report.quorum_threshold_pct, d.sentence))
+st.dataframe(
+    d.entities,
+    hide_index=True,
+    column_config={
+        "stake": st.column_config.NumberColumn("stake (ETH)", format="%.1f"),
+        "stake_share": st.column_config.NumberColumn("stake share", format="percent"),
+    },
+)
 
 st.subheader("Hidden shared dependencies", anchor=False)
 if not report.shared:

@@ -23,7 +23,8 @@ widgets.stop_unless_data(state, "operators")
 
 recent = int(settings.get("operator_recent_tasks"))
 limits = oq.AlertThresholds(float(settings.get("alert_participation_below")), int(settings.get("alert_missed_streak")))
-figures = db.cached(oq.operator_figures, recent)
+scan = db.cached(oq.operator_scan, recent)  # figures, heatmap and missed-task latency from one pass
+figures = scan["figures"]
 if figures.empty:
     st.info("No operator has registered yet.")
     st.stop()
@@ -173,15 +174,15 @@ st.dataframe(
 )
 
 st.subheader("Participation over time", anchor=False)
-st.plotly_chart(charts.participation_heatmap(db.cached(oq.participation_heatmap)))
+st.plotly_chart(charts.participation_heatmap(scan["heatmap"]))
 
 st.subheader("Latency", anchor=False)
-lat = db.cached(oq.latency)
+lat = db.cached(oq.latency, False)
 t1, t2, t3 = st.tabs(["over time", "by number of missing operators", "by missing operator"])
 with t1:
     st.plotly_chart(charts.latency_over_time(lat["over_time"]))
 with t2:
     st.plotly_chart(charts.latency_by_missing_count(lat["by_missing_count"]))
 with t3:
-    st.plotly_chart(charts.latency_by_missing_operator(lat["by_missing_operator"]))
+    st.plotly_chart(charts.latency_by_missing_operator(scan["by_missing_operator"]))
 st.caption("Created → responded, p50 and p95 per group.")

@@ -54,10 +54,12 @@ FIGURE_COLUMNS = (
 # which keeps ~10 signers × 1,000,000 tasks fast.
 _KEYS = """
 SELECT t.task_id, coalesce(t.created_block, t.responded_block) * 100000 + {logpos} AS pos,
-       coalesce(t.created_block, t.responded_block) AS blk, t.created_time
+       coalesce(t.created_block, t.responded_block) AS blk, t.created_time{extra}
 FROM tasks t {join}
 WHERE t.signer_count IS NOT NULL
 """
+# the one full scan also yields the heatmap cells and the latency of the tasks each operator missed
+_SCAN_EXTRA = ", t.latency_respond_s AS lat, time_bucket(CAST($width AS INTERVAL), t.created_time) AS bucket"
 # Many tasks share a block: inside one, the NewTaskCreated log index is the order they were created in.
 _CREATED_POS = (
     "LEFT JOIN (SELECT task_id, min(log_index) AS logpos FROM ev_new_task_created GROUP BY ALL) c "
@@ -65,23 +67,28 @@ _CREATED_POS = (
 )
 
 
-def _positions(names: set[str]) -> str:
+def _positions(names: set[str], extra: str = "") -> str:
     """Tasks with signer data and their order key (log index 0 where the raw table is absent: tasks of one block
     then tie)."""
     if "ev_new_task_created" in names:
-        return _KEYS.format(logpos="coalesce(c.logpos, 0)", join=_CREATED_POS)
-    return _KEYS.format(logpos="0", join="")
+        return _KEYS.format(logpos="coalesce(c.logpos, 0)", join=_CREATED_POS, extra=extra)
+    return _KEYS.format(logpos="0", join="", extra=extra)
 
 
+# Per operator (whole = true) and per operator and time bucket (the heatmap), in one pass over the join.
 PARTICIPATION_SQL = """
 WITH p AS ({positions})
-SELECT ts.operator_id, count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed,
+SELECT ts.operator_id, p.bucket, GROUPING(p.bucket) = 1 AS whole,
+       count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed,
        coalesce(max(p.pos) FILTER (WHERE ts.signed), -1) AS last_yes,
        coalesce(max(p.pos) FILTER (WHERE NOT ts.signed), -1) AS last_no,
        max(p.blk) FILTER (WHERE ts.signed) AS last_signed_block,
-       max(p.created_time) FILTER (WHERE ts.signed) AS last_signed_time
+       max(p.created_time) FILTER (WHERE ts.signed) AS last_signed_time,
+       count(p.lat) FILTER (WHERE NOT ts.signed) AS missed_lat_tasks,
+       quantile_cont(p.lat, 0.5) FILTER (WHERE NOT ts.signed) AS missed_p50,
+       quantile_cont(p.lat, 0.95) FILTER (WHERE NOT ts.signed) AS missed_p95
 FROM task_signers ts JOIN p ON p.task_id = ts.task_id
-GROUP BY ts.operator_id
+GROUP BY GROUPING SETS ((ts.operator_id), (ts.operator_id, p.bucket))
 """
 # The order key of the task just before the recent window (the window is the last $recent tasks).
 WINDOW_SQL = "WITH p AS ({positions}) SELECT pos FROM p ORDER BY pos DESC LIMIT 1 OFFSET $recent"
@@ -177,26 +184,71 @@ def _empty_figures() -> pd.DataFrame:
     return pd.DataFrame(columns=list(FIGURE_COLUMNS))
 
 
+HEATMAP_COLUMNS = ["operator", "label", "bucket", "eligible", "signed", "participation"]
+MISSED_LATENCY_COLUMNS = ["operator", "label", "tasks", "p50", "p95"]
+
+
 def operator_figures(con: Con, recent: int = DEFAULT_RECENT) -> pd.DataFrame:
     """Per-operator figures, one row per operator (FIGURE_COLUMNS), ordered by stake, largest first.
 
     `recent`: the recent window in tasks; recent participation is signed / eligible over the network's last `recent`
     responded tasks.
     """
+    return operator_scan(con, recent)["figures"]
+
+
+def operator_scan(con: Con, recent: int = DEFAULT_RECENT) -> dict[str, pd.DataFrame]:
+    """One pass over the signer rows → {"figures": operator_figures, "heatmap": operators × time buckets,
+    "by_missing_operator": latency of the tasks each operator missed} (the Operators page's data)."""
+    empty = {
+        "figures": _empty_figures(),
+        "heatmap": pd.DataFrame(columns=HEATMAP_COLUMNS),
+        "by_missing_operator": pd.DataFrame(columns=MISSED_LATENCY_COLUMNS),
+    }
     names = table_names(con)
     if "operators" not in names:
-        return _empty_figures()
+        return empty
     recent = int(recent)
     ops = query(con, OPERATORS_SQL)
     if ops.empty:
-        return _empty_figures()
+        return empty
+    out = dict(empty)
     if {"task_signers", "tasks"} <= names:
-        part = _participation(con, names, max(recent, 0))
+        part, cells = _participation(con, names, max(recent, 0))
+        labels = operator_labels(con)
+        ids = dict(zip(ops["operator_id"], ops["operator"]))
+        if len(cells):
+            heat = cells.assign(operator=cells["operator_id"].map(ids)).dropna(subset=["operator"])
+            heat["participation"] = heat["signed"] / heat["eligible"]
+            heat["label"] = heat["operator"].map(labels).fillna(heat["operator"].str[:10])
+            out["heatmap"] = heat.sort_values(["bucket", "label"])[HEATMAP_COLUMNS].reset_index(drop=True)
+        if len(part):
+            miss = part[part["missed_lat_tasks"] > 0].assign(operator=lambda d: d["operator_id"].map(ids))
+            miss = miss.dropna(subset=["operator"])
+            out["by_missing_operator"] = (
+                pd.DataFrame(
+                    {
+                        "operator": miss["operator"],
+                        "label": miss["operator"].map(labels).fillna(miss["operator"].str[:10]),
+                        "tasks": miss["missed_lat_tasks"].astype("int64"),
+                        "p50": miss["missed_p50"],
+                        "p95": miss["missed_p95"],
+                    }
+                )
+                .sort_values(["tasks", "label"], ascending=[False, True])
+                .reset_index(drop=True)
+            )
     else:
         part = pd.DataFrame(columns=["operator_id"])
+    out["figures"] = _figures(con, names, ops, part)
+    return out
+
+
+def _figures(con: Con, names: set[str], ops: pd.DataFrame, part: pd.DataFrame) -> pd.DataFrame:
+    """The operators table joined with their participation, stake share, metadata state, slashing and disputes."""
     df = ops.merge(part.drop(columns=["operator"], errors="ignore"), on="operator_id", how="left")
     for col in ("eligible", "signed", "recent_eligible", "recent_signed", "streak_len", "longest_recent_miss"):
-        df[col] = pd.to_numeric(df.get(col), errors="coerce").fillna(0).astype("int64")
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64") if col in df else 0
     df["missed"] = df["eligible"] - df["signed"]
     df["participation"] = _ratio(df["signed"], df["eligible"])
     df["recent_participation"] = _ratio(df["recent_signed"], df["recent_eligible"])
@@ -228,12 +280,16 @@ def operator_figures(con: Con, recent: int = DEFAULT_RECENT) -> pd.DataFrame:
     return df[list(FIGURE_COLUMNS)]
 
 
-def _participation(con: Con, names: set[str], recent: int) -> pd.DataFrame:
-    """Per operator: eligible, signed, last signed, the current streak and the recent window's figures."""
+def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per operator: eligible, signed, last signed, the current streak, the recent window's figures and the latency
+    of the tasks it missed; and per operator and time bucket: eligible and signed (the heatmap)."""
     positions = _positions(names)
-    agg = query(con, PARTICIPATION_SQL.format(positions=positions))
+    width = bucket_width(con) or "1 day"
+    both = query(con, PARTICIPATION_SQL.format(positions=_positions(names, _SCAN_EXTRA)), {"width": width})
+    agg = both[both["whole"].astype(bool)].drop(columns=["bucket", "whole"]).reset_index(drop=True)
+    cells = both[~both["whole"].astype(bool) & both["bucket"].notna()][["operator_id", "bucket", "eligible", "signed"]]
     if agg.empty:
-        return agg
+        return agg, cells
     cut = query_rows(con, WINDOW_SQL.format(positions=positions), {"recent": int(recent)})
     window_from = int(cut[0][0]) if cut else -1  # fewer tasks than the window: all of them
     tail = query(con, TAIL_SQL.format(positions=positions), {"from": window_from})
@@ -272,7 +328,7 @@ def _participation(con: Con, names: set[str], recent: int) -> pd.DataFrame:
                 "longest_recent_miss": _longest_run(mine["signed"].tolist()),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), cells
 
 
 def _longest_run(signed: list[bool]) -> int:
@@ -537,16 +593,6 @@ BUCKETS = (
     ("30 days", 2592000),
 )
 TIME_RANGE_SQL = "SELECT min(created_time), max(created_time) FROM tasks WHERE signer_count IS NOT NULL"
-# buckets are computed on the tasks (1 row per task), the join then groups by two small keys
-HEATMAP_SQL = """
-WITH b AS (SELECT task_id, time_bucket(CAST($width AS INTERVAL), created_time) AS bucket FROM tasks
-           WHERE created_time IS NOT NULL AND signer_count IS NOT NULL),
-c AS (SELECT ts.operator_id, b.bucket, count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed
-      FROM task_signers ts JOIN b ON b.task_id = ts.task_id GROUP BY ALL)
-SELECT o.operator, c.bucket, c.eligible, c.signed
-FROM c JOIN (SELECT DISTINCT operator, operator_id FROM operators) o ON o.operator_id = c.operator_id
-ORDER BY c.bucket
-"""
 LATENCY_TIME_SQL = """
 SELECT time_bucket(CAST($width AS INTERVAL), created_time) AS bucket, count(*) AS tasks,
        quantile_cont(latency_respond_s, 0.5) AS p50, quantile_cont(latency_respond_s, 0.95) AS p95
@@ -559,13 +605,6 @@ SELECT coalesce(non_signer_count, 0) AS missing, count(*) AS tasks,
 FROM tasks WHERE latency_respond_s IS NOT NULL AND signer_count IS NOT NULL
 GROUP BY ALL ORDER BY missing
 """
-LATENCY_BY_MISSING_SQL = """
-SELECT ts.operator, count(*) AS tasks,
-       quantile_cont(t.latency_respond_s, 0.5) AS p50, quantile_cont(t.latency_respond_s, 0.95) AS p95
-FROM task_signers ts JOIN tasks t ON t.chain_id = ts.chain_id AND t.task_id = ts.task_id
-WHERE NOT ts.signed AND t.latency_respond_s IS NOT NULL
-GROUP BY ALL ORDER BY tasks DESC
-"""
 
 
 def bucket_width(con: Con, most: int = 60) -> str | None:
@@ -577,18 +616,9 @@ def bucket_width(con: Con, most: int = 60) -> str | None:
     return next((name for name, secs in BUCKETS if span / secs <= most), BUCKETS[-1][0])
 
 
-def participation_heatmap(con: Con) -> pd.DataFrame:
+def participation_heatmap(con: Con, recent: int = DEFAULT_RECENT) -> pd.DataFrame:
     """Operators × time buckets: eligible, signed and participation per cell; operator labelled by name."""
-    cols = ["operator", "label", "bucket", "eligible", "signed", "participation"]
-    if not {"task_signers", "tasks", "operators"} <= table_names(con):
-        return pd.DataFrame(columns=cols)
-    width = bucket_width(con)
-    if width is None:
-        return pd.DataFrame(columns=cols)
-    df = query(con, HEATMAP_SQL, {"width": width})
-    df["participation"] = df["signed"] / df["eligible"]
-    df["label"] = df["operator"].map(operator_labels(con)).fillna(df["operator"].str[:10])
-    return df[cols]
+    return operator_scan(con, recent)["heatmap"]
 
 
 def operator_labels(con: Con) -> dict[str, str]:
@@ -605,8 +635,9 @@ def operator_labels(con: Con) -> dict[str, str]:
     return labels
 
 
-def latency(con: Con) -> dict[str, pd.DataFrame]:
-    """Created → responded latency: p50/p95 per time bucket, by number of non-signers, and by which operator missed."""
+def latency(con: Con, with_operators: bool = True) -> dict[str, pd.DataFrame]:
+    """Created → responded latency: p50/p95 per time bucket, by number of non-signers, and (`with_operators`: from
+    the signer scan) by which operator missed."""
     empty = {
         "over_time": pd.DataFrame(columns=["bucket", "tasks", "p50", "p95"]),
         "by_missing_count": pd.DataFrame(columns=["missing", "tasks", "p50", "p95"]),
@@ -620,10 +651,8 @@ def latency(con: Con) -> dict[str, pd.DataFrame]:
     if width is not None:
         out["over_time"] = query(con, LATENCY_TIME_SQL, {"width": width})
     out["by_missing_count"] = query(con, LATENCY_NONSIGNERS_SQL)
-    if {"task_signers", "operators"} <= names:
-        d = query(con, LATENCY_BY_MISSING_SQL)
-        d.insert(1, "label", d["operator"].map(operator_labels(con)).fillna(d["operator"].str[:10]))
-        out["by_missing_operator"] = d
+    if with_operators:
+        out["by_missing_operator"] = operator_scan(con)["by_missing_operator"]
     return out
 
 
