@@ -119,3 +119,39 @@ def test_exporter_reports_an_unreadable_db_as_down(tmp_path):
     families = {f.name: f for f in LensCollector(ExporterOptions(db=str(tmp_path / "gone.duckdb"))).collect()}
     assert families["lens_up"].samples[0].value == 0
     assert "no database" in families["lens_scrape_error"].samples[0].labels["error"]
+
+
+def test_a_node_of_another_chain_does_not_lend_its_head(con, tmp_path):
+    """A devnet restarted on the same port (another chain id) must not measure this DB's windows."""
+    import http.server
+    import json
+    import threading
+
+    from app.queries.disputes import head_block
+
+    class Node(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            result = {"eth_chainId": hex(5), "eth_blockNumber": hex(999)}.get(body["method"])
+            out = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": result}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Node)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('chain_id', '1'), ('indexed_head', '120')")
+        other = head_block(con, url)
+        assert (other.block, other.source) == (120, "indexed") and "chain 5" in other.note
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('chain_id', '5')")
+        assert head_block(con, url) == Head(999, "chain")
+    finally:
+        con.execute("DELETE FROM meta WHERE key IN ('chain_id', 'indexed_head')")
+        server.shutdown()

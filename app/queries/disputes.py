@@ -298,11 +298,22 @@ def challenge_window(con: Con, rpc_url: str = "", doc: dict | None = None) -> Wi
         pass
     tm = str((doc.get("contracts") or {}).get("taskManager") or "")
     rpc_url = rpc_url or str(doc.get("rpc_url") or "")
-    if tm and rpc_url:
+    if tm and rpc_url and not _other_chain(con, rpc_url):
         raw = _rpc(rpc_url, "eth_call", [{"to": tm, "data": WINDOW_SELECTOR}, "latest"])
         if isinstance(raw, str) and len(raw) == 66:
             return Window(int(raw, 16), "chain")
     return Window(int(settings.get("challenge_window_blocks")), "setting")
+
+
+def _other_chain(con: Con, rpc_url: str) -> str:
+    """Why the node at `rpc_url` is not the DB's chain ('' when it is, or when either id is unknown): a devnet
+    restarted on the same port must not lend its head to another chain's windows."""
+    db_chain = meta_int(con, "chain_id")
+    raw = _rpc(rpc_url, "eth_chainId", [])
+    if db_chain is None or not isinstance(raw, str):
+        return ""
+    node_chain = int(raw, 16)
+    return "" if node_chain == db_chain else f"the node at {rpc_url} is chain {node_chain}, the DB chain {db_chain}"
 
 
 def indexed_head(con: Con) -> int | None:
@@ -320,8 +331,10 @@ def head_block(con: Con, rpc_url: str = "") -> Head:
     why = "no RPC URL in the deployment"
     if rpc_url:
         block, why = db.rpc_head(rpc_url, RPC_TIMEOUT_S)
-        if block is not None:
+        other = _other_chain(con, rpc_url) if block is not None else ""
+        if block is not None and not other:
             return Head(block, "chain")
+        why = other or why
     indexed = indexed_head(con)
     if indexed is None:
         return Head(None, "unknown", why)
