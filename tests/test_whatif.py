@@ -381,3 +381,15 @@ def test_ctrl_c_stops_cleanly(indexed, tmp_path):
     assert not [
         p for p in workers if Path(f"/proc/{p}").exists() and "zombie" not in Path(f"/proc/{p}/status").read_text()
     ]
+
+
+def test_the_overall_budget_stops_a_long_run(indexed, tmp_path):
+    db, *_ = indexed
+    path = tmp_path / "slow.rego"
+    path.write_text(RUNAWAY_TIME)
+    proc = lens(
+        "whatif", "--policy", "spending_limits", "--source", str(path), "--eval-timeout-ms", "120000",
+        "--whatif-budget-s", "3", db=db, ok=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "overall budget of 3 s" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

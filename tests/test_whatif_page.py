@@ -143,3 +143,19 @@ def test_the_verdict_page_links_to_a_what_if_with_its_counterfactual(env):
     shown = wi.text_input(key=_key(policy, client, param)) if param.endswith("_wei") else None
     if shown is not None:
         assert shown.value == q[f"p.{param}"]
+
+
+def test_a_source_that_does_not_parse_is_shown_at_its_line(env):
+    policy, client = _spending(env)
+    at = page("pages/whatif.py", policy=policy)
+    at.radio(key="wi_mode").set_value("Rego source")
+    at.run()
+    box = at.text_area(key=f"wi_src_{policy}")
+    lines = box.value.splitlines()
+    assert lines and lines[0].startswith("#") or "package" in box.value  # starts at the recorded source
+    lines[9] = "broken := := 1"
+    box.set_value("\n".join(lines))
+    _submit(at)
+    assert any("line 10" in e.value for e in at.error), [e.value for e in at.error]
+    assert any(">>   10 | broken := := 1" in c.value for c in at.code)
+    assert not any(m.label == "Decisions re-run" for m in at.metric)
