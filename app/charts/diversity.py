@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from functools import cache
 from pathlib import Path
@@ -45,7 +46,10 @@ def world_map(ops: pd.DataFrame, color_by: str = "provider") -> go.Figure:
         hoverinfo="skip",
         showlegend=False,
     )
+    # names and places come from operator metadata: plotly reads a few HTML tags in text, so escape them
     placed = placed.copy()
+    for col in ("name", "country", "provider", color_by):
+        placed[col] = placed[col].astype(str).map(html.escape)
     # several operators in one data centre: a small ring around the point
     placed["k"] = placed.groupby(["lat", "lon"]).cumcount()
     placed["n"] = placed.groupby(["lat", "lon"])["operator"].transform("count")
@@ -81,7 +85,7 @@ def concentration(entities: pd.DataFrame, quorum_pct: float, title: str) -> go.F
     quorum (100 − threshold %)."""
     if entities.empty:
         return empty("no operator holds stake")
-    df = entities.head(15)
+    df = entities.head(15).assign(name=lambda d: d["name"].astype(str).map(html.escape))
     fig = go.Figure()
     fig.add_bar(
         y=df["name"].astype(str),
@@ -97,7 +101,7 @@ def concentration(entities: pd.DataFrame, quorum_pct: float, title: str) -> go.F
     fig = _base(
         fig,
         height=max(200, 26 * len(df) + 90),
-        title=dict(text=title, x=0, font=dict(size=14)),
+        title=dict(text=html.escape(title), x=0, font=dict(size=14)),
         xaxis=dict(tickformat=".0%", range=[0, max(1.0, float(df["stake_share"].max()))], gridcolor=GRID),
         yaxis=dict(autorange="reversed"),
         showlegend=False,

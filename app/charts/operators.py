@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 import plotly.graph_objects as go
 
 from app.charts import _base, empty
+
+# Operator names come from their own metadata: plotly reads a few HTML tags in text (links among them), so escape.
+_esc = html.escape
 
 P50, P95 = "#3b7dd8", "#d98b2b"
 # red (missed everything) → amber → green (signed everything); mid-lightness for both themes
@@ -16,6 +21,7 @@ def participation_heatmap(df: pd.DataFrame) -> go.Figure:
     """Operators × time buckets, coloured by the share of eligible tasks signed (blank where not eligible)."""
     if df.empty:
         return empty("no signer data yet")
+    df = df.assign(label=df["label"].astype(str).map(_esc))
     z = df.pivot_table(index="label", columns="bucket", values="participation", aggfunc="first")
     signed = df.pivot_table(index="label", columns="bucket", values="signed", aggfunc="first").reindex_like(z)
     eligible = df.pivot_table(index="label", columns="bucket", values="eligible", aggfunc="first").reindex_like(z)
@@ -62,6 +68,7 @@ def latency_by_missing_operator(df: pd.DataFrame) -> go.Figure:
     """p50/p95 latency of the tasks each operator missed."""
     if df.empty:
         return empty("no operator has missed a task")
+    df = df.assign(label=df["label"].astype(str).map(_esc))
     fig = go.Figure()
     fig.add_bar(y=df["label"], x=df["p50"], name="p50", orientation="h", marker_color=P50, customdata=df["tasks"])
     fig.add_bar(y=df["label"], x=df["p95"], name="p95", orientation="h", marker_color=P95, customdata=df["tasks"])
