@@ -272,7 +272,13 @@ class Rpc:
         """Block headers (hash, parentHash, timestamp) by number, one batched request."""
         nums = list(numbers)
         res = self.batch([("eth_getBlockByNumber", [hex(n), False]) for n in nums])
-        return {n: r for n, r in zip(nums, res) if r}
+        out = {}
+        for n, r in zip(nums, res):
+            if _is_header(r):
+                out[n] = r
+            elif r:  # an answer of the wrong shape is no header: as if the node did not have the block
+                self.stats.fault("answer of the wrong shape", f"eth_getBlockByNumber {n}: {str(r)[:100]}")
+        return out
 
     def get_logs(self, lo: int, hi: int, addresses: list[str] | None, topics: list[str], raw_ok: bool = False):
         """eth_getLogs for blocks lo..hi (inclusive) with topic0 in `topics`, optionally limited to addresses
@@ -280,7 +286,35 @@ class Rpc:
         flt: dict[str, Any] = {"fromBlock": hex(lo), "toBlock": hex(hi), "topics": [list(topics)]}
         if addresses:
             flt["address"] = list(addresses)
-        return self.call("eth_getLogs", [flt], raw_ok)
+        for _ in range(self.retries + 1):
+            out = self.call("eth_getLogs", [flt], raw_ok)
+            if isinstance(out, RawResult) or (isinstance(out, list) and all(_is_log(x) for x in out)):
+                return out
+            self.stats.fault("answer of the wrong shape", f"eth_getLogs {lo}..{hi}: {str(out)[:100]}")
+            self.sleep(self.backoff)
+        raise LensError(
+            f"RPC {self.url} keeps answering eth_getLogs with something that is not a list of logs",
+            "use another RPC endpoint (--rpc)",
+        )
+
+
+def _is_hex(v: Any) -> bool:
+    return isinstance(v, str) and v.startswith("0x")
+
+
+def _is_log(x: Any) -> bool:
+    """Has this log the fields the indexer reads, of the right kinds? (Their values are checked when decoded.)"""
+    return (
+        isinstance(x, dict)
+        and all(_is_hex(x.get(k)) for k in ("blockNumber", "logIndex", "blockHash", "transactionHash", "address"))
+        and isinstance(x.get("data"), str)
+        and isinstance(x.get("topics"), list)
+        and all(isinstance(t, str) for t in x["topics"])
+    )
+
+
+def _is_header(r: Any) -> bool:
+    return isinstance(r, dict) and all(_is_hex(r.get(k)) for k in ("hash", "parentHash", "timestamp"))
 
 
 class _Transient(Exception):
@@ -432,6 +466,8 @@ def materialize(parts: list[Part], faults: Counter | None = None) -> list[dict]:
     out: dict[tuple[int, int], dict] = {}
     for p in parts:
         for log in p.answer.parse() if isinstance(p.answer, RawResult) else p.answer:
+            if not _is_log(log):  # a broken answer (only an unparsed one can get here): the caller fetches again
+                raise ValueError(f"not a log: {str(log)[:100]}")
             if not p.asks_for(log):
                 if faults is not None:
                     faults[UNASKED] += 1

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from reliability_support import FAST, deployment, fill, head, rpc, snapshot
 from rpc_proxy import FaultyProxy
 
@@ -25,6 +27,7 @@ LENS = [str(ROOT / ".venv" / "bin" / "lens")]
 pytestmark = pytest.mark.xdist_group("reliability_rpc")
 
 FAULTS = ("foreign", "reset", "429", "500", "502", "503", "truncated", "wrong_id", "lag", "drop", "garbage", "timeout")
+LOG_KEYS = ["blockNumber", "logIndex", "blockHash", "transactionHash", "address", "data", "topics", "removed"]
 # what `lens index status` calls each injected fault (the indexer's own words, checked against the proxy's tally)
 REPORTED = {
     "reset": "connection reset",
@@ -233,3 +236,70 @@ def test_lens_index_says_which_faults_it_got_through(anvil, chain, tmp_path):
     assert out.returncode == 0, out.stderr
     assert f"HTTP 429 ×{proxy.injected['429']}, HTTP 5xx ×{proxy.injected['503']}" in out.stdout, out.stdout
     assert snapshot(db) == snapshot(clean)
+
+
+# ---- any answer at all: the client returns logs or headers of the right shape, or a LensError -------------------
+
+
+class _Echo:
+    """A JSON-RPC server on 127.0.0.1 whose every answer carries `result` (or the raw `body`), under the right id."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.result = None
+        echo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                reqs = req if isinstance(req, list) else [req]
+                out = [{"jsonrpc": "2.0", "id": r["id"], "result": echo.result} for r in reqs]
+                body = json.dumps(out if isinstance(req, list) else out[0]).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def echo():
+    e = _Echo()
+    yield e
+    e.server.shutdown()
+    e.server.server_close()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.sampled_from(["0x", "0x1", "0xzz", ""]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(LOG_KEYS), inner, max_size=8),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(result=json_values)
+def test_any_answer_gives_well_formed_logs_and_headers_or_a_lens_error(echo, result):
+    echo.result = result
+    rpc_ = Rpc(echo.url, retries=1, backoff=0.0, sleep=lambda s: None)
+    try:
+        logs = rpc_.get_logs(0, 1, None, ["0x" + "11" * 32])
+    except LensError:
+        pass
+    else:
+        assert isinstance(logs, list) and all(set(LOG_KEYS) - {"removed"} <= set(x) for x in logs)
+    try:
+        headers = rpc_.headers([1])
+    except LensError:
+        pass
+    else:
+        assert all(isinstance(h, dict) and h["hash"].startswith("0x") for h in headers.values())
