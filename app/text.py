@@ -61,15 +61,6 @@ def asset_label(asset: str | None, token: str = "") -> str:
     return f"token {asset[:8]}…{asset[-4:]}"
 
 
-def amount_units(task: dict[str, Any], token: str = "") -> dict[str, str]:
-    """{token address: its symbol} for the engine's sentences: the asset the indexer found the call to move (a swap
-    moves its token argument, not the router), named as `asset_label` names it."""
-    asset = task.get("asset")
-    if not asset or is_null(asset) or asset == "ETH":
-        return {}
-    return {str(asset).lower(): asset_label(str(asset), token)}
-
-
 # an amount this large (≥ 2^255 wei in 18-decimal units) is an "infinite" approval, not a quantity
 UNLIMITED_UNITS = 2**255 / 1e18
 

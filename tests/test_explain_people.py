@@ -272,3 +272,17 @@ def test_a_swap_counts_the_token_it_sells_not_the_router() -> None:
     assert "12,500 tokens of 0x3c3c…3c3c (12500000000000000000000 wei)" in unnamed and "0x5e5e" not in unnamed
     named = _sentence("spending_limits", inp, SPEND_P, wasm, symbols={token_in: "dUSD"})
     assert "the amount of 12,500 dUSD (12500000000000000000000 wei) exceeds" in named
+
+
+def test_a_token_with_six_decimals_reads_in_its_own_units() -> None:
+    from app.engine.values import Unit, amount_units
+
+    units = amount_units({"asset": TOKEN.upper().replace("0X", "0x"), "asset_symbol": "USDC", "asset_decimals": 6}, "")
+    assert units == {TOKEN: "USDC"} and units[TOKEN].decimals == 6
+    inp = token_transfer(TO, 12_500_000)  # 12.5 USDC
+    params = {**SPEND_P, "max_tx_wei": "10000000", "daily_cap_wei": "100000000"}
+    text = _sentence("spending_limits", inp, params, {"spend": {"spent_today_wei": "0"}}, symbols=units)
+    assert (
+        "the amount of 12.5 USDC (12500000 base units) exceeds this client's per-transaction limit of 10 USDC" in text
+    )
+    assert isinstance(units[TOKEN], Unit)

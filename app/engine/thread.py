@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.errors import LensError
-from app.text import amount_units
+from app.text import asset_label
 
 # regorus engines are thread-bound (pyo3 "unsendable"): Streamlit runs each session in its own thread, so
 # every engine call of the dashboard goes through this one worker thread, where the compiled policies live.
@@ -52,6 +52,7 @@ def _explain_record(data: dict[str, Any]) -> dict[str, Any]:
             "explanation": None,
         }
     from app import engine, settings
+    from app.engine.values import amount_units
 
     try:
         task = engine.task_from_row(t, data["source"])
@@ -64,7 +65,7 @@ def _explain_record(data: dict[str, Any]) -> dict[str, Any]:
         }
     try:
         # the time limit keeps a runaway policy from stalling the page; explanations get 5x one evaluation's limit
-        symbols = amount_units(t, data.get("token") or "")  # amounts in the moved asset's symbol
+        symbols = amount_units(t, asset_label(t.get("asset"), data.get("token") or ""))  # the moved asset's unit
         exp = engine.explain(task, timeout_ms=int(settings.get("eval_timeout_ms")) * 5, symbols=symbols)
     except LensError as err:
         return {"state": "cannot_replay", "replay": "cannot_replay", "reason": str(err), "explanation": None}

@@ -14,14 +14,28 @@ def is_uint(v: Any) -> bool:
 MAX_UINT256 = 2**256 - 1
 
 
+class Unit(str):
+    """A unit name for amounts that also knows its token's decimals (`Unit("USDC", 6)`); a plain str means 18."""
+
+    decimals: int = 18
+
+    def __new__(cls, name: str, decimals: int = 18) -> Unit:
+        unit = super().__new__(cls, name)
+        unit.decimals = int(decimals)
+        return unit
+
+
 def fmt_wei(raw: str, unit: str = "ETH") -> str:
-    """`12500000000000000000` → `12.5 ETH (12500000000000000000 wei)` — exact, no float rounding."""
+    """`12500000000000000000` → `12.5 ETH (12500000000000000000 wei)` — exact, no float rounding; a token with other
+    decimals than 18 (a `Unit`) reads `12.5 USDC (12500000 base units)`."""
     n = int(raw)
+    decimals = getattr(unit, "decimals", 18)
+    base = "wei" if decimals == 18 else "base units"
     if n == MAX_UINT256:  # an "infinite" approval: 78 digits of it would only hide what it means
-        return f"an unlimited amount (type(uint256).max = {raw} wei)"
-    whole, frac = divmod(n, 10**18)
-    frac_s = f"{frac:018d}".rstrip("0")
-    return f"{whole:,}{'.' + frac_s if frac_s else ''} {unit} ({raw} wei)"
+        return f"an unlimited amount (type(uint256).max = {raw} {base})"
+    whole, frac = divmod(n, 10**decimals)
+    frac_s = f"{frac:0{decimals}d}".rstrip("0") if decimals else ""
+    return f"{whole:,}{'.' + frac_s if frac_s else ''} {unit} ({raw} {base})"
 
 
 def fmt_duration(seconds: Any) -> str:
@@ -77,7 +91,8 @@ def moved_asset(input: Any) -> str:
 
 def unit_of(input: Any, symbols: dict[str, str] | None = None) -> str:
     """What wei amounts count: ETH for a plain native transfer, else the moved token's symbol if known (by its
-    lower-case address in `symbols`), else "tokens of 0x3c3c…3c3c" (18 decimals assumed)."""
+    lower-case address in `symbols`; a `Unit` there carries the token's decimals), else "tokens of 0x3c3c…3c3c"
+    (18 decimals assumed)."""
     asset = moved_asset(input)
     if asset == "ETH":
         return "ETH"
@@ -95,3 +110,20 @@ def term_value_text(term: str, value: Any) -> str:
     if is_duration_key(last) and isinstance(value, (int, float)) and not isinstance(value, bool):
         text += f" ({fmt_duration(value)})"
     return text
+
+
+def amount_units(task: dict[str, Any], label: str) -> dict[str, Unit]:
+    """{token address: its unit} for the sentences of one task row: the asset the indexer found the call to move
+    (a swap moves its token argument, not the router), named by the symbol() and decimals() the indexer read from the
+    token (`tasks.asset_symbol` / `asset_decimals`), else by `label` with 18 decimals."""
+    asset = task.get("asset")
+    if not isinstance(asset, str) or not asset.startswith("0x"):
+        return {}
+    symbol = task.get("asset_symbol")
+    symbol = symbol if isinstance(symbol, str) and symbol.isprintable() and 0 < len(symbol) <= 32 else ""
+    decimals = task.get("asset_decimals")
+    try:
+        decimals = int(decimals) if decimals is not None and 0 <= int(decimals) <= 36 else 18
+    except (TypeError, ValueError):  # NULL as NaN from a DataFrame row
+        decimals = 18
+    return {asset.lower(): Unit(symbol or label, decimals)}

@@ -21,7 +21,7 @@ from app.queries.base import (
     table_names,
 )
 from app.queries.decisions import decision_rows
-from app.text import amount_units, asset_label, fmt_amount, intent_sentence, is_null, parsed_json
+from app.text import asset_label, fmt_amount, intent_sentence, is_null, parsed_json
 
 TASK_SQL = "SELECT * FROM tasks WHERE task_id = ? LIMIT 1"
 POLICY_SQL = "SELECT * FROM policies WHERE policy_address = ? LIMIT 1"
@@ -509,6 +509,9 @@ def oracle_errors_of(policy_data: Any) -> list[tuple[str, str]]:
     return out
 
 
-def token_symbols(data: dict[str, Any]) -> dict[str, str]:
-    """Called contract → the symbol of what its amounts count, for the sentences (see `amount_units`)."""
-    return amount_units(data["task"], data.get("token") or "")
+def token_symbols(data: dict[str, Any]) -> dict[str, Any]:
+    """Token address → its unit (symbol and decimals) for the sentences of this task (see `amount_units`)."""
+    from app.engine.values import amount_units  # the engine loads only when a decision is explained
+
+    t = data["task"]
+    return amount_units(t, asset_label(t.get("asset"), data.get("token") or ""))
