@@ -37,7 +37,9 @@ cols[2].metric("Risks flagged", len(report.risks))
 
 st.subheader("Risks", anchor=False)
 risks = gq.risks_frame(report)
-if risks.empty:
+if report.chain_note:
+    st.info("Risks are read from the chain (slots, code, owners): none can be checked without it.")
+elif risks.empty:
     st.success("No risk flagged.")
 else:
     st.dataframe(risks, hide_index=True, column_config={"detail": st.column_config.TextColumn(width="large")})
@@ -48,7 +50,11 @@ st.dataframe(
     hide_index=True,
     column_config={"contract": "artifact", "code_hash": "implementation code hash"},
 )
-st.caption("Implementation and admin read from the ERC-1967 slots (eth_getStorageAt); owner from owner().")
+st.caption(
+    "Implementation from the last indexed Upgraded (no chain to read)."
+    if report.chain_note
+    else "Implementation and admin read from the ERC-1967 slots (eth_getStorageAt); owner from owner()."
+)
 
 st.subheader("Timeline", anchor=False)
 history = gq.history_table(report)
