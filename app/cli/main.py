@@ -133,6 +133,10 @@ def _register() -> None:
     from app.cli import governance_cmds
 
     governance_cmds.register(cli, bench)
+    from app.cli import bench_cmds, export_cmds
+
+    export_cmds.register(cli, bench)
+    bench_cmds.register(cli, bench)
 
 
 _register()

@@ -69,10 +69,7 @@ def _stop(proc: subprocess.Popen | None) -> None:
 
 
 def register(cli: click.Group, bench: click.Group) -> None:
-    """Attach `serve`, `synth` and `bench app` to the root and bench groups (and the scale family: `export`)."""
-    from app.cli import export_cmds
-
-    export_cmds.register(cli, bench)
+    """Attach `serve`, `synth` and `bench app` to the root and bench groups."""
 
     @cli.command("serve")
     @settings.option("db")
