@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -197,7 +198,8 @@ def resolve(host: str, options: ResolveOptions) -> tuple[str, str]:
         return literal, ""
     if options.table is not None:
         ip = options.table.get(host.lower()) or options.table.get(host)
-        return (ip, "") if ip else ("", f"{host} is not in the local name table")
+        why = getattr(options.table, "why", {}).get(host.lower()) or f"{host} is not in the local name table"
+        return (ip, "") if ip else ("", why)
     if options.mode != "on":
         return "", ""
     return _system_resolve(host, float(options.timeout_s))
@@ -205,25 +207,65 @@ def resolve(host: str, options: ResolveOptions) -> tuple[str, str]:
 
 def _system_resolve(host: str, timeout_s: float) -> tuple[str, str]:
     """getaddrinfo in a daemon thread, abandoned after timeout_s (the resolver itself cannot be interrupted)."""
-    box: dict[str, Any] = {}
+    return _system_resolve_many([host], timeout_s)[host]
 
-    def run() -> None:
+
+def _system_resolve_many(hosts: list[str], timeout_s: float) -> dict[str, tuple[str, str]]:
+    """Resolve several hostnames at once, each in a daemon thread; all of them within one `timeout_s`."""
+    boxes: dict[str, dict[str, Any]] = {h: {} for h in dict.fromkeys(hosts)}
+
+    def run(host: str, box: dict[str, Any]) -> None:
         try:
             infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
             box["ips"] = [i[4][0] for i in infos]
         except OSError as err:
             box["error"] = err
 
-    worker = threading.Thread(target=run, daemon=True, name=f"resolve {host}")
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        return "", f"resolving {host} took longer than {timeout_s:g} s"
-    if "error" in box:
-        return "", f"{host} does not resolve ({box['error']})"
-    ips = box.get("ips") or []
-    v4 = [ip for ip in ips if ":" not in ip]
-    return ((v4 or ips)[0], "") if ips else ("", f"{host} resolves to no address")
+    workers = {h: threading.Thread(target=run, args=(h, b), daemon=True, name=f"resolve {h}") for h, b in boxes.items()}
+    for w in workers.values():
+        w.start()
+    deadline = time.monotonic() + timeout_s
+    out: dict[str, tuple[str, str]] = {}
+    for host, worker in workers.items():
+        worker.join(max(0.0, deadline - time.monotonic()))
+        box = boxes[host]
+        if worker.is_alive():
+            out[host] = ("", f"resolving {host} took longer than {timeout_s:g} s")
+        elif "error" in box:
+            out[host] = ("", f"{host} does not resolve ({box['error']})")
+        else:
+            ips = box.get("ips") or []
+            v4 = [ip for ip in ips if ":" not in ip]
+            out[host] = ((v4 or ips)[0], "") if ips else ("", f"{host} resolves to no address")
+    return out
+
+
+def prefetch(sockets: list[str], options: ResolveOptions) -> ResolveOptions:
+    """Options whose local table already holds every hostname of `sockets` resolved at once (system resolver, one
+    `timeout_s` for all); failures are kept and reported per socket by `locate`. Unchanged when resolution is off or
+    a table is given."""
+    if options.mode != "on" or options.table is not None:
+        return options
+    hosts = []
+    for sock in sockets:
+        try:
+            host = socket_host(sock)
+        except LensError:
+            continue
+        if _ip_literal(host) is None:
+            hosts.append(host)
+    if not hosts:
+        return options
+    found = _system_resolve_many(hosts, float(options.timeout_s))
+    return ResolveOptions(options.mode, options.timeout_s, _Resolved(found))
+
+
+class _Resolved(dict):
+    """A name table from a prefetch: host → IP, and why a host has none."""
+
+    def __init__(self, found: dict[str, tuple[str, str]]) -> None:
+        super().__init__({h.lower(): ip for h, (ip, _why) in found.items() if ip})
+        self.why = {h.lower(): why for h, (ip, why) in found.items() if not ip}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -317,6 +317,23 @@ def test_resolution_off_is_a_state_and_a_local_table_resolves():
         geo.resolve_mode("sometimes", 1)
 
 
+def test_resolution_runs_every_name_at_once_and_keeps_why():
+    # numeric hosts: getaddrinfo answers without any query, which exercises the resolver threads
+    assert geo._system_resolve_many(["127.0.0.1", "10.1.2.3"], 2.0) == {
+        "127.0.0.1": ("127.0.0.1", ""),
+        "10.1.2.3": ("10.1.2.3", ""),
+    }
+    table = geo._Resolved(
+        {"a.example": ("46.4.0.9", ""), "b.invalid": ("", "b.invalid does not resolve (no such name)")}
+    )
+    opts = geo.ResolveOptions("on", 1.0, table)
+    assert geo.locate("a.example:1", opts).provider == "Hetzner"
+    miss = geo.locate("b.invalid:1", opts)
+    assert miss.state == "unresolved" and "no such name" in miss.detail
+    assert geo.prefetch(["1.2.3.4:9", "", "x:y:z"], geo.ResolveOptions("on", 1.0)) == geo.ResolveOptions("on", 1.0)
+    assert geo.prefetch(["h.invalid:1"], NO_DNS) is NO_DNS  # a given table is used as it is
+
+
 def test_shared_dependencies(con):
     shared = dq.diversity_report(con, NO_DNS).shared
     by_kind = {(s.shared, s.value): s for s in shared}

@@ -60,6 +60,7 @@ def diversity_operators(con: Con, resolve: geo.ResolveOptions = geo.NO_RESOLUTIO
     if "operators" not in table_names(con):
         return pd.DataFrame(columns=cols)
     ops = query(con, OPERATORS_SQL)
+    resolve = geo.prefetch([_text(x) for x in ops["socket"]], resolve)  # every hostname at once, one time limit
     rows = []
     for r in ops.to_dict("records"):
         wei = pd.to_numeric(r["stake"], errors="coerce")
