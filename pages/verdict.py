@@ -122,7 +122,10 @@ if badge is not None:  # deferred trust: stake that signed, replay, and where th
     st.markdown(f":material/verified_user: **Trust:** {md_escape(badge.line)}", help=trust_q.non_signers_text(badge))
 became = verdict.outcome(data)
 if became["state"] == "challenged":
-    st.error("Successfully challenged — " + became["text"].removeprefix("successfully challenged: "))
+    st.warning(
+        "**Successfully challenged** — " + md_escape(became["text"].removeprefix("successfully challenged: ")),
+        icon=":material/flag:",
+    )
 else:
     st.markdown(f"**What became of it:** {md_escape(became['text'])}")
 
