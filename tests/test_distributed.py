@@ -183,3 +183,17 @@ def test_whatif_on_the_dask_cluster_gives_the_local_flips(cluster, synth_db):
     }
     to_deny = {f.task_id for f in remote.flips if f.from_allow and not f.to_allow}
     assert to_deny == above and to_deny, (len(to_deny - above), len(above - to_deny))
+
+
+def test_lens_whatif_scheduler_reports_what_the_local_run_does(cluster, synth_db):
+    args = ["whatif", "--policy", "spending_limits", "--set", "max_tx_wei=20 ETH", "--db", str(synth_db)]
+    args += ["--no-cache", "--json"]
+    local = CliRunner().invoke(cli, [*args, "--workers", "1"])
+    remote = CliRunner().invoke(cli, [*args, "--scheduler", cluster])
+    assert local.exit_code == 0, local.output
+    assert remote.exit_code == 0, remote.output
+    a, b = json.loads(local.stdout), json.loads(remote.stdout)
+    assert b["workers"] == 2
+    for key in ("decisions", "flipped_to_deny", "flipped_to_allow", "by_client"):
+        assert a[key] == b[key], key
+    assert a["flipped_to_deny"] > 0
