@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -32,13 +33,18 @@ def build(db: str, rpc: str | None, block: int | None = None):
         return gq.build_report(con, doc, rpc or doc.get("rpc_url") or None, block)
 
 
+def _short(text: str) -> str:
+    """0x1234…abcd for every address or hash in a value ('role → account' keeps both sides)."""
+    return re.sub(r"0x[0-9a-fA-F]{12,}", lambda m: f"{m.group(0)[:6]}…{m.group(0)[-4:]}", text)
+
+
 def _print(report) -> None:
     """Human-readable report: one block per proxy, then the risks."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = Console(soft_wrap=True)  # addresses and hashes stay whole (copyable); the tables shorten them
     if report.chain_note:
         console.print(f"[yellow]{escape(report.chain_note)}: slots, owners and risks are not read[/yellow]")
     for p in report.proxies:
@@ -52,9 +58,9 @@ def _print(report) -> None:
         t = Table("block", "event", "value", "tx", "sender", box=None, pad_edge=False)
         for h in p.history:
             t.add_row(
-                f"{h.block_number:,}", h.event, escape(h.value), h.tx_hash[:12] + "…", (h.sender or "?")[:12] + "…"
+                f"{h.block_number:,}", h.event, escape(_short(h.value)), _short(h.tx_hash), _short(h.sender or "?")
             )
-        console.print(t)
+        console.print(t, soft_wrap=False)
     for d in report.layout_diffs:
         verdict = "append-only" if not d.changes else f"{len(d.changes)} change(s)"
         console.print(
