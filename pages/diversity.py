@@ -99,7 +99,22 @@ for s in report.shared:
 st.subheader("Declared and observed location", anchor=False)
 for _, r in report.disagreements.iterrows():
     st.warning(f"**{md_escape(r['name'])}** {md_escape(r['disagreement'])}")
-st.dataframe(dq.location_table(report), hide_index=True, column_config={"observed_detail": "observed (why)"})
+st.dataframe(
+    dq.location_table(report),
+    hide_index=True,
+    column_config={
+        "observed_state": "observed",
+        "observed_country": "country (IP)",
+        "observed_asn": "network (IP)",
+        "observed_provider": "provider (IP)",
+        "declared_country": "country (declared)",
+        "declared_city": "city (declared)",
+        "declared_provider": "provider (declared)",
+        "declared_asn": "ASN (declared)",
+        "disagreement": "disagreement",
+        "observed_detail": "observed (why)",
+    },
+)
 
 st.subheader("Failure-domain what-if", anchor=False)
 st.caption(
