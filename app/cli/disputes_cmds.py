@@ -65,8 +65,13 @@ def _short(text: Any, n: int = 10) -> str:
     return text if len(text) <= n + 2 else text[: n + 2] + "…"
 
 
-def _print(d: Any, out: dict) -> None:
-    """Human-readable disputes."""
+def _more(total: int, shown: int) -> None:
+    if total > shown:
+        click.echo(f"  … and {total - shown:,} more (--limit, or --json for all)")
+
+
+def _print(d: Any, out: dict, limit: int) -> None:
+    """Human-readable disputes: the newest `limit` challenges and candidates (open ones first), every conflict."""
     head = f"{out['head']:,}" if out["head"] is not None else "unknown"
     click.echo(
         f"head block {head} ({out['head_source']}), challenge window {out['window_blocks']} blocks "
@@ -83,7 +88,7 @@ def _print(d: Any, out: dict) -> None:
     click.secho(
         f"Challenges: {s['challenges']} ({s['successful']} successful, {s['unsuccessful']} unsuccessful)", bold=True
     )
-    for c in out["challenges"]:
+    for c in out["challenges"][:limit]:
         outcome = click.style("successful", fg="green") if c["success"] else click.style("unsuccessful", fg="yellow")
         timing = (
             f"{c['blocks_after_response']} of {c['window_blocks']} blocks after the response"
@@ -97,13 +102,15 @@ def _print(d: Any, out: dict) -> None:
         for sl in c["slashed"]:
             amount = f"{int(sl['amount_wei']) / 1e18:,.4f}" if sl["amount_wei"] else "?"
             click.echo(f"      slashed {amount} stake from {sl['name'] or sl['operator']} ({sl['operator']})")
+    _more(len(out["challenges"]), min(limit, len(out["challenges"])))
     click.echo("")
     click.secho(
         f"Challenge candidates: {s['candidates']} ({s['open_candidates']} open, {s['missed_candidates']} window missed)",
         bold=True,
         fg="red" if s["open_candidates"] else None,
     )
-    for c in out["candidates"]:
+    ordered = sorted(out["candidates"], key=lambda c: c["state"] != "open")  # open first, each newest first
+    for c in ordered[:limit]:
         att = "allow" if c["attested_allow"] else "deny"
         rep = "—" if c["replayed_allow"] is None else ("allow" if c["replayed_allow"] else "deny")
         left = f"{c['blocks_left']} blocks left" if c["state"] == "open" else "window missed"
@@ -111,6 +118,7 @@ def _print(d: Any, out: dict) -> None:
             f"  {c['task_id']}  attested {att}, replay {rep}  window ends at block {c['window_end_block']:,}: {left}"
             + ("  (a challenge failed)" if c["challenged_unsuccessfully"] else "")
         )
+    _more(len(ordered), min(limit, len(ordered)))
     if out["conflicts"]:
         click.echo("")
         click.secho(
@@ -146,8 +154,17 @@ def register(cli: click.Group, bench: click.Group) -> None:
         is_flag=True,
         help="Do not replay responses the DB has no replay of (their candidates are then reported as unknown).",
     )
+    @click.option(
+        "--limit",
+        type=int,
+        default=20,
+        show_default=True,
+        help="Challenges and candidates listed as text (not --json).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (challenges, candidates, …).")
-    def disputes_cmd(db: str, rpc: str, eval_timeout_ms: int, replay_max: int, no_replay: bool, as_json: bool) -> None:
+    def disputes_cmd(
+        db: str, rpc: str, eval_timeout_ms: int, replay_max: int, no_replay: bool, limit: int, as_json: bool
+    ) -> None:
         """Every challenge with its outcome and slashes; challenge candidates (replay disagrees, not yet answered by a
         successful challenge) with the blocks left in their window; challenges Lens' replay disputes."""
         d = build(db, rpc, not no_replay, replay_max, eval_timeout_ms, quiet=as_json)
@@ -156,4 +173,4 @@ def register(cli: click.Group, bench: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(out, default=str))
         else:
-            _print(d, out)
+            _print(d, out, max(limit, 0))
