@@ -121,6 +121,13 @@ def new_engine(source: str, path: str = POLICY_FILE, extra: tuple[tuple[str, str
     return engine_for(((path, source),) + tuple(extra))
 
 
+def declares_rule(source: str, rule: str) -> bool:
+    """Does the source have a head of `rule` (`rule if`, `rule :=`, `rule =`, `rule {`, `rule[x]`, `rule(x)`,
+    `rule contains`, `default rule …`) at the start of a line?"""
+    head = rf"(?m)^[ \t]*(?:default[ \t]+)?{re.escape(rule)}(?:[ \t]*(?:if\b|contains\b|:=|=|\{{|\[|\()|[ \t]*$)"
+    return re.search(head, source) is not None
+
+
 class CompiledPolicy:
     """A policy parsed once for an entrypoint; `evaluate` sets input and data and reads `allow` and `deny`."""
 
@@ -137,15 +144,14 @@ class CompiledPolicy:
                 f"entrypoint {entrypoint!r}: package {self.package.removeprefix('data.')} is not in the policy",
                 f"packages in the policy: {', '.join(sorted(packages)) or 'none'}",
             )
-        try:
-            self.engine.eval_rule(self.query)
-        except Exception as err:
-            if "not a valid rule path" in str(err):
-                raise LensError(
-                    f"entrypoint {entrypoint!r}: no rule {self.query.rsplit('.', 1)[1]} in package "
-                    f"{self.package.removeprefix('data.')}",
-                    "Newton entrypoints are `<package>.allow`",
-                ) from None
+        # read from the source, not by evaluating the rule: compiling must never run the policy (a runaway rule
+        # would run here, outside any time limit)
+        rule = self.query.rsplit(".", 1)[1]
+        if not declares_rule(source, rule):
+            raise LensError(
+                f"entrypoint {entrypoint!r}: no rule {rule} in package {self.package.removeprefix('data.')}",
+                "Newton entrypoints are `<package>.allow`",
+            )
         # one query for both rules, so rules they share are evaluated once
         self._both = f"a := [x | x := {self.query}]; d := [x | x := {self.deny_query}]"
         self._lock = threading.Lock()

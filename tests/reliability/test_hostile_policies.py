@@ -59,6 +59,19 @@ def test_an_allocating_policy_is_stopped_by_the_memory_limit_and_the_worker_reco
         box.kill()
 
 
+def _compile_only(source: str, entry: str) -> str:
+    return compiled(source, entry).query
+
+
+def test_compiling_never_runs_the_policy() -> None:
+    """Compiling (as the what-if page does on the dashboard's engine thread) must not evaluate a runaway rule."""
+    box = Sandbox()
+    try:
+        assert box.call(_compile_only, (SPIN, "spin.allow"), 30.0) == "data.spin.allow"
+    finally:
+        box.kill()
+
+
 def test_replay_explain_and_audit_report_the_memory_limit(monkeypatch) -> None:
     monkeypatch.setenv("LENS_EVAL_MEMORY_MB", "300")
     ex = explain(_task(HOG, "hog.allow"), timeout_ms=60_000)
