@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import db, geo, settings, widgets
 from app.charts import diversity as charts
+from app.errors import LensError
 from app.queries import base
 from app.queries import diversity as dq
 from app.text import md_escape
@@ -122,7 +123,11 @@ st.caption(
     "reached it without those operators' signatures (from each task's recorded signers and stakes)?"
 )
 choices = dq.fail_choices(report.operators)
-current = dq.parse_fail(st.query_params.get_all("fail")) if st.query_params.get_all("fail") else ()
+try:
+    current = dq.parse_fail(st.query_params.get_all("fail"))
+except LensError as err:  # a hand-edited link: say what is wrong, start from nothing failed
+    st.warning(f"Ignoring the link's failure domain: {md_escape(str(err))} ({md_escape(err.hint or '')}).")
+    current = ()
 picked: list[tuple[str, str]] = []
 cols = st.columns(5)
 for col, dim in zip(cols, ("provider", "country", "organisation", "asn", "operator")):

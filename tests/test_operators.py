@@ -491,6 +491,8 @@ def test_diversity_page(app_env):
     shown = " ".join(x.value for x in at.markdown)
     assert "2 countries (DE, CH) can stop the network from reaching quorum" in shown.replace("\\", "")
     assert any("Echo" in w.value and "declares Frankfurt" in w.value.replace("\\", "") for w in at.warning)
+    bad = page("pages/diversity.py", fail=["planet=Mars"])
+    assert any("unknown dimension" in w.value for w in bad.warning)
     what = page("pages/diversity.py", fail=["provider=AWS"])
     m = {x.label: x.value for x in what.metric}
     assert m["Quorum"] == "LOST" and m["Stake left"] == "65.0%"
