@@ -85,11 +85,12 @@ ORDER BY t.responded_block DESC, t.task_id
 
 # OperatorSlashed carries no task id: a slash belongs to the challenge of the same transaction. The stake it took is
 # the operator's stake before it (its last OperatorStakeUpdate) minus the OperatorStakeUpdate that follows in the
-# same transaction; the stakes are exact decimal strings.
+# same transaction; the stakes are exact decimal strings. The InstantSlasher layout names its wads `wadsToSlash`, the
+# AllocationManager's `wadSlashed` (EVENTS.md §1.4).
 SLASHES_SQL = """
 WITH sl AS (
   SELECT chain_id, block_number, log_index, block_number * 1000000 + log_index AS pos, tx_hash, operator,
-         wads_to_slash, description
+         coalesce(wads_to_slash, wad_slashed) AS wads_to_slash, description
   FROM ev_operator_slashed WHERE address IN (SELECT unnest($slashers)) AND operator IS NOT NULL
 ),
 ids AS (SELECT operator, any_value(operator_id) AS operator_id, any_value(name) AS name FROM operators GROUP BY operator),
