@@ -286,3 +286,14 @@ def test_a_token_with_six_decimals_reads_in_its_own_units() -> None:
         "the amount of 12.5 USDC (12500000 base units) exceeds this client's per-transaction limit of 10 USDC" in text
     )
     assert isinstance(units[TOKEN], Unit)
+
+
+def test_an_else_branch_shows_its_own_line() -> None:
+    name, _, inp, params, wasm, _, _ = CASES[1]  # a plain ETH transfer: `amount` takes its last else branch
+    ex = explain_evaluation(_policy(name), inp, params, wasm, counterfactuals=False)
+    source = (POLICIES / name / "policy.rego").read_text().split("\n")
+    branches = [b for b in ex.bodies if b.rule == "amount"]
+    assert len(branches) == 3
+    for b in branches[1:]:  # each else branch is shown with the real text of its own line
+        assert b.head == source[b.line - 1].strip() and b.head.startswith("else :=")
+    assert branches[2].head == "else := input.value" and branches[2].succeeded is True

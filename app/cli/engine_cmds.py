@@ -192,7 +192,11 @@ def format_story(story: dict, ex: Any) -> str:
     lines.append(f"  sender     {a['sender']}")
     lines.append(f"  recipient  {a['recipient']}")
     lines.append(
-        f"  amount     {a['amount']} ({a['amount_wei']} wei)"
+        (
+            f"  amount     {a['amount']} ({a['amount_wei']} {a.get('base_unit', 'wei')})"
+            if a["amount_wei"] is not None
+            else "  amount     unknown: the call's arguments do not say how much it moves"
+        )
         + (f" of {a['asset_address']}" if a["asset_address"] not in (None, "ETH") else "")
     )
     call = a["call"] or "(plain native transfer)"

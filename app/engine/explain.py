@@ -320,12 +320,8 @@ def _mark_unreached_else(outcomes: list[BodyOutcome], bodies: list[Body]) -> lis
         if not body.is_else:
             done = False
         if done and body.is_else:
-            out.append(
-                BodyOutcome(o.rule, "else " + o.head, o.line, None, None, "not reached: an earlier branch applied")
-            )
+            out.append(BodyOutcome(o.rule, o.head, o.line, None, None, "not reached: an earlier branch applied"))
             continue
-        if body.is_else:
-            o = BodyOutcome(o.rule, "else " + o.head, o.line, o.succeeded, o.failed_at, o.note)
         done = done or o.succeeded is True
         out.append(o)
     return out

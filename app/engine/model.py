@@ -69,6 +69,11 @@ class _Src:
 
     def __init__(self, text: str) -> None:
         self.b = text.encode("utf-8")
+        self.lines = text.split("\n")  # numbered as the engine numbers them (\n only)
+
+    def line(self, n: int) -> str:
+        """The real text of line n (1-based), without its line break; '' past the end."""
+        return self.lines[n - 1].removesuffix("\r") if 0 < n <= len(self.lines) else ""
 
     def text(self, span: dict) -> str:
         """The text of a span, widened over a string quote the span leaves out."""
@@ -220,11 +225,10 @@ def build_model(ast_json: str, path: str, source: str) -> PolicyModel:
                 text = src.text(st["span"])
                 stmts.append(Stmt(text, st["span"]["line"], tuple(_terms(src, st["literal"]))))
             line = body["span"]["line"] if body.get("span") else spec["span"]["line"]
-            entry["bodies"].append(
-                Body(
-                    name, len(entry["bodies"]), line, head_text, tuple(stmts), bi > 0 and body.get("assign") is not None
-                )
-            )
+            is_else = bi > 0 and body.get("assign") is not None
+            # an `else` branch's head is its own line (`else := args[2] if fname == "transferFrom"`), not the first's
+            head = src.line(line).removesuffix("{").strip() if is_else else head_text
+            entry["bodies"].append(Body(name, len(entry["bodies"]), line, head, tuple(stmts), is_else))
     names = set(raw)
     rules = {}
     for name, e in raw.items():

@@ -173,6 +173,12 @@ def explain_task(con: Con, task_id: str) -> dict[str, Any]:
 # Verdict presentation: pure shaping of a verdict() / explain record into tables
 
 
+def base_unit(t: dict[str, Any]) -> str:
+    """'wei' for amounts of 18-decimal assets (ETH included), else 'base units' (a 6-decimal token's)."""
+    d = t.get("asset_decimals")
+    return "wei" if d is None or is_null(d) or int(d) == 18 else "base units"
+
+
 def intent_facts(data: dict[str, Any]) -> pd.DataFrame:
     """The intent as (field, value) rows: exact values, decoded call, client and counterparty."""
     t = data["task"]
@@ -191,7 +197,9 @@ def intent_facts(data: dict[str, Any]) -> pd.DataFrame:
         ("counterparty", t.get("counterparty") or "—"),
         (
             "amount",
-            f"{fmt_amount(t.get('amount_num'), t.get('asset'), data.get('token', ''))} = {t.get('amount_wei') or '0'} wei",
+            f"{fmt_amount(t.get('amount_num'), t.get('asset'), data.get('token', ''))} = {t.get('amount_wei')} {base_unit(t)}"
+            if t.get("amount_wei") is not None and not is_null(t.get("amount_wei"))
+            else "unknown: the call's arguments do not say how much it moves",
         ),
         ("native value (wei)", t.get("intent_value") or "0"),
         ("chain id", str(t.get("intent_chain_id"))),
@@ -448,7 +456,8 @@ def story(data: dict[str, Any], exp: Any = None, found: dict[str, Any] | None = 
             "asset": asset_label(t.get("asset"), token),
             "asset_address": t.get("asset"),
             "amount": fmt_amount(t.get("amount_num"), t.get("asset"), token),
-            "amount_wei": t.get("amount_wei") or "0",
+            "amount_wei": None if is_null(t.get("amount_wei")) else t.get("amount_wei"),
+            "base_unit": base_unit(t),
             "call": t.get("function_signature") or None,
             "function": t.get("function_name") or None,
             "arguments": args,
