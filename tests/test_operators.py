@@ -391,6 +391,17 @@ def test_nakamoto_is_the_smallest_stopping_set(stakes, q):
     assert dq.hhi([s / total for s in stakes]) == pytest.approx(sum((s / total) ** 2 for s in stakes))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.ip_addresses(), st.integers(1, 65535), st.sampled_from(["", "tcp://", "http://"]))
+def test_socket_host_round_trip(ip, port, scheme):
+    """Any IP literal written as a socket (host:port, [v6]:port, with or without a scheme) comes back as itself."""
+    host = f"[{ip}]" if ip.version == 6 else str(ip)
+    assert geo.socket_host(f"{scheme}{host}:{port}") == str(ip)
+    located = geo.locate(f"{scheme}{host}:{port}")
+    assert located.ip == str(ip) and located.state in ("located", "private", "not_in_database")
+    assert (located.state == "private") == (not ip.is_global)
+
+
 # ------------------------------------------------------------------------------------------ CLI twins
 
 
@@ -425,6 +436,8 @@ def test_cli_operators_json(db):
     assert (by["Bravo"]["eligible"], by["Bravo"]["signed"], by["Bravo"]["streak"]) == (40, 30, -10)
     assert len(by["Bravo"]["alerts"]) == 2 and not by["Alpha"]["alerts"]
     assert {a["name"] for a in doc["alerts"]} == {"Bravo", "Charlie", "Foxtrot"}
+    one = json.loads(_lens("operators", "--db", str(db), "--json", "--operator", _addr(2)).stdout)
+    assert len(one["detail"]["missed"]) == 10
     bad = _lens("operators", "--db", str(db), "--alert-participation-below", "3")
     assert bad.returncode == 1 and "error:" in bad.stderr and "Traceback" not in bad.stderr
 
