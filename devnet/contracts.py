@@ -36,6 +36,8 @@ DEPLOYABLE = (
     "ProxyAdmin",
     "TransparentUpgradeableProxy",
     "TimelockController",
+    "BeaconProxy",
+    "UpgradeableBeacon",
 )
 
 # Pinned compiler settings: part of every artifact, so a changed setting shows up as an artifact diff.

@@ -419,3 +419,37 @@ def test_a_synthetic_db_carries_the_same_history_and_the_page_reads_it_without_a
     labels = {m.label: m.value for m in at.metric}
     assert labels["Upgrades"] == str(sql(str(db), "SELECT count(*) FROM ev_upgraded")[0][0])
     assert at.warning and "no RPC URL" in at.warning[0].value
+
+
+def test_a_beacon_proxy_names_the_beacon_and_the_beacons_implementation(tmp_path):
+    """OpenZeppelin BeaconProxy: no implementation slot; the beacon slot and the beacon's implementation() say it."""
+    from web3 import Web3
+
+    from devnet.anvil import start_anvil
+    from devnet.deploy import calldata
+    from devnet.tx import deploy, send_tx
+
+    node = start_anvil(port=None, accounts=2)
+    try:
+        w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))
+        dep = w3.eth.accounts[0]
+        impl_a = deploy(w3, "ChallengeVerifier", sender=dep)
+        impl_b = deploy(w3, "ChallengeVerifier", sender=dep, gas=3_000_000)
+        beacon = deploy(w3, "UpgradeableBeacon", Web3.to_checksum_address(impl_a), sender=dep)
+        init = calldata("ChallengeVerifier", "initialize", dep, dep)
+        proxy = deploy(w3, "BeaconProxy", Web3.to_checksum_address(beacon), bytes.fromhex(init[2:]), sender=dep)
+        up = calldata("UpgradeableBeacon", "upgradeTo", Web3.to_checksum_address(impl_b))
+        send_tx(w3, dep, to=Web3.to_checksum_address(beacon), data=up)
+        doc = {"name": "beacon", "chain_id": 31337, "rpc_url": node.url, "confirmations": 0}
+        doc["contracts"] = {"taskManager": proxy, "challengeVerifier": proxy}
+        db = str(tmp_path / "lens.duckdb")
+        index(parse(doc, "beacon"), IndexOptions(db=db, metadata_timeout_s=2))
+        with connect_read(db) as con:
+            report = gq.build_report(con, doc, node.url)
+        (p,) = report.proxies
+        slot = w3.provider.make_request("eth_getStorageAt", [proxy, gq.BEACON_SLOT, "latest"])["result"]
+        assert p.beacon == _word_address(slot) == beacon and p.admin is None
+        assert p.implementation == impl_b  # the beacon's upgrade moved every proxy behind it
+        assert [(h.event, h.value) for h in p.history if h.event == "BeaconUpgraded"] == [("BeaconUpgraded", beacon)]
+    finally:
+        node.stop()

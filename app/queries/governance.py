@@ -25,6 +25,7 @@ BEACON_SLOT = "0xa3f0ad74e5423aebfd80d3ef4346578335a9a72aeaee59ff6cb3582b35133d5
 # OpenZeppelin v5 Initializable keeps `_initialized` (uint64) in an ERC-7201 namespace; v4 at slot 0, byte 0.
 OZ5_INITIALIZABLE_SLOT = "0xf0c57e16840df040f15088dc2f81fe391c3923bec73e23a9662efc9c229c6a00"
 OWNER_SELECTOR = "0x8da5cb5b"  # owner()
+IMPLEMENTATION_SELECTOR = "0x5c60da1b"  # IBeacon.implementation()
 MIN_DELAY_SELECTOR = "0xf27a0c92"  # TimelockController.getMinDelay()
 ZERO = "0x" + "00" * 20
 # Most severe first: anyone can take over / the proxy's storage is misread, then one key can change the code.
@@ -442,6 +443,8 @@ def build_report(con: Con, doc: dict | None, rpc_url: str | None, block: int | N
             admin = reader.slot_address(address, ADMIN_SLOT, tag)
             beacon = reader.slot_address(address, BEACON_SLOT, tag)
             impl, admin, beacon = (None if v == ZERO else v for v in (impl, admin, beacon))
+            if impl is None and beacon:  # a beacon proxy: the beacon names the implementation
+                impl = reader.call_address(beacon, IMPLEMENTATION_SELECTOR, tag)
             if impl is None and address not in upgraded_at:
                 continue  # not a proxy
             owner = reader.call_address(address, OWNER_SELECTOR, tag)
