@@ -70,9 +70,20 @@ st.caption(
     "Responses whose replay disagrees with the attested result and that no successful challenge has answered, "
     "newest first."
 )
-cand = disputes.candidate_rows(d)
+shown = st.query_params.get("candidates", "all")
+shown = st.segmented_control(
+    "Window",
+    disputes.CANDIDATE_STATES,
+    default=shown if shown in disputes.CANDIDATE_STATES else "all",
+    format_func=lambda s: {"open": "still open", "missed": "window missed", "all": "all"}[s],
+    key="candidates_state",
+)
+st.query_params["candidates"] = shown or "all"
+cand = disputes.candidate_rows(d, shown or "all")
 if len(cand):
     st.dataframe(cand, hide_index=True, column_config=LINKS | {"state": None})
+elif len(d.candidates):
+    st.info(f"No candidates in this view; {len(d.candidates):,} in all.")
 elif not d.missing_replays:
     st.success("No challenge candidates: every replayed response matches its attested result or was overturned.")
 

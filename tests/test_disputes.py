@@ -444,6 +444,14 @@ def test_open_candidates_turn_missed_as_the_chain_advances(chain, monkeypatch):
     monkeypatch.setenv("LENS_DEPLOYMENT_FILE", str(chain["dep"]))
     at = page("pages/verdict.py", task=ok)
     assert any(t["line"] in x.value.replace("\\", "") for x in at.markdown)
+    # the Disputes page's window filter, from its URL: every candidate is missed now, none open
+    missed = page("pages/disputes.py", candidates="missed")
+    table = next(x.value for x in missed.dataframe if "window_end_block" in x.value.columns)
+    assert {u.split("=")[1] for u in table["verdict_page"]} == expected_candidates(chain)
+    assert set(table["left"]) == {"window missed"}
+    still_open = page("pages/disputes.py", candidates="open")
+    assert not any("window_end_block" in x.value.columns for x in still_open.dataframe)
+    assert any("No candidates in this view" in x.value for x in still_open.info)
 
 
 def test_alert_rules_pass_promtool():

@@ -552,10 +552,16 @@ def for_page(con: Con, head: int | None, rpc_url: str = "") -> Disputes:
 # Presentation: pure shaping of a Disputes record into the page's tables
 
 
-def candidate_rows(d: Disputes) -> pd.DataFrame:
-    """Candidates, newest first: a link to the verdict, attested vs replayed, window end and blocks left (or missed)."""
+CANDIDATE_STATES = ("open", "missed", "all")
+
+
+def candidate_rows(d: Disputes, state: str = "all") -> pd.DataFrame:
+    """Candidates in `state` (open, missed or all), newest first: a link to the verdict, attested vs replayed, window
+    end and blocks left (or missed)."""
     cols = ["verdict_page", "responded_block", "attested", "replayed", "window_end_block", "left", "state", "note"]
     c = d.candidates
+    if state in ("open", "missed") and "state" in c:
+        c = c[c["state"] == state]
     if c.empty:
         return pd.DataFrame(columns=cols)
     return pd.DataFrame(
