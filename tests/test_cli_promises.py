@@ -198,3 +198,21 @@ def test_a_duckdb_db_without_tasks_says_so(tmp_path: Path) -> None:
     for args in (("explain", "0x" + "ab" * 32), ("audit",)):
         res = _run(*args, "--db", str(empty))
         assert res.exit_code == 1 and "the database has no tasks table" in res.output, res.output
+
+
+def test_the_indexer_tuning_flags_reach_the_indexer_options() -> None:
+    import dataclasses
+
+    from app.cli.index_cmds import TUNING, index_options
+    from indexer.options import IndexOptions
+
+    fields = {f.name for f in dataclasses.fields(IndexOptions)}
+    assert set(TUNING) <= set(settings.REGISTRY) and set(TUNING.values()) <= fields
+    index = COMMANDS["index"]
+    args = ["--batch-blocks", "77", "--rpc-retries", "1", "--index-workers", "1", "--ipfs-gateway", "http://gw.test"]
+    ctx = index.make_context("index", args, resilient_parsing=False)
+    tuning = {k: ctx.params[k] for k in TUNING}
+    opts = index_options(db="x.duckdb", **{TUNING[k]: v for k, v in tuning.items() if v is not None})
+    assert (opts.batch_blocks, opts.retries, opts.workers, opts.ipfs_gateway) == (77, 1, 1, "http://gw.test")
+    # a flag not given keeps the registry's value (its environment variable included)
+    assert opts.commit_logs == settings.get("index_commit_logs")
