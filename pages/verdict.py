@@ -119,7 +119,10 @@ for line in db.cached(governance.decided_under, task_id):  # the trust base in f
     st.caption(line)
 badge = trust_q.page_badge(task_id, replay.get("replay"))
 if badge is not None:  # deferred trust: stake that signed, replay, and where the challenge window stands
-    st.markdown(f":material/verified_user: **Trust:** {md_escape(badge.line)}", help=trust_q.non_signers_text(badge))
+    st.markdown(
+        f":material/verified_user: **Trust:** {md_escape(badge.line)}",
+        help=md_escape(trust_q.non_signers_text(badge)),  # operator names come from metadata anyone can write
+    )
 became = verdict.outcome(data)
 if became["state"] == "challenged":
     st.warning(
