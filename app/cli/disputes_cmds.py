@@ -60,6 +60,11 @@ def build(db: str, rpc: str, replay: bool, replay_max: int, timeout_ms: int, qui
         return dq.disputes(con, head, window, extra=extra, replayed_now=len(records))
 
 
+def _clean(text: Any) -> str:
+    """On-chain text (operator names come from metadata anyone writes) without control characters for the terminal."""
+    return "".join(ch for ch in str(text or "") if ch.isprintable())
+
+
 def _short(text: Any, n: int = 10) -> str:
     text = str(text or "")
     return text if len(text) <= n + 2 else text[: n + 2] + "…"
@@ -101,7 +106,7 @@ def _print(d: Any, out: dict, limit: int) -> None:
         )
         for sl in c["slashed"]:
             amount = f"{int(sl['amount_wei']) / 1e18:,.4f}" if sl["amount_wei"] else "?"
-            click.echo(f"      slashed {amount} stake from {sl['name'] or sl['operator']} ({sl['operator']})")
+            click.echo(f"      slashed {amount} stake from {_clean(sl['name'] or sl['operator'])} ({sl['operator']})")
     _more(len(out["challenges"]), min(limit, len(out["challenges"])))
     click.echo("")
     click.secho(
