@@ -58,6 +58,9 @@ SELECT t.task_id, coalesce(t.created_block, t.responded_block) * 100000 + {logpo
 FROM tasks t {join}
 WHERE t.signer_count IS NOT NULL
 """
+# challenged tasks (a dispute of every operator that signed the response) and whether a challenge succeeded
+_CHALLENGED = "SELECT task_id, bool_or(success) AS lost FROM challenges GROUP BY task_id"
+_NO_CHALLENGES = "SELECT NULL::VARCHAR AS task_id, NULL::BOOLEAN AS lost WHERE FALSE"
 # the one full scan also yields the heatmap cells and the latency of the tasks each operator missed
 _SCAN_EXTRA = ", t.latency_respond_s AS lat, time_bucket(CAST($width AS INTERVAL), t.created_time) AS bucket"
 # Many tasks share a block: inside one, the NewTaskCreated log index is the order they were created in.
@@ -77,8 +80,13 @@ def _positions(names: set[str], extra: str = "") -> str:
 
 # Per operator (whole = true) and per operator and time bucket (the heatmap), in one pass over the join.
 PARTICIPATION_SQL = """
-WITH p AS ({positions})
+WITH p0 AS ({positions}),
+ch AS ({challenged}),
+p AS (SELECT p0.*, ch.task_id IS NOT NULL AS disputed, coalesce(ch.lost, FALSE) AS lost
+      FROM p0 LEFT JOIN ch ON ch.task_id = p0.task_id)
 SELECT ts.operator_id, p.bucket, GROUPING(p.bucket) = 1 AS whole,
+       count(*) FILTER (WHERE ts.signed AND p.disputed) AS disputes,
+       count(*) FILTER (WHERE ts.signed AND p.lost) AS disputes_lost,
        count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed,
        coalesce(max(p.pos) FILTER (WHERE ts.signed), -1) AS last_yes,
        coalesce(max(p.pos) FILTER (WHERE NOT ts.signed), -1) AS last_no,
@@ -116,12 +124,6 @@ SELECT operator, operator_id, name, organisation, socket, metadata_uri, metadata
 FROM operators
 """
 
-DISPUTES_SQL = """
-SELECT ts.operator_id, count(DISTINCT c.task_id) AS disputes,
-       count(DISTINCT c.task_id) FILTER (WHERE c.success) AS disputes_lost
-FROM challenges c JOIN task_signers ts ON ts.chain_id = c.chain_id AND ts.task_id = c.task_id AND ts.signed
-GROUP BY ts.operator_id
-"""
 
 WEI_PER_ETH = 1e18
 DEFAULT_RECENT = 500  # the `operator_recent_tasks` setting's default; the CLI and pages pass the setting in
@@ -270,7 +272,7 @@ def _figures(con: Con, names: set[str], ops: pd.DataFrame, part: pd.DataFrame) -
         None if is_null(u) or u == "" else is_null(e) for u, e in zip(df["metadata_uri"], df["metadata_error"])
     ]
     df = _with_slashing(con, names, df)
-    df = _with_disputes(con, names, df)
+    df = _with_disputes(df)
     for col in ("last_signed_block",):
         if col not in df:
             df[col] = None
@@ -285,7 +287,9 @@ def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame
     of the tasks it missed; and per operator and time bucket: eligible and signed (the heatmap)."""
     positions = _positions(names)
     width = bucket_width(con) or "1 day"
-    both = query(con, PARTICIPATION_SQL.format(positions=_positions(names, _SCAN_EXTRA)), {"width": width})
+    challenged = _CHALLENGED if "challenges" in names else _NO_CHALLENGES
+    sql = PARTICIPATION_SQL.format(positions=_positions(names, _SCAN_EXTRA), challenged=challenged)
+    both = query(con, sql, {"width": width})
     agg = both[both["whole"].astype(bool)].drop(columns=["bucket", "whole"]).reset_index(drop=True)
     cells = both[~both["whole"].astype(bool) & both["bucket"].notna()][["operator_id", "bucket", "eligible", "signed"]]
     if agg.empty:
@@ -361,15 +365,10 @@ def _with_slashing(con: Con, names: set[str], df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _with_disputes(con: Con, names: set[str], df: pd.DataFrame) -> pd.DataFrame:
-    """Add `disputes` (challenges of tasks it signed) and `disputes_lost` (the successful ones)."""
-    if {"challenges", "task_signers"} <= names:
-        df = df.merge(query(con, DISPUTES_SQL), on="operator_id", how="left")
-    else:
-        df["disputes"] = 0
-        df["disputes_lost"] = 0
+def _with_disputes(df: pd.DataFrame) -> pd.DataFrame:
+    """`disputes` (challenges of tasks it signed) and `disputes_lost` (the successful ones) as whole numbers."""
     for col in ("disputes", "disputes_lost"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64") if col in df else 0
     return df
 
 
