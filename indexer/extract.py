@@ -42,7 +42,7 @@ class RawResult:
 
     def has_id(self, rid: int) -> bool:
         """Does the answer carry this JSON-RPC id (looked up in its first bytes, without parsing)?"""
-        return re.search(rb'"id"\s*:\s*%d\s*[,}]' % rid, self.body[:200]) is not None
+        return re.search(rb'"id"\s*:\s*"?%d"?\s*[,}]' % rid, self.body[:200]) is not None
 
     def count(self, key: bytes = b'"logIndex"') -> int:
         """Cheap count of the logs in the answer (no parsing)."""
@@ -199,7 +199,7 @@ class Rpc:
                     self._rate_limited(f"answer to another request (expected id {rid})", "wrong JSON-RPC id")
                     continue
                 return out
-            if isinstance(out, dict) and out.get("id") != rid:
+            if isinstance(out, dict) and str(out.get("id")) != str(rid):  # (a few gateways echo ids as strings)
                 # a proxy or load balancer mixed answers up: this one belongs to another request
                 self._rate_limited(
                     f"answer to another request (id {out.get('id')!r}, expected {rid})", "wrong JSON-RPC id"
