@@ -78,25 +78,31 @@ def _positions(names: set[str], extra: str = "") -> str:
     return _KEYS.format(logpos="0", join="", extra=extra)
 
 
-# Per operator (whole = true) and per operator and time bucket (the heatmap), in one pass over the join.
+# Per operator and time bucket (the heatmap cells; summed per operator in Python: no second grouping), one pass.
 PARTICIPATION_SQL = """
 WITH p0 AS ({positions}),
 ch AS ({challenged}),
 p AS (SELECT p0.*, ch.task_id IS NOT NULL AS disputed, coalesce(ch.lost, FALSE) AS lost
       FROM p0 LEFT JOIN ch ON ch.task_id = p0.task_id)
-SELECT ts.operator_id, p.bucket, GROUPING(p.bucket) = 1 AS whole,
+SELECT ts.operator_id, p.bucket,
        count(*) FILTER (WHERE ts.signed AND p.disputed) AS disputes,
        count(*) FILTER (WHERE ts.signed AND p.lost) AS disputes_lost,
        count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed,
        coalesce(max(p.pos) FILTER (WHERE ts.signed), -1) AS last_yes,
        coalesce(max(p.pos) FILTER (WHERE NOT ts.signed), -1) AS last_no,
        max(p.blk) FILTER (WHERE ts.signed) AS last_signed_block,
-       max(p.created_time) FILTER (WHERE ts.signed) AS last_signed_time,
-       count(p.lat) FILTER (WHERE NOT ts.signed) AS missed_lat_tasks,
-       quantile_cont(p.lat, 0.5) FILTER (WHERE NOT ts.signed) AS missed_p50,
-       quantile_cont(p.lat, 0.95) FILTER (WHERE NOT ts.signed) AS missed_p95
+       max(p.created_time) FILTER (WHERE ts.signed) AS last_signed_time
 FROM task_signers ts JOIN p ON p.task_id = ts.task_id
-GROUP BY GROUPING SETS ((ts.operator_id), (ts.operator_id, p.bucket))
+GROUP BY ts.operator_id, p.bucket
+"""
+# The latency of the tasks each operator missed: only the missed rows reach the join.
+MISSED_LATENCY_SQL = """
+WITH p AS ({positions})
+SELECT ts.operator_id, count(p.lat) AS missed_lat_tasks,
+       quantile_cont(p.lat, 0.5) AS missed_p50, quantile_cont(p.lat, 0.95) AS missed_p95
+FROM task_signers ts JOIN p ON p.task_id = ts.task_id
+WHERE NOT ts.signed
+GROUP BY ts.operator_id
 """
 # The order key of the task just before the recent window (the window is the last $recent tasks).
 WINDOW_SQL = "WITH p AS ({positions}) SELECT pos FROM p ORDER BY pos DESC LIMIT 1 OFFSET $recent"
@@ -289,9 +295,25 @@ def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame
     width = bucket_width(con) or "1 day"
     challenged = _CHALLENGED if "challenges" in names else _NO_CHALLENGES
     sql = PARTICIPATION_SQL.format(positions=_positions(names, _SCAN_EXTRA), challenged=challenged)
-    both = query(con, sql, {"width": width})
-    agg = both[both["whole"].astype(bool)].drop(columns=["bucket", "whole"]).reset_index(drop=True)
-    cells = both[~both["whole"].astype(bool) & both["bucket"].notna()][["operator_id", "bucket", "eligible", "signed"]]
+    by_bucket = query(con, sql, {"width": width})
+    cells = by_bucket[by_bucket["bucket"].notna()][["operator_id", "bucket", "eligible", "signed"]]
+    agg = (
+        by_bucket.groupby("operator_id")
+        .agg(
+            eligible=("eligible", "sum"),
+            signed=("signed", "sum"),
+            disputes=("disputes", "sum"),
+            disputes_lost=("disputes_lost", "sum"),
+            last_yes=("last_yes", "max"),
+            last_no=("last_no", "max"),
+            last_signed_block=("last_signed_block", "max"),
+            last_signed_time=("last_signed_time", "max"),
+        )
+        .reset_index()
+    )
+    missed = query(con, MISSED_LATENCY_SQL.format(positions=_positions(names, _SCAN_EXTRA)), {"width": width})
+    agg = agg.merge(missed, on="operator_id", how="left")
+    agg["missed_lat_tasks"] = pd.to_numeric(agg["missed_lat_tasks"], errors="coerce").fillna(0).astype("int64")
     if agg.empty:
         return agg, cells
     cut = query_rows(con, WINDOW_SQL.format(positions=positions), {"recent": int(recent)})
