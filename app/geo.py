@@ -120,12 +120,6 @@ def centroid(country: str) -> tuple[float, float] | None:
     return (float(c["lat"]), float(c["lon"])) if "lat" in c else None
 
 
-def country_name(country: str) -> str:
-    """A country's name when the table has it, else its code."""
-    code = str(country or "").upper()
-    return str(_countries().get(code, {}).get("name", code))
-
-
 def provider_of_asn_name(asn_name: str) -> tuple[str, str]:
     """(provider, 'AS<number>') of an ASN organisation name; ('', '') when the table does not know it."""
     name = str(asn_name or "").strip()
