@@ -317,6 +317,21 @@ def test_resolution_off_is_a_state_and_a_local_table_resolves():
         geo.resolve_mode("sometimes", 1)
 
 
+def test_the_ip_database_works_offline():
+    """In a fresh process where every socket connect and name lookup fails, IP → country/ASN/provider still works."""
+    code = (
+        "import socket\n"
+        "def no(*a, **k): raise OSError('network disabled by the test')\n"
+        "socket.socket.connect = no; socket.create_connection = no; socket.getaddrinfo = no\n"
+        "from app import geo\n"
+        "o = geo.locate('3.120.0.10:9000')\n"
+        "print(o.country, o.asn, o.provider)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["DE", "AS16509", "AWS"]
+
+
 def test_resolution_runs_every_name_at_once_and_keeps_why():
     # numeric hosts: getaddrinfo answers without any query, which exercises the resolver threads
     assert geo._system_resolve_many(["127.0.0.1", "10.1.2.3"], 2.0) == {
