@@ -108,6 +108,13 @@ _SETTINGS = [
         "DuckDB checkpoint threshold of the indexer's write connection.",
     ),
     Setting("ipfs_gateway", IndexOptions.ipfs_gateway, "HTTP gateway used to fetch ipfs:// metadata URIs."),
+    Setting(
+        "metadata_allow_private",
+        IndexOptions.metadata_allow_private,
+        "Fetch operator metadata from loopback, private and link-local addresses too (off: a hostile metadata URI "
+        "cannot reach services inside your network, such as a cloud metadata endpoint).",
+        bool,
+    ),
     # devnet
     Setting(
         "anvil_bin",
@@ -240,6 +247,7 @@ TAKEN_BY: dict[str, tuple[str, ...]] = {
     "duckdb_threads": ("index",),
     "duckdb_checkpoint": ("index",),
     "ipfs_gateway": ("index",),
+    "metadata_allow_private": ("index",),
     "port": ("devnet up",),
     "chain_id": ("devnet up",),
     "block_time": ("devnet up",),

@@ -8,7 +8,9 @@ recorded. Nothing fetched is ever rendered as HTML (the pages show text).
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -69,14 +71,46 @@ class FetchTimeout(Exception):
     """The whole fetch (redirects and body included) took longer than its deadline."""
 
 
-def _get_bounded(url: str, timeout_s: float) -> bytes:
-    """GET url following at most MAX_REDIRECTS redirects, reading at most MAX_BYTES, all within timeout_s."""
+def _inside_the_network(url: str) -> str | None:
+    """Why this URL must not be fetched (its host is a loopback, private or link-local address — a hostile URI
+    reaching a service inside the indexer's network, such as a cloud metadata endpoint), or None.
+
+    Checked before any request is sent, on every address the host name resolves to."""
+    if requests.utils.get_environ_proxies(url):
+        return None  # fetched through the configured proxy, which decides what may be reached
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot resolve {host!r}: {e}") from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if (
+            ip.is_loopback
+            or ip.is_private
+            or ip.is_link_local
+            or ip.is_unspecified
+            or ip.is_multicast
+            or ip.is_reserved
+        ):
+            return f"{host} is at {ip}, an address inside the network"
+    return None
+
+
+def _get_bounded(url: str, timeout_s: float, allow_private: bool = False) -> bytes:
+    """GET url following at most MAX_REDIRECTS redirects, reading at most MAX_BYTES, all within timeout_s; a host
+    inside the network (the first URL's or a redirect's) is not asked at all unless allow_private."""
     deadline = time.monotonic() + timeout_s
     with requests.Session() as session:
         for _ in range(MAX_REDIRECTS + 1):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FetchTimeout(f"timed out after {timeout_s:g} s")
+            why = None if allow_private else _inside_the_network(url)
+            if why:
+                raise ValueError(f"refused: {why} (LENS_METADATA_ALLOW_PRIVATE=true allows it)")
             resp = session.get(
                 url,
                 timeout=(left, left),
@@ -123,7 +157,9 @@ def _read_bounded(resp: requests.Response, deadline: float, timeout_s: float) ->
         chunks.append(chunk)
 
 
-def fetch(uri: str, timeout_s: float = 5.0, ipfs_gateway: str = "https://ipfs.io/ipfs/") -> Fetched:
+def fetch(
+    uri: str, timeout_s: float = 5.0, ipfs_gateway: str = "https://ipfs.io/ipfs/", allow_private: bool = False
+) -> Fetched:
     """Fetch and validate one metadata document; never raises (errors are recorded in the result)."""
     now = datetime.now(UTC).replace(tzinfo=None)
     try:
@@ -132,7 +168,7 @@ def fetch(uri: str, timeout_s: float = 5.0, ipfs_gateway: str = "https://ipfs.io
             if len(raw) > MAX_BYTES:
                 raise ValueError(f"metadata larger than {MAX_BYTES} bytes")
         else:
-            raw = _get_bounded(http_url(uri, ipfs_gateway), timeout_s)
+            raw = _get_bounded(http_url(uri, ipfs_gateway), timeout_s, allow_private)
         return Fetched(uri, now, True, validate(raw), None)
     except (requests.Timeout, FetchTimeout):
         return Fetched(uri, now, False, None, f"timed out after {timeout_s:g} s")
@@ -143,9 +179,16 @@ def fetch(uri: str, timeout_s: float = 5.0, ipfs_gateway: str = "https://ipfs.io
 class MetadataFetcher:
     """Background fetches (never block indexing); the indexer drains finished results into its next transaction."""
 
-    def __init__(self, timeout_s: float = 5.0, ipfs_gateway: str = "https://ipfs.io/ipfs/", workers: int = 4) -> None:
+    def __init__(
+        self,
+        timeout_s: float = 5.0,
+        ipfs_gateway: str = "https://ipfs.io/ipfs/",
+        workers: int = 4,
+        allow_private: bool = False,
+    ) -> None:
         self.timeout_s = timeout_s
         self.ipfs_gateway = ipfs_gateway
+        self.allow_private = allow_private
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lens-metadata")
         self._pending: dict[str, Future] = {}
         self._lock = threading.Lock()
@@ -155,7 +198,9 @@ class MetadataFetcher:
         with self._lock:
             for u in uris:
                 if u and u not in self._pending:
-                    self._pending[u] = self._pool.submit(fetch, u, self.timeout_s, self.ipfs_gateway)
+                    self._pending[u] = self._pool.submit(
+                        fetch, u, self.timeout_s, self.ipfs_gateway, self.allow_private
+                    )
 
     def drain(self, wait_s: float = 0.0, give_up: bool = False) -> list[Fetched]:
         """Finished results (waiting up to wait_s for the rest); give_up: the unfinished ones too, as timed out."""

@@ -25,6 +25,7 @@ class IndexOptions:
     max_hold_s: float = 2.0  # release the write lock after holding it this long (readers get a turn)
     metadata_timeout_s: float = 5.0
     ipfs_gateway: str = "https://ipfs.io/ipfs/"
+    metadata_allow_private: bool = False  # fetch metadata from loopback/private/link-local addresses too
     prefetch: int = 4
     worker: bool = True  # fetch+decode in a worker process for long ranges
     workers: int = 2  # worker processes running at once

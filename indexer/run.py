@@ -375,7 +375,9 @@ class Indexer:
         self._known_policies: set[str] = set()
         self.filters = _filters(dep)
         self.dep_policies = [dict(p, name=name) for name, p in dep.policies.items()]  # derive.refresh input, per commit
-        self.metadata = MetadataFetcher(opts.metadata_timeout_s, opts.ipfs_gateway)
+        self.metadata = MetadataFetcher(
+            opts.metadata_timeout_s, opts.ipfs_gateway, allow_private=opts.metadata_allow_private
+        )
         self._con = None
         self._held_since = 0.0
         self.checkpoint: int | None = None

@@ -526,7 +526,7 @@ def test_operator_metadata_fetched_in_the_background_with_errors_recorded(anvil,
         db = str(tmp_path / "meta.duckdb")
         index(
             deployment_for(anvil.url, anvil.chain_id, em, start),
-            IndexOptions(db=db, **{**FAST, "metadata_timeout_s": 5}),
+            IndexOptions(db=db, **{**FAST, "metadata_timeout_s": 5}, metadata_allow_private=True),  # 127.0.0.1
         )
         with load.connect_read(db) as con:
             rows = {

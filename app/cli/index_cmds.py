@@ -21,6 +21,7 @@ TUNING = {
     "rpc_retries": "retries",
     "metadata_timeout_s": "metadata_timeout_s",
     "ipfs_gateway": "ipfs_gateway",
+    "metadata_allow_private": "metadata_allow_private",
     "index_commit_logs": "commit_logs",
     "index_commit_s": "commit_s",
     "index_workers": "workers",

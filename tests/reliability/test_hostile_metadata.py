@@ -16,7 +16,7 @@ import pytest
 from reliability_support import FAST, deployment, head
 
 from devnet import emitter
-from indexer import abi, load
+from indexer import abi, load, metadata
 from indexer.metadata import MAX_BYTES, MAX_REDIRECTS
 from indexer.run import IndexOptions, index
 
@@ -147,7 +147,10 @@ def test_hostile_metadata_is_bounded_recorded_and_kept_as_text(fresh_anvil, serv
     end = head(url)
     db = str(tmp_path / "meta.duckdb")
     gateway = f"http://127.0.0.1:{_closed_port()}/ipfs/"
-    opts = IndexOptions(db=db, end=end, **{**FAST, "metadata_timeout_s": 1.0}, ipfs_gateway=gateway)
+    # the hostile hosts are on 127.0.0.1: allowed here (the default refuses them, see the next test)
+    opts = IndexOptions(
+        db=db, end=end, **{**FAST, "metadata_timeout_s": 1.0}, ipfs_gateway=gateway, metadata_allow_private=True
+    )
     st_ = index(deployment(url, fresh_anvil.chain_id, em, start), opts)
 
     with load.connect_read(db) as con:
@@ -181,6 +184,37 @@ def test_hostile_metadata_is_bounded_recorded_and_kept_as_text(fresh_anvil, serv
     assert by["ipfs_down"][0] is None and "Connection" in by["ipfs_down"][-1]
     with load.connect_read(db) as con:
         assert con.execute("SELECT count(*) FROM operator_metadata WHERE content IS NOT NULL").fetchone()[0] == 2
+
+
+def test_by_default_a_uri_inside_the_network_is_refused_before_its_body_is_read(fresh_anvil, server, tmp_path):
+    """A metadata URI is chosen by whoever registers an operator: by default it cannot make the indexer read a
+    service inside its network (loopback here; private and link-local addresses — cloud metadata — likewise)."""
+    base, sent = server
+    url = fresh_anvil.url
+    em = emitter.deploy(url)
+    start = head(url)
+    op = "0x" + "c1" * 20
+    uri = f"{base}/huge"  # were it read, the server would count the bytes it sent
+    emitter.emit_many(
+        url,
+        em,
+        [
+            emitter.encode_event(abi.topic0_of("OperatorRegistered"), {"operator": op, "operatorId": b"\x0c" * 32}),
+            emitter.encode_event(abi.topic0_of("OperatorMetadataURIUpdated"), {"operator": op, "metadataURI": uri}),
+        ],
+    )
+    db = str(tmp_path / "private.duckdb")
+    index(deployment(url, fresh_anvil.chain_id, em, start), IndexOptions(db=db, **FAST))
+    with load.connect_read(db) as con:
+        ok, content, error = con.execute("SELECT ok, content, error FROM operator_metadata").fetchone()
+    assert not ok and content is None
+    assert error.startswith("ValueError: refused: 127.0.0.1 is at 127.0.0.1, an address inside the network")
+    assert "LENS_METADATA_ALLOW_PRIVATE=true" in error
+    assert "/huge" not in sent  # refused before any request was sent
+    # the cloud metadata endpoint and private ranges alike (IP literals: no packet leaves, no DNS query is made)
+    for host in ("169.254.169.254", "10.1.2.3", "192.168.0.1", "[::1]", "0.0.0.0"):
+        f = metadata.fetch(f"http://{host}/latest/meta-data/iam/security-credentials/", timeout_s=1.0)
+        assert not f.ok and "an address inside the network" in f.error, (host, f.error)
 
 
 def test_nothing_on_the_pages_is_rendered_as_html():
