@@ -275,3 +275,19 @@ def test_an_ambiguous_prefix_lists_only_the_keys_it_starts(indexed, tmp_path, mo
     at = page("pages/verdict.py", q=real[:10])
     links = next(d.value for d in at.dataframe if "starts with it" in d.value.columns)["starts with it"]
     assert sorted(links) == sorted(f"/verdict?q={k}" for k in (real, twin))
+
+
+def test_audit_sentences_name_the_tokens_symbol(indexed, tmp_path) -> None:
+    db, dep = indexed
+    copy = tmp_path / "audit_units.duckdb"
+    shutil.copy(db, copy)
+    assert CliRunner().invoke(cli, ["audit", "--db", str(copy)]).exit_code == 0
+    symbol = sql(copy, "SELECT asset_symbol FROM tasks WHERE asset LIKE '0x%' AND asset_symbol IS NOT NULL LIMIT 1")
+    assert symbol, "the indexer read no token symbol"
+    rows = sql(
+        copy,
+        "SELECT r.sentence FROM replays r JOIN tasks t USING (task_id) WHERE t.asset LIKE '0x%' AND r.sentence LIKE '% wei)%'",
+    )
+    assert rows, "no audited token task named an amount"
+    for (sentence,) in rows:
+        assert f"{symbol[0][0]} (" in sentence and "tokens" not in sentence, sentence

@@ -59,6 +59,7 @@ def audit_task(task: TaskRecord) -> tuple[Replay, str]:
                 evaluation=ev,
                 input_json=done.input_json,
                 data_json=done.data_json,
+                symbols=task.units,
             )
         except LensError as err:
             return rep, f"(no sentence: {err})"
@@ -79,7 +80,7 @@ def audit_task(task: TaskRecord) -> tuple[Replay, str]:
         if wanted:
             values = _rule_values(_prepared(policy, done.input_json, done.data_json), model, wanted)
     sentence = build_sentence(
-        ev, entry, {**values, "__input__": ("value", prep.input)}, [], prep.params, prep.wasm, meta, schema
+        ev, entry, {**values, "__input__": ("value", prep.input)}, [], prep.params, prep.wasm, meta, schema, task.units
     )
     return rep, phrase_for_replay(task, rep, sentence)
 

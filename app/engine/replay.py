@@ -18,6 +18,7 @@ from app.engine.evaluate import (
 )
 from app.engine.explain import Explanation, explain_evaluation
 from app.engine.intent import Intent, IntentDecodeError, intent_from_row, intent_input
+from app.engine.values import amount_units
 from app.errors import LensError
 
 
@@ -40,6 +41,7 @@ class TaskRecord:
     entrypoint_source: str = ""  # 'PolicySet' | 'PolicyDeployed' | 'deployment' | 'entrypoint()' | 'package' | ''
     problem: str = ""  # why the task cannot be replayed, found while reading its row (it is then cannot_replay)
     params_error: str = ""  # the indexer's verdict on the recorded params (e.g. not UTF-8)
+    units: dict | None = None  # token address → Unit (symbol, decimals) the indexer read, for sentences' amounts
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ class Replay:
     replayed_allow: bool | None
     deny: tuple[str, ...] = ()
     error: str | None = None
+
+
+def _token_label(asset: Any) -> str:
+    """'token 0x5fc8d3…0aa3' for a token the indexer read no symbol of."""
+    a = str(asset or "")
+    return f"token {a[:8]}…{a[-4:]}" if a.startswith("0x") else "tokens"
 
 
 def task_from_row(row: dict[str, Any], source: str | None) -> TaskRecord:
@@ -87,6 +95,7 @@ def task_from_row(row: dict[str, Any], source: str | None) -> TaskRecord:
         entrypoint_source=row.get("entrypoint_source") or "",
         problem=problem,
         params_error=row.get("params_error") or "",
+        units=amount_units(row, _token_label(row.get("asset"))) or None,
     )
 
 
@@ -283,7 +292,7 @@ def _explain_unguarded(
         evaluation=done.evaluation,
         input_json=done.input_json,
         data_json=done.data_json,
-        symbols=symbols,
+        symbols=symbols if symbols is not None else task.units,
     )
     return replace(ex, sentence=phrase_for_replay(task, rep, ex.sentence), **base)
 
