@@ -320,8 +320,8 @@ _TAG: list[str] = []
 
 
 def cache_tag() -> str:
-    """A fingerprint of the code that builds inputs and evaluates them (regorus' version, the engine's sources): a
-    cached baseline made by other code is never used."""
+    """A fingerprint of the code that builds a decision's input and evaluates it (regorus' version, the engine's
+    sources): a cached baseline made by other code is never used. (This module only moves the cached values.)"""
     if not _TAG:
         import hashlib
         from importlib.metadata import version
@@ -329,7 +329,7 @@ def cache_tag() -> str:
 
         h = hashlib.sha256(version("celine-regorus").encode())
         here = Path(__file__).resolve().parent
-        for name in ("intent.py", "replay.py", "evaluate.py", "whatif.py"):
+        for name in ("intent.py", "replay.py", "evaluate.py"):
             h.update((here / name).read_bytes())
         _TAG.append(h.hexdigest()[:16])
     return _TAG[0]
