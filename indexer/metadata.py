@@ -71,7 +71,28 @@ class FetchTimeout(Exception):
     """The whole fetch (redirects and body included) took longer than its deadline."""
 
 
-def _inside_the_network(url: str) -> str | None:
+def _resolve(host: str, port: int, timeout_s: float) -> list:
+    """getaddrinfo within timeout_s (the resolver's own timeouts can be far longer): a lookup that does not answer
+    in time is given up on (its thread ends by itself)."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as e:
+            box["error"] = e
+
+    th = threading.Thread(target=run, daemon=True, name="lens-resolve")
+    th.start()
+    th.join(timeout_s)
+    if th.is_alive():
+        raise FetchTimeout(f"timed out resolving {host!r}")
+    if "error" in box:
+        raise ValueError(f"cannot resolve {host!r}: {box['error']}")
+    return box["infos"]
+
+
+def _inside_the_network(url: str, timeout_s: float) -> str | None:
     """Why this URL must not be fetched (its host is a loopback, private or link-local address — a hostile URI
     reaching a service inside the indexer's network, such as a cloud metadata endpoint), or None.
 
@@ -82,10 +103,9 @@ def _inside_the_network(url: str) -> str | None:
     host = parts.hostname or ""
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot resolve {host!r}: {e}") from None
-    for info in infos:
+    except ValueError as e:
+        raise ValueError(f"bad port in {url!r}: {e}") from None
+    for info in _resolve(host, port, timeout_s):
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
         if (
             ip.is_loopback
@@ -108,7 +128,7 @@ def _get_bounded(url: str, timeout_s: float, allow_private: bool = False) -> byt
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FetchTimeout(f"timed out after {timeout_s:g} s")
-            why = None if allow_private else _inside_the_network(url)
+            why = None if allow_private else _inside_the_network(url, left)
             if why:
                 raise ValueError(f"refused: {why} (LENS_METADATA_ALLOW_PRIVATE=true allows it)")
             resp = session.get(

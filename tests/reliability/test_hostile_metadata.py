@@ -217,6 +217,23 @@ def test_by_default_a_uri_inside_the_network_is_refused_before_its_body_is_read(
         assert not f.ok and "an address inside the network" in f.error, (host, f.error)
 
 
+def test_a_host_name_that_does_not_resolve_in_time_is_a_timeout(monkeypatch):
+    """DNS is bounded too: a resolver that does not answer (stood in for by a getaddrinfo that blocks; no query
+    leaves the machine) ends the fetch as timed out."""
+    release = threading.Event()
+
+    def stuck(*a, **kw):
+        release.wait(30)
+        raise OSError("released")
+
+    monkeypatch.setattr(metadata.socket, "getaddrinfo", stuck)
+    try:
+        f = metadata.fetch("https://metadata.operator.invalid/op.json", timeout_s=0.3)
+    finally:
+        release.set()
+    assert not f.ok and f.error == "timed out after 0.3 s"
+
+
 def test_nothing_on_the_pages_is_rendered_as_html():
     """On-chain and fetched strings reach the browser as text: no page or app module opts into raw HTML."""
     offenders = []
