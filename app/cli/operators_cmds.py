@@ -106,6 +106,9 @@ def register(cli: click.Group, bench: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(out, indent=2, default=str))
             return
+        if not records:
+            click.echo(f"No operator has registered in {Path(db).name} yet.")
+            return
         _print_operators(records, operator_recent_tasks)
         if all_alerts:
             click.echo("")
