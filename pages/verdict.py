@@ -149,8 +149,8 @@ if exp is not None:
             f"The attested verdict ({verdict_word}) differs from Lens's replay "
             f"({'allowed' if replay.get('replayed_allow') else 'denied'}): the signing quorum attested a wrong result."
         )
-    if exp.deny:
-        st.dataframe({"deny reason": list(exp.deny)}, hide_index=True)
+    if exp.deny:  # as text, not a table: the reason codes are what people search for and copy
+        st.markdown("**Deny reasons:** " + ", ".join(md_code(r) for r in exp.deny))
     decided = verdict.failing_conditions(exp, decisive=True)
     if len(decided):
         st.markdown("**What decided the verdict** — the first condition that failed, with its values")
