@@ -44,7 +44,8 @@ def chain(tmp_path_factory):
         dep.write_text(json.dumps(doc))
         audited = tmp / "audited.duckdb"
         shutil.copy(raw, audited)
-        code, _out, err = lens("audit", "--db", str(audited), "--json")  # replays stored, as `lens audit` does
+        # replays stored, as `lens audit` does; a generous time limit so a loaded test machine cannot time one out
+        code, _out, err = lens("audit", "--db", str(audited), "--json", "--eval-timeout-ms", "60000")
         assert code == 0, err
         yield {
             "node": node,
