@@ -5,7 +5,7 @@ grants and revocations from the indexed raw tables), the implementation in force
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,6 @@ class GovernanceReport:
     risks: tuple[Risk, ...]
     layout_diffs: tuple[LayoutDiff, ...] = ()
     chain_note: str = ""  # why slot values are missing (RPC unreachable), else ''
-    notes: tuple[str, ...] = field(default=())
 
     def as_json(self) -> dict[str, Any]:
         """One object: proxies, risks (address, kind, detail), layout_diffs, chain_note."""
@@ -192,25 +191,6 @@ def history_frame(con: Con, addresses: list[str]) -> pd.DataFrame:
     return query(con, sql, [[a.lower() for a in addresses]] * len(parts))
 
 
-def implementations_over_time(con: Con, address: str) -> pd.DataFrame:
-    """The Upgraded history of one proxy: implementation, version label (v1, v2, …), from_block, from_log_index,
-    to_block (exclusive; NULL = still in force), tx_hash."""
-    if "ev_upgraded" not in table_names(con):
-        return pd.DataFrame(
-            columns=["implementation", "version", "from_block", "from_log_index", "to_block", "tx_hash"]
-        )
-    return query(
-        con,
-        """
-        SELECT implementation, 'v' || row_number() OVER (ORDER BY block_number, log_index) AS version,
-               block_number AS from_block, log_index AS from_log_index,
-               lead(block_number) OVER (ORDER BY block_number, log_index) AS to_block, tx_hash
-        FROM ev_upgraded WHERE address = ? ORDER BY block_number, log_index
-        """,
-        [address.lower()],
-    )
-
-
 @dataclass(frozen=True)
 class InForce:
     """The implementation of a proxy in force at a block: address, version label, since which block."""
@@ -239,23 +219,6 @@ def implementation_at(con: Con, proxy: str, block: int | None) -> InForce | None
         return None
     impl, version, since = rows[0]
     return InForce(proxy.lower(), impl, version, int(since))
-
-
-def implementation_options(con: Con, proxy: str) -> list[tuple[str, str, int]]:
-    """(implementation, version label, since block) of every implementation `proxy` has had, oldest first."""
-    df = implementations_over_time(con, proxy)
-    return [(r.implementation, r.version, int(r.from_block)) for r in df.itertuples()]
-
-
-def block_range_of(con: Con, proxy: str, implementation: str) -> tuple[int, int | None] | None:
-    """[from_block, to_block) during which `implementation` was in force at `proxy` (its first period), or None."""
-    df = implementations_over_time(con, proxy)
-    hit = df[df["implementation"] == implementation.lower()]
-    if hit.empty:
-        return None
-    r = hit.iloc[0]
-    to = r["to_block"]
-    return int(r["from_block"]), (None if pd.isna(to) else int(to))
 
 
 # ---------------------------------------------------------------------------------------------
