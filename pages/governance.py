@@ -43,6 +43,12 @@ elif risks.empty:
     st.success("No risk flagged.")
 else:
     st.dataframe(risks, hide_index=True, column_config={"detail": st.column_config.TextColumn(width="large")})
+    st.caption(
+        "uninitialized_implementation: anyone can call initialize on the implementation contract itself · "
+        "storage_layout: a variable moved, changed type or disappeared between consecutive versions · "
+        "no_delay_upgrade: an upgrade took effect at once although a timelock exists · "
+        "eoa_admin / eoa_owner: a single key, not a contract (multisig, timelock), can change the code or its settings."
+    )
 
 st.subheader("Proxies", anchor=False)
 st.dataframe(

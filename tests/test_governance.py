@@ -453,3 +453,15 @@ def test_a_beacon_proxy_names_the_beacon_and_the_beacons_implementation(tmp_path
         assert [(h.event, h.value) for h in p.history if h.event == "BeaconUpgraded"] == [("BeaconUpgraded", beacon)]
     finally:
         node.stop()
+
+
+def test_slots_read_at_a_block_before_the_upgrade_name_the_first_implementation(world):
+    _node, w3, doc, _res, db, _st, _report = world
+    tm = doc["contracts"]["taskManager"]
+    (up_block,) = [int(x["blockNumber"], 16) for x in _logs(w3, tm, UPGRADED)][1:]
+    with connect_read(db) as con:
+        before = gq.build_report(con, doc, _node.url, block=up_block - 1)
+        at = gq.build_report(con, doc, _node.url, block=up_block)
+    impl = {p.address: p.implementation for p in before.proxies}[tm]
+    assert impl == doc["proxies"]["taskManager"]["implementation"]
+    assert {p.address: p.implementation for p in at.proxies}[tm] == doc["upgrades"]["taskManager"]["implementation"]
