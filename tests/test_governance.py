@@ -465,3 +465,16 @@ def test_slots_read_at_a_block_before_the_upgrade_name_the_first_implementation(
     impl = {p.address: p.implementation for p in before.proxies}[tm]
     assert impl == doc["proxies"]["taskManager"]["implementation"]
     assert {p.address: p.implementation for p in at.proxies}[tm] == doc["upgrades"]["taskManager"]["implementation"]
+
+
+def test_lens_explain_names_the_implementations_in_force(world):
+    from app.cli.main import cli
+
+    _node, _w3, doc, _res, db, _st, _report = world
+    by = _tasks_by_layout(db)
+    v1 = doc["proxies"]["taskManager"]["implementation"]
+    out = CliRunner().invoke(cli, ["explain", by[OLD_LAYOUT][0], "--db", db, "--json", "--no-counterfactuals"])
+    assert out.exit_code == 0, out.output
+    lines = json.loads(out.output)["decided_under"]
+    assert lines[0].startswith(f"Decided under the task manager's implementation {v1} (v1, since block")
+    assert lines[1].startswith("Decided under the policy's implementation")

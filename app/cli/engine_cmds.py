@@ -511,16 +511,22 @@ def register(cli: click.Group, bench: click.Group) -> None:
         from app.queries.trust import trust_from_db  # the trust badge: stake that signed, replay, challenge window
 
         trust = trust_from_db(str(Path(db).expanduser()), task.task_id, ex.replay)
+        from app.queries.governance import decided_under_from_db  # implementations in force at the decision
+
+        under = decided_under_from_db(str(Path(db).expanduser()), task.task_id)
         if as_json:
             d = ex.to_dict()
             d.pop("source", None)
             d["story"] = story
             d["trust"] = trust
+            d["decided_under"] = under
             click.echo(json.dumps(d, default=str))
             return
         click.echo(format_story(story, ex))
         if trust:
             click.echo(f"\nTrust: {trust['line']}")
+        for line in under:
+            click.echo(line)
         if with_source and data.get("source"):
             from app.text import annotated_source
 

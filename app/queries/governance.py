@@ -627,3 +627,11 @@ def decided_under(con: Con, task_id: str) -> list[str]:
                 f"{hit.since_block:,})."
             )
     return out
+
+
+def decided_under_from_db(db_path: str, task_id: str) -> list[str]:
+    """decided_under on a short read-only connection to a DB file (for `lens explain`)."""
+    from indexer.load import connect_read
+
+    with connect_read(db_path) as con:
+        return decided_under(con, task_id)
