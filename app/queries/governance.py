@@ -349,6 +349,21 @@ class ChainReader:
         tx = self._call("eth_getTransactionByHash", [tx_hash])
         return str(tx["from"]).lower() if isinstance(tx, dict) and tx.get("from") else None
 
+    def senders(self, tx_hashes: list[str], chunk: int = 100) -> dict[str, str | None]:
+        """The `from` of many transactions, in batched requests (one by one when the node refuses batches)."""
+        out: dict[str, str | None] = {}
+        if not self.ok:
+            return out
+        for i in range(0, len(tx_hashes), chunk):
+            part = tx_hashes[i : i + chunk]
+            try:
+                txs = self.rpc.batch([("eth_getTransactionByHash", [h]) for h in part])
+            except Exception:
+                txs = [None] * len(part)
+            for h, tx in zip(part, txs):
+                out[h] = str(tx["from"]).lower() if isinstance(tx, dict) and tx.get("from") else self.sender(h)
+        return out
+
     def tx_to(self, tx_hash: str) -> str | None:
         """The `to` of a transaction."""
         tx = self._call("eth_getTransactionByHash", [tx_hash])
@@ -390,10 +405,7 @@ def build_report(con: Con, doc: dict | None, rpc_url: str | None, block: int | N
     reader = ChainReader(rpc_url) if rpc_url else None
     tag = hex(block) if block is not None else "latest"
     chain_note = "" if reader and reader.ok else (reader.error if reader else "no RPC URL in the deployment")
-    senders: dict[str, str | None] = {}
-    if reader and reader.ok:
-        for tx in dict.fromkeys(hist["tx_hash"]):
-            senders[tx] = reader.sender(tx)
+    senders = reader.senders(list(dict.fromkeys(hist["tx_hash"]))) if reader and reader.ok else {}
     upgraded_at = set(hist.loc[hist["event"] == "Upgraded", "address"]) if not hist.empty else set()
     artifacts = known_artifacts()
     proxies: list[Proxy] = []
