@@ -212,6 +212,8 @@ def test_lens_upgrades_json(world, monkeypatch):
     assert {"address", "kind", "detail"} == set(obj["risks"][0])
     text = CliRunner().invoke(cli, ["upgrades", "--db", db, "--rpc", node.url])
     assert text.exit_code == 0 and "uninitialized_implementation" in text.output
+    beyond = CliRunner().invoke(cli, ["upgrades", "--db", db, "--rpc", node.url, "--block", "99999999", "--json"])
+    assert beyond.exit_code == 1 and json.loads(beyond.output)["error"].startswith("block 99999999 is not on the chain")
     missing = CliRunner().invoke(cli, ["upgrades", "--db", db + ".nope", "--json"])
     assert missing.exit_code == 1 and json.loads(missing.output)["error"].startswith("no database")
 

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from eth_utils import keccak
 
+from app.errors import LensError
 from app.queries.base import Con, query, query_rows, table_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -403,6 +404,13 @@ def build_report(con: Con, doc: dict | None, rpc_url: str | None, block: int | N
     roles = watched_roles(doc)
     hist = history_frame(con, list(roles))
     reader = ChainReader(rpc_url) if rpc_url else None
+    if block is not None and reader and reader.ok:
+        head = int(reader.rpc.call("eth_blockNumber", []), 16)
+        if not 0 <= block <= head:
+            raise LensError(
+                f"block {block} is not on the chain (head {head})",
+                "pass --block between 0 and the head, or leave it out",
+            )
     tag = hex(block) if block is not None else "latest"
     chain_note = "" if reader and reader.ok else (reader.error if reader else "no RPC URL in the deployment")
     senders = reader.senders(list(dict.fromkeys(hist["tx_hash"]))) if reader and reader.ok else {}
