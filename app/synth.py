@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS tasks_task_id ON tasks (task_id)",
     "CREATE INDEX IF NOT EXISTS tasks_created_tx ON tasks (created_tx)",
+    "CREATE INDEX IF NOT EXISTS replays_task_id ON replays (task_id)",  # as `lens audit` keeps it (engine/store.py)
 )
 POLICY_DIR = ROOT / "data" / "policies"
 CHAIN_ID = 31337

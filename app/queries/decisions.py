@@ -224,6 +224,8 @@ def _in_force(implementations: tuple[str, ...], params: list[Any]) -> str:
 
 
 REPLAY_JOIN = " LEFT JOIN replays r ON r.chain_id = t.chain_id AND r.task_id = t.task_id"
+# One page's replay results by task id: an IN list the replays_task_id index answers (a join would scan replays).
+PAGE_REPLAYS_SQL = "SELECT chain_id, task_id, result FROM replays WHERE task_id IN (SELECT unnest(?::VARCHAR[]))"
 
 
 def _filtered(con: Con, f: DecisionFilter, join_replays: bool = True) -> tuple[bool, str, list[Any]]:
@@ -256,11 +258,16 @@ def decisions_page(con: Con, f: DecisionFilter, page: int, page_size: int) -> pd
         sql = f"SELECT {DECISION_COLS}, CAST(NULL AS VARCHAR) AS replay {from_where} {_order_by(f)} LIMIT ? OFFSET ?"
     elif f.replay:  # the filter itself needs every row's replay result
         sql = f"SELECT {DECISION_COLS}, r.result AS replay {from_where} {_order_by(f)} LIMIT ? OFFSET ?"
-    else:  # the page's rows first (top-N over tasks alone), then the replay results of those rows only
-        sql = (
-            f"SELECT {DECISION_COLS}, r.result AS replay FROM (SELECT t.chain_id, {DECISION_COLS} {from_where} "
-            f"{_order_by(f)} LIMIT ? OFFSET ?) t{REPLAY_JOIN} {_order_by(f)}"
+    else:  # the page's rows first (top-N over tasks alone), then the replay results of those rows only, by id
+        sql = f"SELECT {DECISION_COLS}, t.chain_id AS _chain {from_where} {_order_by(f)} LIMIT ? OFFSET ?"
+        df = query(con, sql, params + limits)
+        found = (
+            {(int(c), t): r for c, t, r in query_rows(con, PAGE_REPLAYS_SQL, [df["task_id"].tolist()])}
+            if len(df)
+            else {}
         )
+        df["replay"] = [found.get((int(c), t)) for c, t in zip(df["_chain"], df["task_id"])]
+        return decision_rows(con, df.drop(columns=["_chain"]))
     return decision_rows(con, query(con, sql, params + limits))
 
 
