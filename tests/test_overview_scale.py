@@ -61,3 +61,27 @@ def test_decisions_page_with_replays_joined_late_equals_the_full_join(con):
         ).fetchall()
         assert list(zip(page["task_id"], page["replay"])) == want
         assert decisions.decisions_count(con, f) == con.execute(f"SELECT count(*) {from_where}", params).fetchone()[0]
+
+
+def test_headline_counts_and_decisions_over_time_match_plain_sql(con):
+    k = overview.kpis(con)
+    want = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE allow), count(*) FILTER (WHERE NOT allow), "
+        "count(*) FILTER (WHERE spent_block IS NOT NULL), count(*) FILTER (WHERE challenged_block IS NOT NULL), "
+        "count(*) FILTER (WHERE responded_block IS NULL), count(*) FILTER (WHERE status = 'expired'), "
+        "max(greatest(created_block, coalesce(responded_block, 0), coalesce(spent_block, 0))) FROM tasks"
+    ).fetchone()
+    got = tuple(k[x] for x in ("tasks", "allowed", "denied", "spent", "challenged", "awaiting", "expired"))
+    assert got + (k["last_block"],) == want
+    window = overview.challenge_window(con)
+    open_now = con.execute(
+        "SELECT count(*) FROM tasks WHERE allow AND challenged_block IS NULL AND responded_block >= ?",
+        [want[-1] - window],
+    ).fetchone()[0]
+    assert k["open_challenge"] == open_now
+    df = overview.decisions_over_time(con)
+    assert int(df["decisions"].sum()) == want[0]
+    by_verdict = df.groupby("verdict")["decisions"].sum().to_dict()
+    assert by_verdict.get("allowed", 0) == want[1] and by_verdict.get("denied", 0) == want[2]
+    assert by_verdict.get("awaiting response", 0) == want[5]
+    assert list(df["bucket"]) == sorted(df["bucket"])
