@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := .make
 TOOLS := devnet/tools
 TASKS ?= 3000
+# the demo leaves some wrong responses unchallenged, so the Disputes page has open and missed candidates
+CHALLENGE_RATE ?= 0.75
 
 .PHONY: setup system-deps demo test lint format contracts check-prereqs clean-db down
 
@@ -41,7 +43,7 @@ contracts: setup
 	$(VENV)/bin/lens contracts build
 
 demo: setup
-	$(VENV)/bin/lens demo --tasks $(TASKS)
+	$(VENV)/bin/lens demo --tasks $(TASKS) --challenge-rate $(CHALLENGE_RATE)
 
 # Layers and lint first (fast), then the suite.
 lint: setup

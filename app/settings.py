@@ -259,7 +259,7 @@ TAKEN_BY: dict[str, tuple[str, ...]] = {
     "seed": ("bench simulate", "demo", "devnet up", "simulate", "synth"),
     "operators": ("bench simulate", "devnet up", "simulate"),
     "fault_rate": ("bench simulate", "simulate"),
-    "challenge_rate": ("simulate",),
+    "challenge_rate": ("demo", "simulate"),
     "eval_timeout_ms": ("audit", "disputes", "explain", "policy eval", "policy test", "whatif"),
     "whatif_budget_s": ("whatif",),
     "eval_memory_mb": ("whatif",),

@@ -23,10 +23,11 @@ def register(cli: click.Group, bench: click.Group) -> None:
     @cli.command("demo")
     @settings.option("tasks")
     @settings.option("seed")
+    @settings.option("challenge_rate")
     @settings.option("db")
     @click.option("--no-serve", is_flag=True, help="Stop after the audit instead of opening the dashboard.")
     @click.pass_context
-    def demo(ctx: click.Context, tasks: int, seed: int, db: str, no_serve: bool) -> None:
+    def demo(ctx: click.Context, tasks: int, seed: int, challenge_rate: float, db: str, no_serve: bool) -> None:
         """Start the devnet, simulate TASKS decisions, index them, audit every one, open the dashboard."""
         from devnet import lifecycle
 
@@ -38,7 +39,7 @@ def register(cli: click.Group, bench: click.Group) -> None:
         )
         if not reused:
             click.secho(f"2/5 simulate: {tasks} intents through the operator network", bold=True)
-            ctx.invoke(_command(cli, "simulate"), tasks=tasks, seed=seed)
+            ctx.invoke(_command(cli, "simulate"), tasks=tasks, seed=seed, challenge_rate=challenge_rate)
         else:
             click.secho(
                 "2/5 simulate: skipped, the running devnet already has traffic (`lens devnet down` to start over)",
