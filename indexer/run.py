@@ -300,10 +300,11 @@ def _worker(
                 continue
         return False
 
+    rpc = Rpc(url, retries=retries, timeout=timeout, backoff=backoff)
+    rpc.answered = True  # the writer reached this node already: a refusal now is a fault to retry
+
     def fetch() -> None:
         try:
-            rpc = Rpc(url, retries=retries, timeout=timeout, backoff=backoff)
-            rpc.answered = True  # the writer reached this node already: a refusal now is a fault to retry
             fetch_ranges(rpc, lo, hi, filters, sizer, True, lambda it: put(local, it), gone)
             put(local, ("done", sizer.size))
         except LensError as e:
@@ -314,32 +315,41 @@ def _worker(
     th = threading.Thread(target=fetch, daemon=True)
     th.start()
     try:
-        _decode_loop(local, out, chain_id, gone, put, stop)
+        _decode_loop(local, out, chain_id, gone, put, rpc)
     finally:
         if os.getppid() != parent:
             out.cancel_join_thread()  # the writer is gone: nobody will read what is buffered, do not wait at exit
 
 
-def _decode_loop(local: queue.Queue, out, chain_id: int, gone: Callable, put: Callable, stop) -> None:
-    """The worker's main thread: parse and decode fetched ranges in order and hand them to the writer."""
+def _decode_loop(local: queue.Queue, out, chain_id: int, gone: Callable, put: Callable, rpc: Rpc) -> None:
+    """The worker's main thread: parse and decode fetched ranges in order and hand them to the writer.
+
+    The last message (done, torn or error) carries the RPC faults no shipped range carried, so the writer counts
+    every fault even of ranges it never receives."""
+    shipped: Counter = Counter()
+
+    def unshipped() -> dict:
+        return dict(rpc.stats.faults.copy() - shipped)  # copy: the fetch thread may be adding to it
+
     while not gone():
         try:
             item = local.get(timeout=0.5)
         except queue.Empty:
             continue
         if isinstance(item, tuple):
-            put(out, item)
+            put(out, (*item, unshipped()))
             return
+        # a torn or failed chunk only reports: the writer reads the chunks in order, so the earlier ones (still being
+        # fetched by other workers) are committed first; stopping them here would lose them mid-way
         try:
             decode_item(item, chain_id)
         except _Torn as t:
-            stop.set()
-            out.put(("torn", t.lo))
+            out.put(("torn", t.lo, unshipped()))
             return
         except Exception as e:
-            stop.set()
-            out.put(("error", f"{type(e).__name__}: {e}", ""))
+            out.put(("error", f"{type(e).__name__}: {e}", "", unshipped()))
             return
+        shipped.update({k: v for k, v in item.faults.items() if k != UNASKED})  # UNASKED is counted at decode
         if not put(out, item):
             return
 
@@ -608,11 +618,14 @@ class Indexer:
                     item = q.get(timeout=0.5)
                 except queue.Empty:
                     if not proc.is_alive() and q.empty():
+                        if stop.is_set():
+                            return None  # stopped on purpose (Ctrl-C): what was committed stays
                         return LensError("the fetch worker died unexpectedly", "run `lens index` again; it resumes")
                     if self.stop.is_set():
                         stop.set()
                     continue
                 if isinstance(item, tuple):
+                    self.rpc.stats.faults.update(item[-1])  # the worker's faults no range carried
                     if item[0] == "done":
                         self.sizer.size = item[1]
                         proc.join(timeout=5)
@@ -747,7 +760,7 @@ class Indexer:
     def _fault_meta(self) -> dict[str, str]:
         """This run's RPC faults for `lens index status` (kind → count, and when the run started)."""
         return {
-            "rpc_faults": json.dumps(dict(sorted(self.rpc.stats.faults.items()))),
+            "rpc_faults": json.dumps(dict(sorted(self.rpc.stats.faults.copy().items()))),  # the fetch thread adds
             "rpc_faults_since": self.started_at,
         }
 

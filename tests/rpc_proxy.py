@@ -2,7 +2,8 @@
 
 Faults (each names one request's fate): "429" (with `Retry-After`), "500"/"502"/"503"/"504", "timeout" (answers
 late with a 504), "slow" (answers correctly, late), "drop" (closes the connection unanswered), "reset" (TCP RST),
-"garbage" (an HTML page), "truncated" (half of the real answer), "wrong_id" (the real answer under another JSON-RPC
+"garbage" (an HTML page), "truncated" (half of the real answer), "spliced" (its first half and its last two bytes:
+looks whole to a cheap check), "wrong_id" (the real answer under another JSON-RPC
 id), "lag" (served by a node `lag` blocks behind: older head, no headers and a "beyond head" error above it),
 "backwards" (eth_blockNumber lower than the last one it gave), "foreign" (eth_getLogs answered with extra logs the
 query did not ask for: from another address, and from a block past the range). Like a load balancer: the head may come from one node
@@ -107,6 +108,15 @@ class FaultyProxy:
                 fault = next((f for f in self._deferred if methods <= set(self._LAG_METHODS[f])), None)
                 if fault:
                     self._deferred.remove(fault)
+        if fault == "spliced":  # a big answer cut in the middle, yet ending as a whole one would
+            payload = None if self._too_wide(req) else self._forward(body)
+            if payload is None or len(payload) <= 8192:
+                with self._lock:
+                    self._deferred.append(fault)  # only a big answer is kept unparsed by the client: wait for one
+                fault = None
+            else:
+                self.injected[fault] += 1
+                return self._reply(h, 200, payload[: len(payload) // 2] + payload[-2:])
         if fault == "foreign":  # logs the query did not ask for: another address, a block past the range
             doc = None if self._too_wide(req) else json.loads(self._forward(body))
             logs = (doc or {}).get("result") or []
@@ -189,6 +199,7 @@ class FaultyProxy:
         "lag": ("eth_getBlockByNumber", "eth_getLogs"),
         "backwards": ("eth_blockNumber",),
         "foreign": ("eth_getLogs",),
+        "spliced": ("eth_getLogs",),
     }
 
     def _too_wide(self, req) -> bool:

@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LENS = [str(ROOT / ".venv" / "bin" / "lens")]
 pytestmark = pytest.mark.xdist_group("reliability_rpc")
 
-FAULTS = ("foreign", "reset", "429", "500", "502", "503", "truncated", "wrong_id", "lag", "drop", "garbage", "timeout")
+FAULTS = (
+    "foreign", "reset", "429", "500", "502", "503", "truncated", "spliced", "wrong_id", "lag", "drop", "garbage",
+    "timeout",
+)  # fmt: skip
 LOG_KEYS = ["blockNumber", "logIndex", "blockHash", "transactionHash", "address", "data", "topics", "removed"]
 # what `lens index status` calls each injected fault (the indexer's own words, checked against the proxy's tally)
 REPORTED = {
@@ -86,6 +89,9 @@ def test_every_fault_at_once_gives_the_rows_of_a_clean_run_and_status_lists_them
     faults = json.loads(out.stdout)["rpc_faults"]
     for injected, kind in REPORTED.items():
         assert faults.get(kind, 0) >= 1, (injected, kind, faults)
+    # a big answer spliced to look whole: the worker processes keep it unparsed, find it broken, fetch it again
+    if workers:
+        assert faults.get("range changed or broken while fetched", 0) >= proxy.injected["spliced"] >= 1
     # the lagging node: seen as such (no header yet, "beyond head"), never as a reorg
     assert faults.get("node behind", 0) >= 1
     assert ix.stats.reorgs == 0
