@@ -20,6 +20,7 @@ from app.engine.explain import (
     tree_names,
 )
 from app.engine.replay import Replay, TaskRecord, phrase_for_replay, replay_full, stop_reason
+from app.engine.sandbox import SandboxPool
 from app.errors import LensError
 
 CHUNK = 200  # tasks per worker call: large enough to hide the IPC, small enough for a smooth progress bar
@@ -142,29 +143,12 @@ def warm() -> bool:
     return True
 
 
-class AuditPool:
+class AuditPool(SandboxPool):
     """`workers` killable worker processes (the sandbox's), started at once in the background so their start-up
     overlaps the caller's own work (reading the DB); `run` audits tasks on them, `close` stops them."""
 
     def __init__(self, workers: int | None = None) -> None:
-        from app.engine.sandbox import Sandbox
-
-        self.workers = max(1, workers or os.cpu_count() or 1)
-        self.boxes = [Sandbox() for _ in range(self.workers)]
-        self._starter = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lens-audit-start")
-        self._warming = [self._starter.submit(b.call, warm, (), 60.0) for b in self.boxes]
-
-    def close(self) -> None:
-        """Stop every worker."""
-        self._starter.shutdown(wait=True)
-        for b in self.boxes:
-            b.kill()
-
-    def __enter__(self) -> AuditPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(warm, workers, name="lens-audit")
 
     def run(
         self,

@@ -145,6 +145,40 @@ class Sandbox:
             step = min(step * 2, 0.02)  # fast answers are seen at once; a long wait checks memory every 20 ms
 
 
+class SandboxPool:
+    """`workers` killable worker processes, started at once in the background so their start-up overlaps the
+    caller's own work (reading the DB), each warmed by `warm`; `close` stops them. Audit and what-if build on it."""
+
+    def __init__(
+        self,
+        warm: Callable[[], Any],
+        workers: int | None = None,
+        memory_mb: int | None = None,
+        name: str = "lens-pool",
+        initializer: Callable[[], None] | None = None,
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.boxes = [Sandbox(memory_mb) for _ in range(self.workers)]
+        self._starter = ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix=f"{name}-start", initializer=initializer
+        )
+        self._warming = [self._starter.submit(b.call, warm, (), 60.0) for b in self.boxes]
+
+    def close(self) -> None:
+        """Stop every worker (a running evaluation is killed)."""
+        self._starter.shutdown(wait=True)
+        for b in self.boxes:
+            b.kill()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def serve(fd: int) -> None:
     """Entry point of the worker process: serve calls on the inherited socket until it closes."""
     _worker(Connection(fd))

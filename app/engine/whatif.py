@@ -16,7 +16,6 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -37,6 +36,7 @@ from app.engine.evaluate import (
     source_hash,
 )
 from app.engine.replay import TaskRecord, prepare
+from app.engine.sandbox import SandboxPool
 from app.errors import LensError
 
 MAX_PARAMS_BYTES = 64 * 1024  # one params document (policyParams on chain are a few hundred bytes)
@@ -516,32 +516,17 @@ def _quiet_ctrl_c() -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
-class WhatIfPool:
+class WhatIfPool(SandboxPool):
     """`workers` killable worker processes (the sandbox's); `run` evaluates decisions in chunks on them."""
 
     def __init__(self, workers: int | None = None, memory_mb: int | None = None) -> None:
-        from app.engine.sandbox import Sandbox
-
-        self.workers = max(1, workers or os.cpu_count() or 1)
-        self.boxes = [Sandbox(memory_mb) for _ in range(self.workers)]
-        self._starter = ThreadPoolExecutor(
-            max_workers=self.workers, thread_name_prefix="lens-whatif-start", initializer=_quiet_ctrl_c
-        )
-        self._warming = [self._starter.submit(b.call, warm, (), 60.0) for b in self.boxes]
+        super().__init__(warm, workers, memory_mb, name="lens-whatif", initializer=_quiet_ctrl_c)
         self.cancelled = threading.Event()
 
     def close(self) -> None:
         """Stop every worker (a running evaluation is killed)."""
         self.cancelled.set()
-        self._starter.shutdown(wait=True)
-        for b in self.boxes:
-            b.kill()
-
-    def __enter__(self) -> WhatIfPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
 
     def run(
         self,
