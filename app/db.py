@@ -131,8 +131,19 @@ def _render_connection(path: Path) -> duckdb.DuckDBPyConnection:
         return con
     release()
     con = _open_short(path)
-    _LOCAL.con, _LOCAL.path = con, str(path)
+    _LOCAL.con, _LOCAL.path, _LOCAL.tables = con, str(path), None
     return con
+
+
+def render_tables(con: duckdb.DuckDBPyConnection, compute: Callable[[Any], set[str]]) -> set[str]:
+    """compute(con) (the table names), remembered for the rest of the render when `con` is this render's read-only
+    connection: a page asks 5–18 times, and no writer can change the schema while a reader holds the file."""
+    if con is None or con is not getattr(_LOCAL, "con", None):
+        return compute(con)
+    names = getattr(_LOCAL, "tables", None)
+    if names is None:
+        names = _LOCAL.tables = frozenset(compute(con))
+    return set(names)
 
 
 def _open_short(path: Path) -> duckdb.DuckDBPyConnection:
@@ -143,7 +154,7 @@ def _open_short(path: Path) -> duckdb.DuckDBPyConnection:
 def release() -> None:
     """Close this render's connection, if one was opened, so the indexer gets its next write slot."""
     con = getattr(_LOCAL, "con", None)
-    _LOCAL.con = None
+    _LOCAL.con, _LOCAL.tables = None, None
     if con is not None:
         try:
             con.close()

@@ -15,7 +15,7 @@ import pandas as pd
 from eth_utils import keccak
 
 from app.errors import LensError
-from indexer.load import DERIVED_DDL, ensure_schema
+from indexer.load import DERIVED_DDL, ensure_indexes, ensure_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 # Access paths of the verdict page's lookups: one task by id (the primary key leads with chain_id, which those
@@ -236,11 +236,12 @@ def build(
         # bounded, spilling to disk beside the DB: the machine is shared, and ten million tasks fit anyway
         con.execute(f"SET memory_limit = '{SYNTH_MEMORY}'")
         con.execute(f"SET temp_directory = '{_sql_text(str(tmp) + '.tmp')}'")
-        ensure_schema(con)  # the indexer's DDL: one schema for every writer
+        ensure_schema(con, indexes=False)  # the indexer's DDL: one schema for every writer; indexes at the end
         _tasks_without_key(con)
         summary = _write(con, rng, policies, tasks, operators, seed, progress, fault_rate)
         for stmt in INDEXES:
             con.execute(stmt)
+        ensure_indexes(con)  # the indexer's own secondary indexes, built once over the loaded rows
         con.execute("CHECKPOINT")
     except BaseException:
         con.close()
@@ -608,6 +609,8 @@ def _write(
                 [o["operator_id"] for o in ops],
                 [o["operator"] for o in ops],
                 [o["stake_wei"] / 1e18 for o in ops],
+                str(GENESIS),
+                BLOCK_TIME_S,
             ],
         )
         _say(progress, "  replays")
@@ -846,13 +849,15 @@ ORDER BY task_id
 # The chunk's tasks sorted by id, each expanded in place into its operators (no sort of the ten times larger
 # expansion): a chunk's rows come out in task-id order, so the zone maps of `task_id` find one task's signers
 # (the verdict page) in a row group per chunk instead of a scan of every signer row.
+# Each row carries its task's order key as the indexer derives it (no NewTaskCreated logs here: log index 0).
 SIGNERS_INSERT = """
 INSERT INTO task_signers BY NAME
-WITH f AS (SELECT '0x' || sha256($2 || ':task:' || i) AS task_id, mask, elig_mask FROM s_frame WHERE responded
-           ORDER BY task_id),
-x AS (SELECT task_id, mask, elig_mask, unnest(range($3)) AS j FROM f)
+WITH f AS (SELECT '0x' || sha256($2 || ':task:' || i) AS task_id, mask, elig_mask, created_block FROM s_frame
+           WHERE responded ORDER BY task_id),
+x AS (SELECT task_id, mask, elig_mask, created_block, unnest(range($3)) AS j FROM f)
 SELECT $1 AS chain_id, task_id, $4[j + 1] AS operator_id, $5[j + 1] AS operator, ((mask >> j) & 1) = 0 AS signed,
-       $6[j + 1] AS stake_num
+       $6[j + 1] AS stake_num, created_block AS task_block, created_block * 100000 AS task_pos,
+       CAST($7 AS TIMESTAMP) + to_seconds(created_block * $8) AS task_time
 FROM x WHERE ((elig_mask >> j) & 1) = 1
 """
 

@@ -180,19 +180,24 @@ FROM e
 """
 
 SIGNERS_SQL = """
-INSERT INTO task_signers
-WITH t AS (
-  SELECT tk.task_id, tk.task_created_block AS tcb, r.non_signer_ids_json
+INSERT INTO task_signers BY NAME
+WITH c AS (SELECT task_id, min(log_index) AS logpos FROM ev_new_task_created
+           WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched) GROUP BY ALL),
+t AS (
+  SELECT tk.task_id, tk.task_created_block AS tcb, r.non_signer_ids_json,
+         coalesce(tk.created_block, tk.responded_block) AS blk, tk.created_time AS ctime, coalesce(c.logpos, 0) AS logpos
   FROM tasks tk JOIN ev_task_responded r ON r.chain_id = tk.chain_id AND r.task_response_task_id = tk.task_id
    AND r.block_number = tk.responded_block AND r.block_number >= $since
    AND (r.address IN (SELECT address FROM _lifecycle) OR NOT EXISTS (SELECT 1 FROM _lifecycle))
+  LEFT JOIN c ON c.task_id = tk.task_id
   WHERE tk.chain_id = $chain AND tk.task_id IN (SELECT task_id FROM _touched) AND r.non_signer_ids_json IS NOT NULL
 ),
 m AS (SELECT operator_id, operator, block_number, log_index, 1 AS added FROM ev_operator_added_to_quorums WHERE chain_id = $chain
       UNION ALL
       SELECT operator_id, operator, block_number, log_index, 0 FROM ev_operator_removed_from_quorums WHERE chain_id = $chain),
 last AS (
-  SELECT t.task_id, t.tcb, any_value(t.non_signer_ids_json) AS ns, m.operator_id,
+  SELECT t.task_id, t.tcb, any_value(t.non_signer_ids_json) AS ns, any_value(t.blk) AS blk,
+         any_value(t.ctime) AS ctime, any_value(t.logpos) AS logpos, m.operator_id,
          arg_max(m.operator, m.block_number * 100000 + m.log_index) AS operator,
          arg_max(m.added, m.block_number * 100000 + m.log_index) AS added
   FROM t JOIN m ON m.block_number <= t.tcb
@@ -200,8 +205,9 @@ last AS (
 ),
 st AS (SELECT operator_id, block_number, arg_max(stake_num, log_index) AS stake_num FROM ev_operator_stake_update
        WHERE chain_id = $chain GROUP BY operator_id, block_number)
-SELECT $chain, l.task_id, l.operator_id, l.operator,
-       NOT list_contains(from_json(l.ns, '["VARCHAR"]'), l.operator_id) AS signed, st.stake_num
+SELECT $chain AS chain_id, l.task_id, l.operator_id, l.operator,
+       NOT list_contains(from_json(l.ns, '["VARCHAR"]'), l.operator_id) AS signed, st.stake_num,
+       l.blk AS task_block, l.blk * 100000 + l.logpos AS task_pos, l.ctime AS task_time
 FROM last l ASOF LEFT JOIN st ON st.operator_id = l.operator_id AND l.tcb >= st.block_number
 WHERE l.added = 1
 """

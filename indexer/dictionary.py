@@ -177,6 +177,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "operator": "operator address (0x-address)",
             "signed": "true when the operator is not among the response's non-signers",
             "stake_num": "the operator's stake at taskCreatedBlock (DOUBLE, in the stake's smallest unit)",
+            "task_block": "the task's created block, or its response's for a direct-only task (copied from tasks)",
+            "task_pos": "the task's order key: task_block × 100000 + its NewTaskCreated log index (0 if none)",
+            "task_time": "the task's created time (copied from tasks; NULL for a direct-only task)",
         },
     ),
     "operators": (

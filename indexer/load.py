@@ -39,7 +39,8 @@ DERIVED_DDL = {
         intent_chain_id_exact VARCHAR, intent_signature VARCHAR, entrypoint_source VARCHAR, params_source VARCHAR,
         params_error VARCHAR, asset_decimals BIGINT, asset_symbol VARCHAR,
         PRIMARY KEY (chain_id, task_id)""",
-    "task_signers": "chain_id BIGINT, task_id VARCHAR, operator_id VARCHAR, operator VARCHAR, signed BOOLEAN, stake_num DOUBLE",
+    "task_signers": "chain_id BIGINT, task_id VARCHAR, operator_id VARCHAR, operator VARCHAR, signed BOOLEAN, stake_num DOUBLE, "
+    "task_block BIGINT, task_pos BIGINT, task_time TIMESTAMP",
     "operators": """
         chain_id BIGINT, operator VARCHAR, operator_id VARCHAR, pubkey_g1_x VARCHAR, pubkey_g1_y VARCHAR, socket VARCHAR,
         metadata_uri VARCHAR, registered_block BIGINT, deregistered_block BIGINT, stake VARCHAR, stake_num DOUBLE,
@@ -70,6 +71,17 @@ BASE_DDL = {
     "tokens": "chain_id BIGINT, address VARCHAR, decimals BIGINT, symbol VARCHAR, error VARCHAR, PRIMARY KEY (chain_id, address)",
 }
 
+# Secondary indexes the dashboard's point lookups and semi-joins need: the tasks key leads with chain_id, so
+# `WHERE task_id = ?` would otherwise scan every task (a verdict, a lookup by transaction), and one task's signers,
+# challenge or replay every row of its table. Created after the tables (and again by `ensure_indexes` after a bulk
+# load, which is cheaper than maintaining them row by row); `IF NOT EXISTS` keeps it idempotent on an existing DB.
+INDEX_DDL = {
+    "tasks_task_id": ("tasks", "task_id"),
+    "tasks_created_tx": ("tasks", "created_tx"),
+    "task_signers_task_id": ("task_signers", "task_id"),
+    "challenges_task_id": ("challenges", "task_id"),
+    "replays_task_id": ("replays", "task_id"),  # the same name `lens audit` creates it under (app/engine/store.py)
+}
 
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "lock on file")
 
@@ -141,8 +153,9 @@ def _ddl_columns(cols: tuple[Column, ...]) -> str:
     return ", ".join(f'"{c.name}" {c.sql}' for c in cols)
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table (raw, bookkeeping, derived) if missing; add columns new layouts need."""
+def ensure_schema(con: duckdb.DuckDBPyConnection, indexes: bool = True) -> None:
+    """Create every table (raw, bookkeeping, derived) if missing; add columns new layouts need; with `indexes`, the
+    secondary indexes too (a bulk loader passes False and calls `ensure_indexes` once its rows are in)."""
     existing = {
         r[0]
         for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()
@@ -166,6 +179,19 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         else:  # a DB from an older Lens: add the columns it lacks (derived rows are rebuilt by `derive.refresh`)
             _add_missing_columns(con, name, ddl)
     dictionary.apply_comments(con)  # the data dictionary travels with the file (duckdb_columns().comment)
+    if indexes:
+        ensure_indexes(con)
+
+
+def ensure_indexes(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the secondary indexes (INDEX_DDL) that are missing, on the tables that exist."""
+    tables = {
+        r[0]
+        for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()
+    }
+    for index, (table, column) in INDEX_DDL.items():
+        if table in tables:
+            con.execute(f'CREATE INDEX IF NOT EXISTS {index} ON {table} ("{column}")')
 
 
 def _add_missing_columns(con: duckdb.DuckDBPyConnection, name: str, ddl: str) -> None:

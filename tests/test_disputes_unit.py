@@ -25,7 +25,10 @@ def con():
     )
     c.execute("INSERT INTO replays (chain_id, task_id, result, replayed_allow) VALUES (1, ?, 'mismatch', true)", [TASK])
     for op, signed, stake in (("0x01", True, 91.0), ("0x02", False, 9.0)):
-        c.execute("INSERT INTO task_signers VALUES (1, ?, ?, ?, ?, ?)", [TASK, "id" + op, op, signed, stake])
+        c.execute(
+            "INSERT INTO task_signers (chain_id, task_id, operator_id, operator, signed, stake_num) VALUES (1, ?, ?, ?, ?, ?)",
+            [TASK, "id" + op, op, signed, stake],
+        )
     yield c
     c.close()
 

@@ -22,8 +22,8 @@ BLOB_SQL = "SELECT content FROM blobs WHERE hash = ? LIMIT 1"
 
 
 def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Names of the tables and views in the main schema."""
-    return {r[0] for r in query_rows(con, TABLES_SQL)}
+    """Names of the tables and views in the main schema (asked once per render on a page's connection)."""
+    return db.render_tables(con, lambda c: {r[0] for r in query_rows(c, TABLES_SQL)})
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:

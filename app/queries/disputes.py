@@ -24,9 +24,11 @@ EXTRA_REPLAYS = "SELECT unnest($x_id) AS task_id, unnest($x_result) AS result, u
 # OperatorRegistry is its own InstantSlasher stand-in and is named `slasher` in its deployment document.
 SLASHER_ROLES = ("slasher", "instantSlasher", "allocationManager")
 
+# An ANTI JOIN, not NOT IN: NOT IN's NULL semantics make DuckDB plan a mark join over every task (0.63 s → 0.50 s
+# at a million tasks); replays have no NULL task id, so the two agree.
 MISSING_REPLAYS_SQL = """
-SELECT t.task_id FROM tasks t
-WHERE t.responded_block IS NOT NULL AND t.task_id NOT IN (SELECT task_id FROM ({replays}))
+SELECT t.task_id FROM tasks t ANTI JOIN ({replays}) r ON r.task_id = t.task_id
+WHERE t.responded_block IS NOT NULL
 ORDER BY t.responded_block, t.task_id
 """
 MISSING_COUNT_SQL = (
@@ -58,7 +60,8 @@ NO_REPLAYS = "SELECT NULL::VARCHAR AS task_id, NULL::VARCHAR AS result, NULL::BO
 
 CHALLENGES_SQL = """
 WITH ch AS ({challenges}), r AS ({replays}),
-t AS (SELECT * FROM tasks WHERE task_id IN (SELECT task_id FROM ch)),
+t AS (SELECT chain_id, task_id, responded_block, responded_time, allow FROM tasks
+      WHERE task_id IN (SELECT task_id FROM ch)),
 rc AS (SELECT * FROM r WHERE task_id IN (SELECT task_id FROM ch))
 SELECT ch.task_id, ch.block_number, ch.log_index, ch.block_time, ch.tx_hash, ch.challenger, ch.success,
        t.responded_block, t.responded_time, t.allow AS attested_allow, r.result AS replay, r.replayed_allow,

@@ -111,7 +111,7 @@ TAIL_SQL = """
 WITH p AS ({positions})
 SELECT ts.operator_id, ts.signed, p.pos
 FROM task_signers ts JOIN (SELECT * FROM p WHERE pos > $from) p ON p.task_id = ts.task_id
-ORDER BY ts.operator_id, p.pos
+ORDER BY ts.operator_id, p.pos, ts.task_id
 """
 # Streaks that began before the window: per operator, its eligible tasks after its last task of the other kind.
 STREAK_SQL = """
@@ -120,6 +120,48 @@ th AS (SELECT unnest($ops) AS operator_id, unnest($froms) AS f)
 SELECT ts.operator_id, count(*) AS n
 FROM task_signers ts JOIN th ON th.operator_id = ts.operator_id
 JOIN (SELECT * FROM p WHERE pos > $lowest) p ON p.task_id = ts.task_id AND p.pos > th.f
+GROUP BY ts.operator_id
+"""
+
+# The same figures from the order key, block and time each signer row carries (indexer/derive.py and `lens synth`
+# copy them from the task): no join of ~10 signer rows per task to the tasks, only to the few challenged tasks.
+# Used when every signer row has its key (a DB written before those columns existed has NULLs until re-derived).
+# Tasks of one block without NewTaskCreated logs (`lens synth`) share a key: the task id breaks the tie, in both.
+SIGNER_KEY_COLUMNS_SQL = """
+SELECT count(*) FROM duckdb_columns()
+WHERE schema_name = 'main' AND table_name = 'task_signers' AND column_name IN ('task_block', 'task_pos', 'task_time')
+"""
+SIGNER_KEYS_FILLED_SQL = "SELECT NOT EXISTS (SELECT 1 FROM task_signers WHERE task_pos IS NULL)"
+PARTICIPATION_KEYED_SQL = """
+WITH ch AS ({challenged})
+SELECT ts.operator_id, time_bucket(CAST($width AS INTERVAL), ts.task_time) AS bucket,
+       count(*) FILTER (WHERE ts.signed AND ch.task_id IS NOT NULL) AS disputes,
+       count(*) FILTER (WHERE ts.signed AND coalesce(ch.lost, FALSE)) AS disputes_lost,
+       count(*) AS eligible, count(*) FILTER (WHERE ts.signed) AS signed,
+       coalesce(max(ts.task_pos) FILTER (WHERE ts.signed), -1) AS last_yes,
+       coalesce(max(ts.task_pos) FILTER (WHERE NOT ts.signed), -1) AS last_no,
+       max(ts.task_block) FILTER (WHERE ts.signed) AS last_signed_block,
+       max(ts.task_time) FILTER (WHERE ts.signed) AS last_signed_time
+FROM task_signers ts LEFT JOIN ch ON ch.task_id = ts.task_id
+GROUP BY ALL
+"""
+MISSED_LATENCY_KEYED_SQL = """
+WITH p AS (SELECT task_id, latency_respond_s AS lat FROM tasks WHERE signer_count IS NOT NULL)
+SELECT ts.operator_id, count(p.lat) AS missed_lat_tasks,
+       quantile_cont(p.lat, 0.5) AS missed_p50, quantile_cont(p.lat, 0.95) AS missed_p95
+FROM task_signers ts JOIN p ON p.task_id = ts.task_id
+WHERE NOT ts.signed
+GROUP BY ts.operator_id
+"""
+TAIL_KEYED_SQL = """
+SELECT operator_id, signed, task_pos AS pos FROM task_signers WHERE task_pos > $from
+ORDER BY operator_id, pos, task_id
+"""
+STREAK_KEYED_SQL = """
+WITH th AS (SELECT unnest($ops) AS operator_id, unnest($froms) AS f)
+SELECT ts.operator_id, count(*) AS n
+FROM task_signers ts JOIN th ON th.operator_id = ts.operator_id
+WHERE ts.task_pos > $lowest AND ts.task_pos > th.f
 GROUP BY ts.operator_id
 """
 
@@ -294,7 +336,11 @@ def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame
     positions = _positions(names)
     width = bucket_width(con) or "1 day"
     challenged = _CHALLENGED if "challenges" in names else _NO_CHALLENGES
-    sql = PARTICIPATION_SQL.format(positions=_positions(names, _SCAN_EXTRA), challenged=challenged)
+    keyed = query_rows(con, SIGNER_KEY_COLUMNS_SQL)[0][0] == 3 and bool(query_rows(con, SIGNER_KEYS_FILLED_SQL)[0][0])
+    if keyed:
+        sql = PARTICIPATION_KEYED_SQL.format(challenged=challenged)
+    else:
+        sql = PARTICIPATION_SQL.format(positions=_positions(names, _SCAN_EXTRA), challenged=challenged)
     by_bucket = query(con, sql, {"width": width})
     cells = by_bucket[by_bucket["bucket"].notna()][["operator_id", "bucket", "eligible", "signed"]]
     agg = (
@@ -311,14 +357,17 @@ def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame
         )
         .reset_index()
     )
-    missed = query(con, MISSED_LATENCY_SQL.format(positions=_positions(names, _SCAN_EXTRA)), {"width": width})
+    if keyed:
+        missed = query(con, MISSED_LATENCY_KEYED_SQL)
+    else:
+        missed = query(con, MISSED_LATENCY_SQL.format(positions=_positions(names, _SCAN_EXTRA)), {"width": width})
     agg = agg.merge(missed, on="operator_id", how="left")
     agg["missed_lat_tasks"] = pd.to_numeric(agg["missed_lat_tasks"], errors="coerce").fillna(0).astype("int64")
     if agg.empty:
         return agg, cells
     cut = query_rows(con, WINDOW_SQL.format(positions=positions), {"recent": int(recent)})
     window_from = int(cut[0][0]) if cut else -1  # fewer tasks than the window: all of them
-    tail = query(con, TAIL_SQL.format(positions=positions), {"from": window_from})
+    tail = query(con, TAIL_KEYED_SQL if keyed else TAIL_SQL.format(positions=positions), {"from": window_from})
     # an operator with tasks of both kinds has a streak that starts after its last task of the other kind
     starts = {
         r["operator_id"]: min(int(r["last_yes"]), int(r["last_no"]))
@@ -330,7 +379,7 @@ def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame
     if far:
         counted = query(
             con,
-            STREAK_SQL.format(positions=positions),
+            STREAK_KEYED_SQL if keyed else STREAK_SQL.format(positions=positions),
             {"ops": list(far), "froms": list(far.values()), "lowest": min(far.values())},
         )
         long_streaks = dict(zip(counted["operator_id"], counted["n"].astype(int)))
