@@ -5,6 +5,7 @@ Used by `lens bench index` (volume) and the indexer tests (exact payloads, undec
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 import requests
@@ -97,6 +98,12 @@ def send(url: str, to: str | None, data: bytes | str, frm: str | None = None, ga
         tx["to"] = to
     h = rpc(url, "eth_sendTransaction", [tx])
     receipt = rpc(url, "eth_getTransactionReceipt", [h])
+    # automine may answer a moment after the send returns: wait for its block rather than mine a second one
+    # (tests count blocks); only a node with automine off gets an explicit evm_mine
+    deadline = time.monotonic() + 1.0
+    while receipt is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+        receipt = rpc(url, "eth_getTransactionReceipt", [h])
     if receipt is None:
         rpc(url, "evm_mine", [])
         receipt = rpc(url, "eth_getTransactionReceipt", [h])
