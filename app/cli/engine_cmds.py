@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from app import settings
+from app.cli.progress import DecisionsProgress
 from app.errors import LensError
 from app.lookup import role_text as lookup_role_text
 
@@ -763,57 +764,27 @@ def register(cli: click.Group, bench: click.Group) -> None:
 AUDIT_PAGE = 20000  # tasks read, replayed and written per step of `lens audit`
 
 
-class _AuditProgress:
-    """The audit's rich progress bar: done/total, rate, running match / mismatch / cannot-replay tallies, ETA."""
+class _AuditProgress(DecisionsProgress):
+    """The audit's progress bar: done/total, rate, running match / mismatch / cannot-replay tallies, ETA."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
+        super().__init__(
+            "replaying",
+            total,
+            quiet,
+            "[green]{task.fields[match]} match[/] [red]{task.fields[mismatch]} mismatch[/] "
+            "[yellow]{task.fields[cannot]} cannot replay[/]",
+            match=0,
+            mismatch=0,
+            cannot=0,
         )
-
         self.tally = {"match": 0, "mismatch": 0, "cannot_replay": 0}
-        self.started = time.perf_counter()
-        self.progress = Progress(
-            TextColumn("[bold]replaying"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>7} decisions/s"),
-            TextColumn(
-                "[green]{task.fields[match]} match[/] [red]{task.fields[mismatch]} mismatch[/] "
-                "[yellow]{task.fields[cannot]} cannot replay[/]"
-            ),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            disable=quiet,
-            transient=True,
-        )
-        self.bar = self.progress.add_task("replaying", total=total, rate="—", match=0, mismatch=0, cannot=0)
-
-    def __enter__(self) -> _AuditProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
 
     def advance(self, n: int, rows: list) -> None:
         """Count a finished chunk (called from the worker threads, one at a time)."""
         for rep, _ in rows:
             self.tally[rep.result] = self.tally.get(rep.result, 0) + 1
-        done = sum(self.tally.values())
-        self.progress.update(
-            self.bar,
-            advance=n,
-            rate=f"{done / max(time.perf_counter() - self.started, 1e-9):,.0f}",
-            match=self.tally["match"],
-            mismatch=self.tally["mismatch"],
-            cannot=self.tally["cannot_replay"],
-        )
+        self.step(n, match=self.tally["match"], mismatch=self.tally["mismatch"], cannot=self.tally["cannot_replay"])
 
 
 def _eval_only(source: str, entrypoint: str, input: dict, params: dict, wasm: dict) -> Any:

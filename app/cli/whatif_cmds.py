@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from app import settings
+from app.cli.progress import DecisionsProgress
 from app.errors import LensError
 
 BENCH_TARGET_PER_S = 20_000  # DESIGN.md: ≥ 20,000 decisions re-evaluated per second on this 2-core machine
@@ -100,49 +101,18 @@ def build_scenario(
     return scenario, row, schema
 
 
-class _Progress:
-    """The what-if's rich progress bar: done/total, decisions/s, running flip count, ETA."""
+class _Progress(DecisionsProgress):
+    """The what-if's progress bar: done/total, decisions/s, running flip count, ETA."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.started = time.perf_counter()
+        super().__init__("what-if", total, quiet, "[yellow]{task.fields[flips]} flips[/]", flips=0)
         self.total = total
-        self.done = 0
         self.flips = 0
-        self.progress = Progress(
-            TextColumn("[bold]what-if"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>7} decisions/s"),
-            TextColumn("[yellow]{task.fields[flips]} flips[/]"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            disable=quiet,
-            transient=True,
-        )
-        self.bar = self.progress.add_task("what-if", total=total, rate="—", flips=0)
-
-    def __enter__(self) -> _Progress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
 
     def advance(self, n: int, part: Any) -> None:
         """Count a finished chunk (called from the pool's threads, one at a time)."""
-        self.done += n
         self.flips += len(part.flips)
-        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-        self.progress.update(self.bar, advance=n, rate=f"{rate:,.0f}", flips=self.flips)
+        self.step(n, flips=self.flips)
 
 
 def _describe(scenario: Any, row: dict, names: dict[str, str], schema: dict) -> str:
