@@ -198,6 +198,11 @@ m[2].metric("Denied → allowed", f"{to_allow:,}")
 m[3].metric("Baseline mismatches", f"{len(result.baseline_mismatches):,}")
 m[4].metric("Decisions / s", f"{result.decisions / seconds:,.0f}" if seconds > 0 else "—")
 st.caption(whatif.baseline_sentence(result, facts))
+if result.vm_disagreements:
+    st.warning(
+        f"regorus' VM disagreed with its interpreter on {result.vm_disagreements:,} of {result.vm_checked:,} checked "
+        "decisions; those policies were re-run on the interpreter, and the figures here are its."
+    )
 if result.errors:
     st.warning(f"{len(result.errors):,} decisions could not be evaluated, e.g.: {md_escape(result.errors[0][1])}")
 

@@ -393,3 +393,64 @@ def test_the_overall_budget_stops_a_long_run(indexed, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert "overall budget of 3 s" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------ the VM fast path and its check
+
+
+def _decisions(db: Path, name: str):
+    from app.engine import store
+    from app.queries import whatif as q
+
+    with store.reading(str(db)) as con:
+        return q.load_decisions(con, q.Scenario(policy=_policy_address(db, name)))
+
+
+@pytest.mark.parametrize("name", ["spending_limits", "counterparty_screening", "circuit_breaker", "kyc_jurisdiction"])
+def test_the_vm_fast_path_gives_the_interpreters_flips(indexed, name):
+    """The changed pass on regorus' VM flips exactly what the interpreter flips, deny reasons included."""
+    from app.engine.whatif import Change, evaluate_partition, pack
+
+    db, *_ = indexed
+    d = _decisions(db, name)
+    source = next(t.source for t in d.tasks if t.source)
+    # a changed rule: allow now needs a sender whose address ends in an odd hex digit (a fact of the chain's own logs)
+    rule = 'even if {\n\tsome c in ["0", "2", "4", "6", "8", "a", "c", "e"]\n\tendswith(lower(input.from), c)\n}'
+    changed = source.replace("default allow := false", "default allow := false\n\n" + rule)
+    changed = changed.replace("\tcount(deny) == 0\n}", "\tcount(deny) == 0\n\tnot even\n}")
+    assert changed != source
+    for change in (Change(source=changed), Change()):
+        interp = evaluate_partition(*pack(d.tasks), change, use_vm=False)
+        fast = evaluate_partition(*pack(d.tasks), change, use_vm=True)
+        assert fast.flips == interp.flips and fast.reasons_added == interp.reasons_added
+        assert fast.vm_disagreements == 0
+    assert fast.vm_checked == 0  # an empty change evaluates nothing new
+    # the oracle: SQL on the raw table — what an honest quorum allowed from an address ending in an even digit flips
+    flipped = evaluate_partition(*pack(d.tasks), Change(source=changed), use_vm=True)
+    faults = set(flipped.baseline_mismatches)
+    rows = sql(
+        db,
+        "SELECT task_id, allow FROM tasks WHERE entrypoint = ? AND allow IS NOT NULL "
+        "AND lower(right(intent_from, 1)) IN ('0', '2', '4', '6', '8', 'a', 'c', 'e')",
+        [f"{name}.allow"],
+    )
+    expected = {t for t, a in rows if bool(a) != (t in faults)}
+    assert expected, "no allowed decision from such a sender: the test would prove nothing"
+    assert {f.task_id for f in flipped.flips} == expected
+    assert flipped.vm_checked > 0 and flipped.vm_disagreements == 0  # the VM ran, and the interpreter agreed
+    assert all(not f.to_allow for f in flipped.flips)
+
+
+def test_a_vm_that_disagrees_hands_the_group_to_the_interpreter(indexed):
+    """regorus 0.9.1's VM mis-adds with the first spending_limits source (chunked, loop-based; older DBs hold it):
+    the sample check catches it, the interpreter re-runs the group, and the result is the interpreter's — the two
+    sources compute the same exact arithmetic, so swapping one for the other flips nothing."""
+    from app.engine.whatif import Change, evaluate_partition, pack
+
+    db, *_ = indexed
+    d = _decisions(db, "spending_limits")
+    old = (ROOT / "tests" / "data" / "spending_limits_chunked_v1.rego").read_text()
+    result = evaluate_partition(*pack(d.tasks), Change(source=old), use_vm=True)
+    assert result.vm_disagreements > 0, "the VM now agrees on the old source: the check is untested here"
+    assert result.flips == () and not result.errors
+    assert result.vm_checked >= min(len(d.tasks), 16)

@@ -291,6 +291,12 @@ def register(cli: click.Group, bench: click.Group) -> None:
             )
         if len(frame) > 10:
             click.echo(f"  … {len(frame) - 10:,} more" + ("" if out_path else " (--out FILE writes them all)"))
+        if result.vm_disagreements:
+            click.secho(
+                f"regorus' VM disagreed with its interpreter on {result.vm_disagreements:,} of {result.vm_checked:,} "
+                "checked decisions: those policies were re-run on the interpreter (the figures above are its)",
+                fg="yellow",
+            )
         if result.errors:
             click.secho(
                 f"{len(result.errors):,} decisions could not be evaluated, e.g. {result.errors[0][1]}", fg="red"

@@ -494,7 +494,8 @@ def baseline_sentence(result: PartitionResult, facts: pd.DataFrame) -> str:
 def summary(
     result: PartitionResult, facts: pd.DataFrame, seconds: float, names: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """The `--json` object: decisions, baseline_mismatches, flips, flipped_to_deny/allow, by_client, decisions_per_s."""
+    """The `--json` object: decisions, baseline_mismatches, flips, flipped_to_deny/allow, by_client, decisions_per_s,
+    and how the VM fast path was checked (vm_checked, vm_disagreements)."""
     to_deny = sum(1 for f in result.flips if f.from_allow and not f.to_allow)
     per_client: dict[str, dict[str, Any]] = {}
     for f in result.flips:
@@ -526,6 +527,8 @@ def summary(
         "reasons_removed": result.reasons_removed,
         "seconds": round(seconds, 3),
         "decisions_per_s": round(result.decisions / seconds, 1) if seconds > 0 else None,
+        "vm_checked": result.vm_checked,
+        "vm_disagreements": result.vm_disagreements,
     }
 
 

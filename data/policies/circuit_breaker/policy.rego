@@ -24,9 +24,7 @@ else := args[2] if fname == "transferFrom"
 else := input.value
 
 # a <= b for unsigned decimal strings (no leading zeros after normalising), exact at any size
-_norm(s) := "0" if trim_left(s, "0") == ""
-
-else := trim_left(s, "0")
+_zeros := "000000000000000000000000000000000000000000000000000000000000000000000000000000"
 
 # digits only (trim with the digit cutset leaves nothing), 1 to 78 of them; cheaper than a regex per call
 is_uint(s) if {
@@ -36,12 +34,8 @@ is_uint(s) if {
 	trim(s, "0123456789") == ""
 }
 
-uint_lte(a, b) if count(_norm(a)) < count(_norm(b))
-
-uint_lte(a, b) if {
-	count(_norm(a)) == count(_norm(b))
-	_norm(a) <= _norm(b)
-}
+# a <= b, exactly: left-padded with zeros to the same width, digit strings compare as their numbers do
+uint_lte(a, b) if concat("", [substring(_zeros, 0, 78 - count(a)), a]) <= concat("", [substring(_zeros, 0, 78 - count(b)), b])
 
 is_large if {
 	is_uint(t.large_transfer_wei)

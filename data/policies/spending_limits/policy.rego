@@ -28,10 +28,12 @@ else := args[2] if fname == "transferFrom"
 else := input.value
 
 # --- exact unsigned decimal arithmetic on strings ---------------------------------------
+# Loop-free on purpose: a fixed chain of 13-digit chunks costs a few builtin calls, where comprehensions over a
+# variable number of chunks cost many times more per decision (`lens bench whatif` re-runs millions of these).
 
-_zeros := "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+_zeros := "000000000000000000000000000000000000000000000000000000000000000000000000000000"
 
-_base := 1000000000000000
+_base := 10000000000000 # 10^13: two chunks and a carry stay far below 2^53, so every sum is exact in f64
 
 # digits only (trim with the digit cutset leaves nothing), 1 to 78 of them; cheaper than a regex per call
 is_uint(s) if {
@@ -41,59 +43,49 @@ is_uint(s) if {
 	trim(s, "0123456789") == ""
 }
 
-_chunk(c) := 0 if trim_left(c, "0") == ""
+# a <= b, exactly: left-padded with zeros to the same width, digit strings compare as their numbers do
+uint_lte(a, b) if concat("", [substring(_zeros, 0, 78 - count(a)), a]) <= concat("", [substring(_zeros, 0, 78 - count(b)), b])
 
-else := to_number(trim_left(c, "0"))
-
-# n 15-digit chunks, most significant first; each chunk and each chunk sum is exact in f64
-_chunks(s, n) := cs if {
-	p := concat("", [substring(_zeros, 0, (n * 15) - count(s)), s])
-	cs := [c | some i in numbers.range(0, n - 1); c := _chunk(substring(p, i * 15, 15))]
-}
-
-_first_lte(diffs, _, _) if count(diffs) == 0
-
-_first_lte(diffs, x, y) if {
-	i := diffs[0]
-	x[i] < y[i]
-}
-
-# a <= b, exactly: fewer digits, or as many digits and not lexically greater
-_norm(s) := "0" if trim_left(s, "0") == ""
-
-else := trim_left(s, "0")
-
-uint_lte(a, b) if count(_norm(a)) < count(_norm(b))
-
-uint_lte(a, b) if {
-	count(_norm(a)) == count(_norm(b))
-	_norm(a) <= _norm(b)
-}
-
-# carry into chunk i: some lower chunk j overflows and every chunk between them is all nines
-_carry(s, i, n) := 1 if {
-	some j in numbers.range(0, n - 1)
-	j > i
-	s[j] >= _base
-	every k in [k | some k in numbers.range(0, n - 1); k > i; k < j] {
-		s[k] == _base - 1
-	}
-}
-
-else := 0
-
-# a + b <= c, exactly (fixed-width chunked addition with carries, as few chunks as the longest number needs)
+# a + b <= c, exactly: two chunks when every operand has at most 26 digits (any realistic amount), else six.
+# A chunk is read as to_number("1" + its 13 digits) - 10^13: the leading 1 keeps zeros from being a number's
+# leading digits. A carry is floor(sum / 10^13), exact below 2^53. Chunk arrays compare element by element.
 uint_sum_lte(a, b, c) if {
-	n := ceil(max([count(a), count(b), count(c)]) / 15)
-	x := _chunks(a, n)
-	y := _chunks(b, n)
-	z := _chunks(c, n)
-	s := [w | some i in numbers.range(0, n - 1); w := x[i] + y[i]]
-	cs := [k | some i in numbers.range(0, n - 1); k := _carry(s, i, n)]
-	s[0] + cs[0] < _base
-	r := [d | some i in numbers.range(0, n - 1); d := (s[i] + cs[i]) - (_base * to_number(s[i] + cs[i] >= _base))]
-	_first_lte([i | some i in numbers.range(0, n - 1); r[i] != z[i]], r, z)
+	count(a) <= 26
+	count(b) <= 26
+	count(c) <= 26
+	x := concat("", [substring(_zeros, 0, 26 - count(a)), a])
+	y := concat("", [substring(_zeros, 0, 26 - count(b)), b])
+	z := concat("", [substring(_zeros, 0, 26 - count(c)), c])
+	s1 := (to_number(concat("", ["1", substring(x, 13, 13)])) + to_number(concat("", ["1", substring(y, 13, 13)]))) - (2 * _base)
+	k1 := floor(s1 / _base)
+	s0 := ((to_number(concat("", ["1", substring(x, 0, 13)])) + to_number(concat("", ["1", substring(y, 0, 13)]))) - (2 * _base)) + k1
+	s0 < _base
+	[s0, s1 - (k1 * _base)] <= [to_number(concat("", ["1", substring(z, 0, 13)])) - _base, to_number(concat("", ["1", substring(z, 13, 13)])) - _base]
 }
+
+uint_sum_lte(a, b, c) if {
+	max([count(a), count(b), count(c)]) > 26
+	x := concat("", [substring(_zeros, 0, 78 - count(a)), a])
+	y := concat("", [substring(_zeros, 0, 78 - count(b)), b])
+	z := concat("", [substring(_zeros, 0, 78 - count(c)), c])
+	s5 := _chunk(x, 5) + _chunk(y, 5)
+	k5 := floor(s5 / _base)
+	s4 := (_chunk(x, 4) + _chunk(y, 4)) + k5
+	k4 := floor(s4 / _base)
+	s3 := (_chunk(x, 3) + _chunk(y, 3)) + k4
+	k3 := floor(s3 / _base)
+	s2 := (_chunk(x, 2) + _chunk(y, 2)) + k3
+	k2 := floor(s2 / _base)
+	s1 := (_chunk(x, 1) + _chunk(y, 1)) + k2
+	k1 := floor(s1 / _base)
+	s0 := (_chunk(x, 0) + _chunk(y, 0)) + k1
+	s0 < _base
+	sum := [s0, s1 - (k1 * _base), s2 - (k2 * _base), s3 - (k3 * _base), s4 - (k4 * _base), s5 - (k5 * _base)]
+	sum <= [_chunk(z, 0), _chunk(z, 1), _chunk(z, 2), _chunk(z, 3), _chunk(z, 4), _chunk(z, 5)]
+}
+
+# chunk k (0 = most significant) of a 78-digit padded string, as a number
+_chunk(p, k) := to_number(concat("", ["1", substring(p, k * 13, 13)])) - _base
 
 # --- well-formedness (fail closed) ------------------------------------------------------
 
