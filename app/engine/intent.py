@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import eth_abi
@@ -103,6 +105,14 @@ def _json_value(value: Any, typ: str) -> Any:
     return value
 
 
+@lru_cache(maxsize=1024)  # an app calls a few functions: parse, hash and describe each signature once
+def _signature(text: str) -> tuple[str, tuple[str, ...], str, bytes, str]:
+    """(name, types, canonical signature, selector, JSON of the ABI inputs) of a human-readable signature."""
+    name, types = parse_signature(text)
+    canonical = f"{name}({','.join(types)})"
+    return name, tuple(types), canonical, keccak(text=canonical)[:4], json.dumps([_abi_param(t) for t in types])
+
+
 def decode_call(function_signature: bytes, data: bytes) -> dict[str, Any]:
     """The derived input fields (`function`, `decoded_function_signature`, `decoded_function_arguments`)."""
     if not function_signature:
@@ -113,9 +123,8 @@ def decode_call(function_signature: bytes, data: bytes) -> dict[str, Any]:
         raise IntentDecodeError(
             "functionSignature is not UTF-8 text", "Newton expects the human-readable signature bytes"
         ) from err
-    name, types = parse_signature(text)
-    canonical = f"{name}({','.join(types)})"
-    if len(data) < 4 or data[:4] != keccak(text=canonical)[:4]:
+    name, types, canonical, selector, inputs = _signature(text)
+    if len(data) < 4 or data[:4] != selector:
         raise IntentDecodeError(
             f"calldata selector does not match {canonical}",
             "the intent's data must start with the selector of its functionSignature",
@@ -128,7 +137,7 @@ def decode_call(function_signature: bytes, data: bytes) -> dict[str, Any]:
         "function": {
             "name": name,
             "type": "function",
-            "inputs": [_abi_param(t) for t in types],
+            "inputs": json.loads(inputs),  # a fresh copy: callers may change what they get
             "outputs": [],
             "stateMutability": "nonpayable",
         },
@@ -137,6 +146,7 @@ def decode_call(function_signature: bytes, data: bytes) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=1 << 16)  # agents and counterparties recur: EIP-55's keccak was a fifth of a what-if's cold run
 def _checksummed(address: str) -> str:
     """EIP-55 checksummed address (as Newton's operators serialise `from` / `to`); left as it is if not an address."""
     try:

@@ -2,11 +2,11 @@
 
 The core is `evaluate_partition`, a pure function from a partition of decisions (with one copy of each policy
 source) and a `Change` to a `PartitionResult`: it runs in the killable sandbox workers here and can run as it is on
-Dask workers. The baseline is the interpreter's: each (source, entrypoint) is compiled once per process together with
-a small wrapper module that evaluates a whole batch of decisions in one regorus call (`with input as … with
-data.params as …`), so the engine is never fed data. The changed pass runs on regorus' bytecode VM (RVM), about
-three times faster, and is checked against the interpreter on a sample; a disagreement hands the group back to the
-interpreter (`run_checked`). See `lens bench whatif`.
+Dask workers. Decisions run on regorus' bytecode VM (RVM), about three times the interpreter's speed, each
+(source, entrypoint) compiled once per process. The interpreter is the reference: it re-evaluates a sample of every
+group — compiled once per process with a small wrapper module that evaluates a whole batch in one call (`with input
+as … with data.params as …`), so that engine is never fed data — and a disagreement hands the whole group back to it
+(`run_checked`). See `lens bench whatif`.
 """
 
 from __future__ import annotations
@@ -282,8 +282,8 @@ VERIFY_FIRST = 16  # … against the interpreter; one disagreement sends the who
 
 class VmPolicy:
     """A policy compiled once to regorus' bytecode VM (RVM), with a one-rule wrapper returning `[allow, deny]`: the
-    fast path of a what-if's changed pass, about three times the interpreter's speed on the devnet's policies. The
-    interpreter stays the reference — the baseline is its own, and the changed pass is checked against it."""
+    fast path of a what-if, about three times the interpreter's speed on the devnet's policies; the interpreter stays
+    the reference (`run_checked`)."""
 
     def __init__(self, source: str, entrypoint: str) -> None:
         from regorus.regorus import Program, Rvm
@@ -385,7 +385,7 @@ class PartitionResult:
     reasons_added: dict[str, int] = field(default_factory=dict)  # over every decision, not only the flips
     reasons_removed: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0
-    vm_checked: int = 0  # changed-pass decisions the interpreter re-evaluated to check the VM
+    vm_checked: int = 0  # evaluations the interpreter repeated to check the VM
     vm_disagreements: int = 0  # of those, how many the VM got wrong (their groups were re-run on the interpreter)
     fresh: tuple[tuple[str, Baseline], ...] = ()  # baselines computed here (task id → baseline), for the cache
 
@@ -433,7 +433,7 @@ def evaluate_partition(
     """Re-evaluate a partition of decisions unchanged (baseline) and under `change`; pure apart from the per-process
     compile cache. `tasks` carry no source: `index[k]` points into `sources` (one copy per partition). A decision
     with a `cached` baseline is neither rebuilt nor re-evaluated unchanged; the others' baselines come back in
-    `fresh`. With `use_vm` the changed pass runs on regorus' VM, checked against the interpreter (`run_checked`)."""
+    `fresh`. With `use_vm` both passes run on regorus' VM, checked against the interpreter (`run_checked`)."""
     c0 = time.process_time()
     errors: list[tuple[str, str]] = []
     base_groups: dict[tuple[int, str], list[int]] = {}
@@ -483,22 +483,17 @@ def evaluate_partition(
             new_groups.setdefault((i, t.entrypoint), []).append(k)
     new: list[Evaluation | None] = [None] * len(rows)
     evaluations = checked = disagreements = 0
-    for (si, entry), ks in base_groups.items():  # the baseline is the interpreter's: it is the reference
-        policy = batch_policy(all_sources[si], entry)
-        for s in range(0, len(ks), batch):
-            part = ks[s : s + batch]
-            for k, ev in zip(part, policy.run([(rows[k][1], rows[k][2], rows[k][3]) for k in part])):
-                base[k] = ev
-        evaluations += len(ks)
-    for (si, entry), ks in new_groups.items():  # the changed pass: the VM, checked against the interpreter
-        policy = batch_policy(all_sources[si], entry)
-        vm = vm_policy(all_sources[si], entry) if use_vm else None
-        items = [(rows[k][1], rows[k][4] or rows[k][2], rows[k][3]) for k in ks]
-        evs, n_checked, n_disagree = run_checked(policy, vm, items, batch)
-        for k, ev in zip(ks, evs):
-            new[k] = ev
-        evaluations += len(ks)
-        checked, disagreements = checked + n_checked, disagreements + n_disagree
+    # both passes run on the VM, checked against the interpreter (the reference) on a sample
+    for groups, into, use_changed in ((base_groups, base, False), (new_groups, new, True)):
+        for (si, entry), ks in groups.items():
+            policy = batch_policy(all_sources[si], entry)
+            vm = vm_policy(all_sources[si], entry) if use_vm else None
+            items = [(rows[k][1], (rows[k][4] or rows[k][2]) if use_changed else rows[k][2], rows[k][3]) for k in ks]
+            evs, n_checked, n_disagree = run_checked(policy, vm, items, batch)
+            for k, ev in zip(ks, evs):
+                into[k] = ev
+            evaluations += len(ks)
+            checked, disagreements = checked + n_checked, disagreements + n_disagree
     fresh_keys = {k for ks in base_groups.values() for k in ks}
     mismatches: list[str] = []
     flips: list[Flip] = []
