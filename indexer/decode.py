@@ -21,10 +21,46 @@ def keccak(data: bytes) -> bytes:
     return _keccak_mod.new(digest_bits=256, data=data).digest()
 
 
-@lru_cache(maxsize=256)
 def _code_hash(policy: bytes) -> str:
-    # the same Rego source repeats across thousands of tasks: hash it once
-    return "0x" + keccak(policy).hex()
+    """keccak256 of a policy's exact bytes, 0x-hex (cached with its text: see _policy_blob)."""
+    return _policy_blob(policy)[0]
+
+
+def memo(fn: Callable[[Any], Any], size: int = 4096) -> Callable[[Any], Any]:
+    """fn over a hashable key, computed once per distinct key: the same big payload (a Rego source, an oracle's
+    policy data) rides in thousands of logs, so its JSON and text are made once. The previous key is compared
+    first (one memcmp of a run of identical payloads is cheaper than hashing them); the table is bounded (cleared
+    when full) so a stream of distinct payloads costs only the lookup."""
+    table: dict = {}
+    last: list = [memo, None]  # (key, value); the sentinel key equals nothing a caller passes
+
+    def cached(key):
+        if key == last[0]:
+            return last[1]
+        try:
+            value = table[key]
+        except KeyError:
+            value = fn(key)
+            if len(table) >= size:
+                table.clear()
+            table[key] = value
+        last[0], last[1] = key, value
+        return value
+
+    return cached
+
+
+def _policy_blob_of(policy: bytes) -> tuple[str, str | None]:
+    return "0x" + keccak(policy).hex(), _text(policy)
+
+
+# (keccak hex, UTF-8 text or None) of a policy source: the same Rego source repeats across thousands of tasks
+_policy_blob = memo(_policy_blob_of, 256)
+
+
+def _policy_column(policy: bytes) -> str | None:
+    """The row's Rego-source column: NULL when the text is stored once in `blobs`, else (not UTF-8) the bytes as hex."""
+    return None if _policy_blob(policy)[1] is not None else "0x" + policy.hex()
 
 
 DESTINATION_CHAINS = frozenset({8453, 84532})  # signatureData = abi.encode(BN254Certificate) there (EVENTS §1.1 (2))
@@ -136,19 +172,54 @@ def _flattener(type_: str, prefix: str) -> tuple[list[Column], Flat]:
     return [Column(prefix, "VARCHAR")], lambda v, out: out.append(v)
 
 
-def _gen_fill(params: list[tuple[str, str]], index: dict[str, int]) -> Callable[[tuple, list], None]:
-    """Straight-line code writing the flattened columns of decoded data params straight into a table row."""
+def _hashable(type_: str) -> bool:
+    """Does a decoded value of this type hash (tuples and scalars all the way down, no lists)?"""
+    elem, suffix = split_array(type_)
+    if suffix:
+        return False
+    if type_ in STRUCTS:
+        return all(_hashable(t) for _, t in STRUCTS[type_])
+    if type_.startswith("("):
+        from indexer.codec import _split_tuple
+
+        return all(_hashable(t) for t in _split_tuple(type_))
+    return True
+
+
+def _array_json(type_: str) -> Callable[[Any], str]:
+    """Compact JSON text of a decoded array; made once per distinct value when its items hash (see memo)."""
+    js = jsonifier(type_)
+    elem, suffix = split_array(type_)
+    if not _hashable(elem):
+        return lambda v: _dumps(js(v))
+    made = memo(lambda key: _dumps(js(key)))
+    return lambda v: made(tuple(v))
+
+
+def _gen_fill(
+    params: list[tuple[str, str]], index: dict[str, int], special: dict[str, Callable] | None = None
+) -> Callable[[tuple, list], None]:
+    """Straight-line code writing the flattened columns of decoded data params straight into a table row.
+
+    `special`: column → function of the decoded value that makes that column instead (the Rego source column)."""
     lines = ["def fill(values, row):"]
     env: dict[str, Any] = {"_dumps": _dumps}
     counter = [0]
+    special = special or {}
 
     def walk(type_: str, expr: str, prefix: str, depth: int) -> None:
+        if prefix in special:
+            name = f"_sp{counter[0]}"
+            counter[0] += 1
+            env[name] = special[prefix]
+            lines.append(f"    row[{index[prefix]}] = {name}({expr})")
+            return
         elem, suffix = split_array(type_)
         if suffix:
             name = f"_js{counter[0]}"
             counter[0] += 1
-            env[name] = jsonifier(type_)
-            lines.append(f"    row[{index[prefix]}] = _dumps({name}({expr}))")
+            env[name] = _array_json(type_)
+            lines.append(f"    row[{index[prefix]}] = {name}({expr})")
             return
         if type_ in STRUCTS:
             var = f"s{counter[0]}"
@@ -394,14 +465,21 @@ def _text(raw: bytes | None) -> str | None:
 
 def _policy_data_json(items: list, i_data: int) -> str:
     """JSON array of the oracle outputs (parsed JSON when the bytes are JSON text, else the hex string)."""
+    return _oracle_json(tuple(it[i_data] for it in items))
+
+
+def _oracle_json_of(datas: tuple[bytes, ...]) -> str:
     out = []
-    for it in items:
-        raw = it[i_data]
+    for raw in datas:
         try:
             out.append(json.loads(raw.decode("utf-8")))
         except (UnicodeDecodeError, ValueError):
             out.append("0x" + raw.hex())
     return _dumps(out)
+
+
+# the same oracle outputs ride in many responses: parse their JSON once per distinct value
+_oracle_json = memo(_oracle_json_of)
 
 
 def _response_extras(tr_type: str) -> Callable[[tuple], list]:
@@ -420,8 +498,7 @@ def _response_extras(tr_type: str) -> Callable[[tuple], list]:
         if i_ptd is None:
             return [is_canonical_allow(tr[i_eval]), params, None, None], None
         ptd = tr[i_ptd]
-        h = _code_hash(ptd[2])
-        text = _text(ptd[2])
+        h, text = _policy_blob(ptd[2])
         return [is_canonical_allow(tr[i_eval]), params, _policy_data_json(ptd[3], i_data), h], (
             None if text is None else (h, text)
         )
@@ -546,6 +623,10 @@ def _param_column_prefix(name: str) -> str:
     return "ev_" + col if col in _COMMON_NAMES else col
 
 
+_POLICY_COLUMN = "task_response_policy_task_data_policy"
+_BLOB_EVENTS = frozenset({"TaskResponded", "DirectTaskResponded"})  # their extras return (hash, text) blobs
+
+
 def _build() -> tuple[dict[str, LayoutPlan], dict[str, tuple[Column, ...]]]:
     layout_cols: dict[str, tuple[list[Column], list, list, int, int, Callable | None]] = {}
     tables: dict[str, list[Column]] = {}
@@ -581,6 +662,8 @@ def _build() -> tuple[dict[str, LayoutPlan], dict[str, tuple[Column, ...]]]:
         cols, tflat, dflat, n_topic_cols, n_param_cols, extra = layout_cols[lay.topic0]
         index = {c.name: i for i, c in enumerate(tables[lay.table])}
         positions = tuple(index[c.name] for c in cols)
+        # events whose extras store the Rego source in `blobs`: its column is made by _policy_column, not hexed
+        special = {_POLICY_COLUMN: _policy_column} if lay.event in _BLOB_EVENTS and _POLICY_COLUMN in index else {}
         plans[lay.topic0] = LayoutPlan(
             layout=lay,
             columns=tuple(cols),
@@ -590,8 +673,8 @@ def _build() -> tuple[dict[str, LayoutPlan], dict[str, tuple[Column, ...]]]:
             flatteners=tuple(dflat),
             topic_flatteners=tuple(tflat),
             extra=extra,
-            policy_pos=index.get("task_response_policy_task_data_policy"),
-            fill=_gen_fill([(p.name, p.type) for p in lay.data_params], index),
+            policy_pos=index.get(_POLICY_COLUMN),
+            fill=_gen_fill([(p.name, p.type) for p in lay.data_params], index, special),
             topic_positions=positions[:n_topic_cols],
             extra_positions=positions[n_param_cols:],
             width=len(tables[lay.table]),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import orjson
 import requests
 import urllib3
 
@@ -50,7 +51,13 @@ class RawResult:
 
     def parse(self) -> Any:
         """The `result` of the answer."""
-        out = json.loads(self.body)
+        try:
+            # orjson parses an answer of big hex strings in ~2/3 of the standard parser's time; the only value it
+            # reads differently (an integer beyond 64 bits becomes a float) is never used here: logs are checked
+            # to hold hex strings, and the id was matched on the raw bytes (has_id)
+            out = orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            out = json.loads(self.body)  # what orjson refuses (NaN, a lone surrogate): the standard parser decides
         if "result" not in out:
             raise RpcError(None, f"answer without result: {str(out)[:200]}")
         return out["result"]
