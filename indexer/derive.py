@@ -7,6 +7,7 @@ import json
 import duckdb
 import pyarrow as pa
 
+from indexer import aggregates
 from indexer.chainread import Call, fill_entrypoints, fill_tokens
 
 # Raw tables whose rows name a task, and the column holding the task id.
@@ -175,7 +176,8 @@ SELECT $chain, task_id, policy_client, policy_address, policy_id, created_block,
   CASE WHEN params_hex IS NOT NULL AND params_hex <> '0x' AND params_json IS NULL THEN 'params are not valid UTF-8 JSON'
        WHEN params_json IS NOT NULL AND trim(params_json) <> '' AND NOT COALESCE(TRY(json_valid(params_json)), FALSE)
        THEN 'params are not valid UTF-8 JSON' END AS params_error,
-  asset_decimals, asset_symbol
+  asset_decimals, asset_symbol,
+  NULL AS replayed, NULL AS replay_result, NULL AS replay_allow  -- kept from the replays (aggregates.keep_replays)
 FROM e
 """
 
@@ -305,6 +307,17 @@ WHERE chain_id = $chain AND {_EMITTER}
 ORDER BY 3, 2
 """
 
+# A re-derived task keeps the replay result `lens audit` copied onto it (a rolled-back task's replay went with it).
+KEEP_REPLAYS_SQL = """
+CREATE OR REPLACE TEMP TABLE _kept_replays AS
+SELECT task_id, replayed, replay_result, replay_allow FROM tasks
+WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched) AND replayed IS NOT NULL
+"""
+RESTORE_REPLAYS_SQL = """
+UPDATE tasks SET replayed = k.replayed, replay_result = k.replay_result, replay_allow = k.replay_allow
+FROM _kept_replays k WHERE tasks.chain_id = $chain AND tasks.task_id = k.task_id
+"""
+
 STATUS_SQL = """
 UPDATE tasks SET status = CASE WHEN $head >= response_expire_block THEN 'expired' ELSE 'allowed' END
 WHERE chain_id = $chain AND status IN ('allowed', 'expired') AND response_expire_block IS NOT NULL
@@ -422,6 +435,9 @@ def refresh(
             since = since if known is None else min(since, known)
         else:
             since = 0
+        # the aggregates' hours these tasks stood in, and their replay results, before their rows go
+        aggregates.mark_tasks(con, chain_id, "_touched")
+        con.execute(KEEP_REPLAYS_SQL, p)
         con.execute("DELETE FROM tasks WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)", p)
         con.execute(TASKS_SQL, {**p, "head": head, "since": since})
         if call is not None and _read_chain(con, call, chain_id):
@@ -431,6 +447,9 @@ def refresh(
         con.execute("DELETE FROM task_signers WHERE chain_id = $chain AND task_id IN (SELECT task_id FROM _touched)", p)
         con.execute(SIGNERS_SQL, {**p, "since": since})
         con.execute(SIGNER_COUNT_SQL, p)
+        con.execute(RESTORE_REPLAYS_SQL, p)
+        con.execute("DROP TABLE _kept_replays")
+        aggregates.mark_tasks(con, chain_id, "_touched")  # and the hours they stand in now
         con.execute("DROP TABLE _touched")
     # after tasks: the trusted policy addresses include those tasks were bound to
     if force_all or tables_touched & set(POLICY_TABLES):
@@ -438,4 +457,9 @@ def refresh(
         con.execute(POLICIES_SQL, p)
         con.execute("DELETE FROM policy_versions WHERE chain_id = $chain", p)
         con.execute(POLICY_VERSIONS_SQL, p)
+    aggregates.mark_status(con, chain_id, head)
     con.execute(STATUS_SQL, {**p, "head": head})
+    if aggregates.ready(con):
+        aggregates.refresh(con, chain_id)
+    else:  # a new DB, or one from a Lens without them: computed once, kept hour by hour from then on
+        aggregates.rebuild(con)

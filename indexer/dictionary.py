@@ -166,6 +166,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "params_error": "why the params cannot be used (not UTF-8 JSON); NULL when they can",
             "asset_decimals": "decimals of the moved asset (18 for ETH; decimals() read from the token)",
             "asset_symbol": "symbol of the moved asset (ETH; symbol() read from the token)",
+            "replayed": "true when `lens audit` replayed the task (its `replays` row, copied here; NULL otherwise)",
+            "replay_result": "the replay's result: match, mismatch or cannot_replay (copied from `replays`)",
+            "replay_allow": "the replay's own verdict (copied from `replays`)",
         },
     ),
     "task_signers": (
@@ -273,6 +276,60 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "sentence": "the verdict explained in one sentence",
         },
     ),
+    "operator_hours": (
+        "pre-aggregated: one row per operator and hour of task creation (the Operators page's participation)",
+        {
+            "chain_id": "EIP-155 id of the chain",
+            "operator_id": "operator id (0x-hex)",
+            "hour": "the hour its tasks were created in (UTC; NULL for direct-only tasks)",
+            "eligible": "task_signers rows: tasks it was in the quorum of",
+            "signed": "of those, the ones it signed",
+            "disputes": "tasks it signed that were challenged",
+            "disputes_lost": "tasks it signed that were challenged successfully",
+            "last_yes": "order key (task_pos) of its last signed task in the hour",
+            "last_no": "order key (task_pos) of its last missed task in the hour",
+            "last_signed_block": "block of its last signed task in the hour",
+            "last_signed_time": "time of its last signed task in the hour (UTC)",
+        },
+    ),
+    "operator_missed_latency": (
+        "pre-aggregated: the response latencies of the tasks each operator missed, counted per value and hour",
+        {
+            "chain_id": "EIP-155 id of the chain",
+            "operator_id": "operator id (0x-hex)",
+            "hour": "the hour the tasks were created in (UTC)",
+            "latency_s": "seconds from creation to response",
+            "tasks": "missed tasks with that latency",
+        },
+    ),
+    "task_hours": (
+        "pre-aggregated: tasks per hour of creation by the yes/no facts the Overview counts",
+        {
+            "chain_id": "EIP-155 id of the chain",
+            "hour": "the hour the tasks were created in (UTC; NULL for direct-only tasks)",
+            "allow": "the attested verdict (NULL: no response yet)",
+            "spent": "the attestation was spent",
+            "challenged": "the response was challenged",
+            "awaiting": "no response yet",
+            "expired": "status is expired",
+            "signers": "the task has signer rows (task_signers)",
+            "tasks": "tasks with these facts in the hour",
+            "first_time": "the earliest created time among them (UTC)",
+            "last_time": "the latest created time among them (UTC)",
+        },
+    ),
+    "task_latency_hours": (
+        "pre-aggregated: latencies counted per value and hour of task creation (the latency charts)",
+        {
+            "chain_id": "EIP-155 id of the chain",
+            "hour": "the hour the tasks were created in (UTC; NULL for direct-only tasks)",
+            "stage": "respond (created → responded) or spend (responded → spent)",
+            "signers": "respond: the task has signer rows (NULL for spend)",
+            "missing": "respond: operators that did not sign (NULL for spend)",
+            "latency_s": "the latency in seconds",
+            "tasks": "tasks with that latency",
+        },
+    ),
     "undecodable_logs": (
         "one row per log at a watched address or topic that did not decode: kept raw, never dropped",
         {
@@ -361,6 +418,7 @@ META_KEYS = {
     "last_reorg": "the last reorg rolled back: 'rolled back to block N'",
     "rpc_faults": "RPC faults the last run met and got through (JSON: kind → count)",
     "rpc_faults_since": "when that run started (UTC)",
+    "aggregates": "version of the pre-aggregated tables when they are complete and kept (absent: the pages scan)",
 }
 
 

@@ -37,7 +37,8 @@ DERIVED_DDL = {
         spent_time TIMESTAMP, challenged_block BIGINT, challenge_success BOOLEAN, challenger VARCHAR, status VARCHAR,
         latency_respond_blocks BIGINT, latency_respond_s DOUBLE, latency_spend_blocks BIGINT, latency_spend_s DOUBLE,
         intent_chain_id_exact VARCHAR, intent_signature VARCHAR, entrypoint_source VARCHAR, params_source VARCHAR,
-        params_error VARCHAR, asset_decimals BIGINT, asset_symbol VARCHAR,
+        params_error VARCHAR, asset_decimals BIGINT, asset_symbol VARCHAR, replayed BOOLEAN, replay_result VARCHAR,
+        replay_allow BOOLEAN,
         PRIMARY KEY (chain_id, task_id)""",
     "task_signers": "chain_id BIGINT, task_id VARCHAR, operator_id VARCHAR, operator VARCHAR, signed BOOLEAN, stake_num DOUBLE, "
     "task_block BIGINT, task_pos BIGINT, task_time TIMESTAMP",
@@ -55,6 +56,15 @@ DERIVED_DDL = {
     "challenges": "chain_id BIGINT, task_id VARCHAR, block_number BIGINT, block_time TIMESTAMP, tx_hash VARCHAR, challenger VARCHAR, success BOOLEAN",
     "replays": """chain_id BIGINT, task_id VARCHAR, replayed_at TIMESTAMP, replayed_allow BOOLEAN, result VARCHAR, reason VARCHAR,
         deny_json VARCHAR, sentence VARCHAR""",
+    # pre-aggregated per hour of task creation (indexer/aggregates.py keeps them; the pages read them at scale)
+    "operator_hours": """chain_id BIGINT, operator_id VARCHAR, hour TIMESTAMP, eligible BIGINT, signed BIGINT,
+        disputes BIGINT, disputes_lost BIGINT, last_yes BIGINT, last_no BIGINT, last_signed_block BIGINT,
+        last_signed_time TIMESTAMP""",
+    "operator_missed_latency": "chain_id BIGINT, operator_id VARCHAR, hour TIMESTAMP, latency_s DOUBLE, tasks BIGINT",
+    "task_hours": """chain_id BIGINT, hour TIMESTAMP, allow BOOLEAN, spent BOOLEAN, challenged BOOLEAN, awaiting BOOLEAN,
+        expired BOOLEAN, signers BOOLEAN, tasks BIGINT, first_time TIMESTAMP, last_time TIMESTAMP""",
+    "task_latency_hours": """chain_id BIGINT, hour TIMESTAMP, stage VARCHAR, signers BOOLEAN, missing BIGINT,
+        latency_s DOUBLE, tasks BIGINT""",
 }
 
 BASE_DDL = {

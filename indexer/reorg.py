@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from indexer import aggregates
 from indexer.decode import TABLES
 from indexer.derive import TASK_KEYS
 
@@ -106,6 +107,7 @@ def rollback(con: duckdb.DuckDBPyConnection, chain_id: int, fork: int) -> set[st
         # every row derived from these tasks goes (replays, caches of the app, …: any table keyed by chain_id and
         # task_id); tasks and task_signers are rebuilt by the caller from what raw rows remain
         con.register("_rolled_back", pa.table({"task_id": pa.array(sorted(t for t in touched if t), pa.string())}))
+        aggregates.mark_tasks(con, chain_id, "_rolled_back")  # their hours are recomputed by derive.refresh
         for table in _task_keyed_tables(con):
             con.execute(
                 f'DELETE FROM "{table}" WHERE chain_id = ? AND task_id IN (SELECT task_id FROM _rolled_back)',

@@ -204,6 +204,7 @@ def iter_task_pages(db_path: str, page: int = 20000, limit: int | None = None) -
 
 def write_replays(con: duckdb.DuckDBPyConnection, chain_ids: dict[str, int], results: list[tuple[Replay, str]]) -> int:
     """Upsert audit results into `replays` (one transaction, from a DataFrame)."""
+    from indexer import aggregates
     from indexer.load import ddl
 
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -232,6 +233,7 @@ def write_replays(con: duckdb.DuckDBPyConnection, chain_ids: dict[str, int], res
         con.execute("BEGIN TRANSACTION")
         con.execute(ENGINE_REPLAYS_DELETE_SQL)
         con.execute(ENGINE_REPLAYS_INSERT_SQL)
+        aggregates.mark_replayed(con, "replay_rows")  # the Disputes page reads each task's replay off its row
         con.execute("COMMIT")
     except duckdb.Error:
         con.execute("ROLLBACK")

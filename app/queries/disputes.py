@@ -11,6 +11,7 @@ import requests
 from eth_utils import keccak
 
 from app import db, settings
+from app.queries import rollups
 from app.queries.base import Con, deployment_from_meta_safe, freshness, meta_int, query, query_rows, table_names
 from app.queries.overview import BUCKETS
 
@@ -69,7 +70,7 @@ SELECT ch.task_id, ch.block_number, ch.log_index, ch.block_time, ch.tx_hash, ch.
        epoch(ch.block_time) - epoch(t.responded_time) AS seconds_after_response
 FROM ch LEFT JOIN t ON t.task_id = ch.task_id AND t.chain_id = ch.chain_id
 LEFT JOIN rc r ON r.task_id = ch.task_id
-ORDER BY ch.block_number DESC, ch.log_index DESC
+ORDER BY ch.block_number DESC, ch.log_index DESC, ch.task_id
 """
 
 CANDIDATES_SQL = """
@@ -82,6 +83,39 @@ SELECT t.task_id, t.responded_block, t.responded_time, t.allow AS attested_allow
        t.policy_client, t.intent_from, t.function_name, t.amount_num, t.asset
 FROM tasks t JOIN r ON r.task_id = t.task_id
 WHERE r.result = 'mismatch' AND t.responded_block IS NOT NULL
+  AND t.task_id NOT IN (SELECT task_id FROM ch WHERE success)
+ORDER BY t.responded_block DESC, t.task_id
+"""
+
+# The same three answers when the indexer copies each task's replay onto its row (indexer/aggregates.py): a count over
+# two columns instead of an anti-join of every response against every replay, and the challenged or mismatching
+# tasks found by a column filter instead of a join that reads every task id. A challenge the page lists is one the
+# indexer derived too (the same emitter), so its task carries challenged_block.
+MISSING_COUNT_FLAG_SQL = (
+    "SELECT count(*) FROM tasks WHERE responded_block IS NOT NULL AND NOT coalesce(replayed, FALSE)"
+)
+CHALLENGES_FLAG_SQL = """
+WITH ch AS ({challenges}),
+t AS MATERIALIZED (SELECT chain_id, task_id, responded_block, responded_time, allow, replay_result, replay_allow
+                   FROM tasks WHERE challenged_block IS NOT NULL)
+SELECT ch.task_id, ch.block_number, ch.log_index, ch.block_time, ch.tx_hash, ch.challenger, ch.success,
+       t.responded_block, t.responded_time, t.allow AS attested_allow, t.replay_result AS replay,
+       t.replay_allow AS replayed_allow,
+       ch.block_number - t.responded_block AS blocks_after_response,
+       epoch(ch.block_time) - epoch(t.responded_time) AS seconds_after_response
+FROM ch LEFT JOIN t ON t.task_id = ch.task_id AND t.chain_id = ch.chain_id
+ORDER BY ch.block_number DESC, ch.log_index DESC, ch.task_id
+"""
+CANDIDATES_FLAG_SQL = """
+WITH ch AS ({challenges})
+SELECT t.task_id, t.responded_block, t.responded_time, t.allow AS attested_allow, t.replay_allow AS replayed_allow,
+       t.responded_block + $window - 1 AS window_end_block,
+       greatest(t.responded_block + $window - 1 - $head, 0) AS blocks_left,
+       CASE WHEN t.responded_block + $window - 1 > $head THEN 'open' ELSE 'missed' END AS state,
+       t.task_id IN (SELECT task_id FROM ch WHERE NOT success) AS challenged_unsuccessfully,
+       t.policy_client, t.intent_from, t.function_name, t.amount_num, t.asset
+FROM tasks t
+WHERE t.replay_result = 'mismatch' AND t.responded_block IS NOT NULL
   AND t.task_id NOT IN (SELECT task_id FROM ch WHERE success)
 ORDER BY t.responded_block DESC, t.task_id
 """
@@ -466,17 +500,22 @@ def disputes(
         empty = pd.DataFrame()
         return Disputes(head, window, empty, slashes(con, doc), empty, empty, empty, 0, 0, notes=tuple(notes))
     rsql, rparams = _replays_sql(con, extra)
-    ch = query(con, CHALLENGES_SQL.format(challenges=ch_sql, replays=rsql), {**ch_params, **rparams})
+    if extra is None and rollups.ready(con):  # each task carries its replay: no join against `replays`
+        rsql, rparams = "", {}
+        challenges_sql_, candidates_sql, missing_sql = CHALLENGES_FLAG_SQL, CANDIDATES_FLAG_SQL, MISSING_COUNT_FLAG_SQL
+    else:
+        challenges_sql_, candidates_sql, missing_sql = CHALLENGES_SQL, CANDIDATES_SQL, MISSING_COUNT_SQL
+    ch = query(con, challenges_sql_.format(challenges=ch_sql, replays=rsql), {**ch_params, **rparams})
     cand = (
         query(
             con,
-            CANDIDATES_SQL.format(challenges=ch_sql, replays=rsql),
+            candidates_sql.format(challenges=ch_sql, replays=rsql),
             {**ch_params, **rparams, "window": window.blocks, "head": head.block},
         )
         if head.block is not None
         else pd.DataFrame()
     )
-    missing = int(query_rows(con, MISSING_COUNT_SQL.format(replays=rsql), rparams)[0][0])
+    missing = int(query_rows(con, missing_sql.format(replays=rsql), rparams)[0][0])
     responded = int(query_rows(con, RESPONDED_SQL)[0][0])
     if head.block is None:
         notes.append("the chain head is unknown (no RPC and nothing indexed): candidates' windows cannot be measured")

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from app.queries import rollups
 from app.queries.base import Con, query, query_rows, table_names
 from app.queries.decisions import decision_rows
 from app.queries.disputes import slashes
@@ -163,6 +164,46 @@ SELECT ts.operator_id, count(*) AS n
 FROM task_signers ts JOIN th ON th.operator_id = ts.operator_id
 WHERE ts.task_pos > $lowest AND ts.task_pos > th.f
 GROUP BY ts.operator_id
+"""
+
+# The same figures again from the hourly rows the indexer keeps (indexer/aggregates.py): a bucket a whole number of
+# hours wide is a union of hours, so sums and maxima per bucket are those of the signer rows; the missed tasks'
+# latencies come counted per value, and their quantiles are computed exactly from the counts (rollups.quantile_cont).
+PARTICIPATION_ROLLUP_SQL = """
+SELECT operator_id, time_bucket(CAST($width AS INTERVAL), hour) AS bucket,
+       sum(disputes)::BIGINT AS disputes, sum(disputes_lost)::BIGINT AS disputes_lost,
+       sum(eligible)::BIGINT AS eligible, sum(signed)::BIGINT AS signed,
+       coalesce(max(last_yes), -1) AS last_yes, coalesce(max(last_no), -1) AS last_no,
+       max(last_signed_block) AS last_signed_block, max(last_signed_time) AS last_signed_time
+FROM operator_hours
+GROUP BY ALL
+"""
+MISSED_LATENCY_ROLLUP_SQL = """
+SELECT operator_id, latency_s AS v, sum(tasks)::BIGINT AS n FROM operator_missed_latency
+GROUP BY ALL ORDER BY operator_id, v
+"""
+# The recent window from the newest hours: the hour where the newest $recent + 1 tasks with signers begin bounds the
+# order keys to look at (keys grow with blocks, blocks with time), so the top-N reads the tail of task_signers only.
+SIGNER_TASK_HOURS_SQL = """
+SELECT hour, sum(tasks) FILTER (WHERE signers)::BIGINT AS n FROM task_hours GROUP BY hour ORDER BY hour DESC NULLS LAST
+"""
+HOUR_FIRST_POS_SQL = (
+    "SELECT min(task_pos) FROM task_signers WHERE task_time >= $hour AND task_time < $hour + INTERVAL 1 hour"
+)
+WINDOW_ROLLUP_SQL = """
+SELECT task_pos FROM (SELECT DISTINCT task_id, task_pos FROM task_signers WHERE task_pos >= $lowest)
+ORDER BY task_pos DESC LIMIT 1 OFFSET $recent
+"""
+TIME_RANGE_ROLLUP_SQL = "SELECT min(first_time), max(last_time) FROM task_hours WHERE signers"
+LATENCY_TIME_ROLLUP_SQL = """
+SELECT time_bucket(CAST($width AS INTERVAL), hour) AS bucket, latency_s AS v, sum(tasks)::BIGINT AS n
+FROM task_latency_hours WHERE stage = 'respond' AND hour IS NOT NULL
+GROUP BY ALL ORDER BY bucket, v
+"""
+LATENCY_NONSIGNERS_ROLLUP_SQL = """
+SELECT missing, latency_s AS v, sum(tasks)::BIGINT AS n
+FROM task_latency_hours WHERE stage = 'respond' AND signers
+GROUP BY ALL ORDER BY missing, v
 """
 
 OPERATORS_SQL = """
@@ -337,7 +378,10 @@ def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame
     width = bucket_width(con) or "1 day"
     challenged = _CHALLENGED if "challenges" in names else _NO_CHALLENGES
     keyed = query_rows(con, SIGNER_KEY_COLUMNS_SQL)[0][0] == 3 and bool(query_rows(con, SIGNER_KEYS_FILLED_SQL)[0][0])
-    if keyed:
+    rolled = keyed and rollups.ready(con)
+    if rolled and rollups.whole_hours(BUCKET_SECONDS[width]):
+        sql = PARTICIPATION_ROLLUP_SQL
+    elif keyed:
         sql = PARTICIPATION_KEYED_SQL.format(challenged=challenged)
     else:
         sql = PARTICIPATION_SQL.format(positions=_positions(names, _SCAN_EXTRA), challenged=challenged)
@@ -357,7 +401,14 @@ def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame
         )
         .reset_index()
     )
-    if keyed:
+    if rolled:
+        missed = rollups.quantiles_by(
+            query(con, MISSED_LATENCY_ROLLUP_SQL),
+            ["operator_id"],
+            {"missed_p50": 0.5, "missed_p95": 0.95},
+            count="missed_lat_tasks",
+        )
+    elif keyed:
         missed = query(con, MISSED_LATENCY_KEYED_SQL)
     else:
         missed = query(con, MISSED_LATENCY_SQL.format(positions=_positions(names, _SCAN_EXTRA)), {"width": width})
@@ -365,7 +416,9 @@ def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame
     agg["missed_lat_tasks"] = pd.to_numeric(agg["missed_lat_tasks"], errors="coerce").fillna(0).astype("int64")
     if agg.empty:
         return agg, cells
-    cut = query_rows(con, WINDOW_SQL.format(positions=positions), {"recent": int(recent)})
+    cut = _window_rollup(con, int(recent)) if rolled else None
+    if cut is None:
+        cut = query_rows(con, WINDOW_SQL.format(positions=positions), {"recent": int(recent)})
     window_from = int(cut[0][0]) if cut else -1  # fewer tasks than the window: all of them
     tail = query(con, TAIL_KEYED_SQL if keyed else TAIL_SQL.format(positions=positions), {"from": window_from})
     # an operator with tasks of both kinds has a streak that starts after its last task of the other kind
@@ -404,6 +457,23 @@ def _participation(con: Con, names: set[str], recent: int) -> tuple[pd.DataFrame
             }
         )
     return pd.DataFrame(rows), cells
+
+
+def _window_rollup(con: Con, recent: int) -> list[tuple] | None:
+    """WINDOW_SQL's answer read from the tail of task_signers only, bounded by the hourly task counts (None: the
+    bound needs tasks without a created time, so the caller asks WINDOW_SQL)."""
+    hours = query_rows(con, SIGNER_TASK_HOURS_SQL)
+    if sum(int(n or 0) for _, n in hours) <= recent:
+        return []  # no task before the window
+    seen = 0
+    for hour, n in hours:
+        if hour is None:
+            return None
+        seen += int(n or 0)
+        if seen > recent:
+            lowest = query_rows(con, HOUR_FIRST_POS_SQL, {"hour": hour})[0][0]
+            return None if lowest is None else query_rows(con, WINDOW_ROLLUP_SQL, {"lowest": lowest, "recent": recent})
+    return None
 
 
 def _longest_run(signed: list[bool]) -> int:
@@ -677,9 +747,12 @@ GROUP BY ALL ORDER BY missing
 """
 
 
+BUCKET_SECONDS = dict(BUCKETS)
+
+
 def bucket_width(con: Con, most: int = 60) -> str | None:
     """A time-bucket width from a fixed list giving at most `most` buckets over the tasks' span (None: no tasks)."""
-    lo, hi = query_rows(con, TIME_RANGE_SQL)[0]
+    lo, hi = query_rows(con, TIME_RANGE_ROLLUP_SQL if rollups.ready(con) else TIME_RANGE_SQL)[0]
     if lo is None:
         return None
     span = max((pd.Timestamp(hi) - pd.Timestamp(lo)).total_seconds(), 1.0)
@@ -718,9 +791,16 @@ def latency(con: Con, with_operators: bool = True) -> dict[str, pd.DataFrame]:
         return empty
     width = bucket_width(con) if "task_signers" in names else None
     out = dict(empty)
-    if width is not None:
+    rolled = rollups.ready(con)
+    qs = {"p50": 0.5, "p95": 0.95}
+    if width is not None and rolled and rollups.whole_hours(BUCKET_SECONDS[width]):
+        out["over_time"] = rollups.quantiles_by(query(con, LATENCY_TIME_ROLLUP_SQL, {"width": width}), ["bucket"], qs)
+    elif width is not None:
         out["over_time"] = query(con, LATENCY_TIME_SQL, {"width": width})
-    out["by_missing_count"] = query(con, LATENCY_NONSIGNERS_SQL)
+    if rolled:
+        out["by_missing_count"] = rollups.quantiles_by(query(con, LATENCY_NONSIGNERS_ROLLUP_SQL), ["missing"], qs)
+    else:
+        out["by_missing_count"] = query(con, LATENCY_NONSIGNERS_SQL)
     if with_operators:
         out["by_missing_operator"] = operator_scan(con)["by_missing_operator"]
     return out

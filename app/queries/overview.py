@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from app import settings
+from app.queries import rollups
 from app.queries.base import Con, meta, query, query_rows, table_names
 from app.queries.decisions import decision_rows
 
@@ -51,6 +52,23 @@ FROM tasks
 ORDER BY created_block DESC, task_id
 LIMIT ?
 """
+# The same counts from the hourly rows the indexer keeps (indexer/aggregates.py), when the DB has them: a few
+# thousand rows at ten million tasks instead of every task. Bars narrower than an hour still read the tasks.
+KPI_GROUPS_ROLLUP_SQL = """
+SELECT allow, spent, challenged, awaiting, expired, sum(tasks)::BIGINT AS n FROM task_hours GROUP BY ALL
+"""
+TIME_RANGE_ROLLUP_SQL = "SELECT min(first_time), max(last_time) FROM task_hours"
+OVER_TIME_ROLLUP_SQL = """
+SELECT time_bucket(CAST(? AS INTERVAL), hour) AS bucket, allow, sum(tasks)::BIGINT AS decisions
+FROM task_hours
+GROUP BY ALL
+"""
+LATENCY_VALUES_ROLLUP_SQL = """
+SELECT CASE stage WHEN 'respond' THEN 'created → responded' ELSE 'responded → spent' END AS stage,
+       latency_s AS v, sum(tasks)::BIGINT AS n
+FROM task_latency_hours GROUP BY ALL
+ORDER BY stage, v
+"""
 BUCKETS = (
     ("1 minute", 60),
     ("10 minutes", 600),
@@ -73,7 +91,7 @@ def challenge_window(con: Con) -> int:
 def kpis(con: Con) -> dict[str, Any]:
     """Headline numbers: tasks, allow/deny rate, spent, challenged, open challenge window, live operators."""
     last = int(query_rows(con, LAST_BLOCK_SQL)[0][0] or 0)
-    g = query(con, KPI_GROUPS_SQL)
+    g = query(con, KPI_GROUPS_ROLLUP_SQL if rollups.ready(con) else KPI_GROUPS_SQL)
     allow = g["allow"].astype("boolean")
     out = {
         "tasks": int(g["n"].sum()),
@@ -95,12 +113,13 @@ def kpis(con: Con) -> dict[str, Any]:
 
 def decisions_over_time(con: Con) -> pd.DataFrame:
     """Decisions per time bucket and verdict (bucket width picked so the chart has ≤ ~200 bars)."""
-    lo, hi = query_rows(con, TIME_RANGE_SQL)[0]
+    rolled = rollups.ready(con)
+    lo, hi = query_rows(con, TIME_RANGE_ROLLUP_SQL if rolled else TIME_RANGE_SQL)[0]
     if lo is None:
         return pd.DataFrame(columns=["bucket", "verdict", "decisions"])
     span = max((pd.Timestamp(hi) - pd.Timestamp(lo)).total_seconds(), 1.0)
-    width = next((name for name, secs in BUCKETS if span / secs <= 200), BUCKETS[-1][0])
-    df = query(con, OVER_TIME_SQL, [width])
+    width, secs = next(((name, s) for name, s in BUCKETS if span / s <= 200), BUCKETS[-1])
+    df = query(con, OVER_TIME_ROLLUP_SQL if rolled and rollups.whole_hours(secs) else OVER_TIME_SQL, [width])
     allow = df["allow"].astype("boolean")
     df["verdict"] = ["awaiting response" if pd.isna(a) else ("allowed" if a else "denied") for a in allow]
     df = df.groupby(["bucket", "verdict"], as_index=False)["decisions"].sum()
@@ -123,7 +142,7 @@ def quantile_of_counts(values: list[float], counts: list[int], q: float) -> floa
 
 def latency_histograms(con: Con) -> dict[str, Any]:
     """{"bins": (stage, start_s, end_s, n) up to p99 with the overflow in the last bin, "quantiles": stage → (p50, p95)}."""
-    counts = query(con, LATENCY_VALUES_SQL)
+    counts = query(con, LATENCY_VALUES_ROLLUP_SQL if rollups.ready(con) else LATENCY_VALUES_SQL)
     frames, quantiles = [], {}
     for stage in ("created → responded", "responded → spent"):
         part = counts[counts["stage"] == stage]
