@@ -77,12 +77,13 @@ def data_json(params: dict[str, Any], wasm: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Vote:
-    """One operator's answer to a task: its verdict, the digest it signed and its BLS signature."""
+    """One operator's answer to a task: its verdict, the digest it signed and its BLS signature (None when the
+    aggregator signs for the quorum in one step, see `aggregator.aggregate`)."""
 
     operator: int
     allow: bool
     digest: bytes
-    sigma: tuple[int, int]
+    sigma: tuple[int, int] | None
 
 
 @dataclass
@@ -119,10 +120,13 @@ class Operator:
             hit = ctx.memo["evaluation"] = ctx.policy.evaluate_json(ctx.input_json, ctx.data_json)
         return hit
 
-    def vote(self, ctx: TaskContext, digests: dict[bool, bytes], flip: bool = False, shared: bool = False) -> Vote:
-        """Evaluate, sign the digest of the resulting response; `flip` = colluding (sign the wrong verdict)."""
+    def vote(
+        self, ctx: TaskContext, digests: dict[bool, bytes], flip: bool = False, shared: bool = False, sign: bool = True
+    ) -> Vote:
+        """Evaluate, sign the digest of the resulting response; `flip` = colluding (sign the wrong verdict).
+        `sign=False` leaves the signature to the aggregator (one scalar multiplication for the whole quorum)."""
         allow = self.evaluate(ctx, shared).allow != flip
         digest = digests.get(allow)
         if digest is None:
             digest = digests[allow] = ctx.digest(allow)
-        return Vote(self.index, allow, digest, bls.sign(self.key.secret, digest))
+        return Vote(self.index, allow, digest, bls.sign(self.key.secret, digest) if sign else None)

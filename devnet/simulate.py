@@ -61,6 +61,9 @@ class SimConfig:
     independent_eval: bool = (
         True  # every operator runs its own engine evaluation, as on Newton; False shares one (faster)
     )
+    # every operator BLS-signs its vote and the aggregator sums the signatures; False: the aggregator signs once
+    # with the signers' summed secrets, the same aggregate signature byte for byte at a tenth of the cost
+    individual_signatures: bool = True
 
 
 @dataclass
@@ -764,7 +767,10 @@ class Simulation:
         if self.fault_rng.random() < cfg.fault_rate:
             colluders = self._colluders(voters, registered)
         digests: dict[bool, bytes] = {}
-        votes: list[Vote] = [o.vote(t.ctx, digests, o.index in colluders, not cfg.independent_eval) for o in voters]
+        votes: list[Vote] = [
+            o.vote(t.ctx, digests, o.index in colluders, not cfg.independent_eval, cfg.individual_signatures)
+            for o in voters
+        ]
         t.fault = bool(colluders)
         t.agg = aggregate(t.ctx, votes, registered, self.op_keys, self.scn.quorum_threshold_pct)
         for i in registered:

@@ -207,7 +207,13 @@ def test_raw_transactions_equal_eth_account(key, data, value, nonce):
 
 
 def _deploy_and_simulate(
-    node, tasks: int, fault_rate: float, seed: int = 7, independent: bool = True, fixed_time: bool = False
+    node,
+    tasks: int,
+    fault_rate: float,
+    seed: int = 7,
+    independent: bool = True,
+    fixed_time: bool = False,
+    individual_signatures: bool = True,
 ):
     from devnet.deploy import anvil_account, deploy_devnet
     from devnet.simulate import Rpc, SimConfig, simulate
@@ -232,7 +238,14 @@ def _deploy_and_simulate(
     result = simulate(
         node.url,
         doc,
-        SimConfig(tasks=tasks, seed=seed, operators=10, fault_rate=fault_rate, independent_eval=independent),
+        SimConfig(
+            tasks=tasks,
+            seed=seed,
+            operators=10,
+            fault_rate=fault_rate,
+            independent_eval=independent,
+            individual_signatures=individual_signatures,
+        ),
     )
     return doc, result, rpc
 
@@ -326,13 +339,18 @@ def test_participation_matches_profiles(sim_run):
 
 
 def test_same_seed_gives_the_same_chain():
+    """Two runs of one seed put the same logs on chain, the second with the aggregator signing for the quorum in one
+    multiplication (`individual_signatures=False`, what `lens bench live` uses): the same aggregate BLS signatures,
+    which the task manager verified (every response landed), byte for byte."""
     from devnet.anvil import start_anvil
 
     contents, summaries = [], []
-    for _ in range(2):
+    for individual in (True, False):
         node = start_anvil(port=None)
         try:
-            doc, result, rpc = _deploy_and_simulate(node, 40, 0.05, seed=11, independent=False, fixed_time=True)
+            doc, result, rpc = _deploy_and_simulate(
+                node, 40, 0.05, seed=11, independent=False, fixed_time=True, individual_signatures=individual
+            )
             contents.append(
                 [
                     (int(lg["blockNumber"], 16), int(lg["logIndex"], 16), lg["address"], lg["topics"], lg["data"])
