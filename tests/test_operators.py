@@ -463,6 +463,8 @@ def test_cli_diversity_json_and_fail(db):
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["quorum_threshold_pct"] == 67 and doc["total_stake"] == pytest.approx(ACTIVE_STAKE)
+    assert doc["total_stake_wei"] == str(ACTIVE_STAKE * 10**18)  # exact, not a float's approximation
+    assert doc["total_stake"] == ACTIVE_STAKE
     assert set(doc["dimensions"]) == set(NAKAMOTO)
     assert {k: v["nakamoto"] for k, v in doc["dimensions"].items()} == NAKAMOTO
     assert {"name", "operators", "stake_share"} <= set(doc["dimensions"]["provider"]["entities"][0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -56,16 +57,26 @@ def _text(v: Any) -> str:
 
 def diversity_operators(con: Con, resolve: geo.ResolveOptions = geo.NO_RESOLUTION) -> pd.DataFrame:
     """The registered operators with declared and observed location, and the value used per dimension (+ its source)."""
-    cols = ["operator", "name", "stake", "stake_share", "socket", "ip", "observed_state", "observed_detail"]
+    cols = [
+        "operator",
+        "name",
+        "stake",
+        "stake_wei",
+        "stake_share",
+        "socket",
+        "ip",
+        "observed_state",
+        "observed_detail",
+    ]
     if "operators" not in table_names(con):
         return pd.DataFrame(columns=cols)
     ops = query(con, OPERATORS_SQL)
     resolve = geo.prefetch([_text(x) for x in ops["socket"]], resolve)  # every hostname at once, one time limit
     rows = []
     for r in ops.to_dict("records"):
-        wei = pd.to_numeric(r["stake"], errors="coerce")
-        stake = float(wei if not is_null(wei) else (r["stake_num"] if not is_null(r["stake_num"]) else 0.0)) / 1e18
-        if stake <= 0:
+        wei = _wei(r["stake"], r["stake_num"])
+        stake = wei / 1e18
+        if wei <= 0:
             continue  # no stake, no signing power
         declared = {k: _text(r[k]) for k in ("country", "city", "provider", "region", "asn", "organisation")}
         obs = geo.locate(_text(r["socket"]), resolve)
@@ -73,6 +84,7 @@ def diversity_operators(con: Con, resolve: geo.ResolveOptions = geo.NO_RESOLUTIO
             "operator": r["operator"],
             "name": _text(r["name"]) or f"{str(r['operator'])[:6]}…{str(r['operator'])[-4:]}",
             "stake": stake,
+            "stake_wei": str(wei),  # exact: the sums below are made of these, not of the float
             "socket": _text(r["socket"]),
             "ip": obs.ip,
             "observed_state": obs.state,
@@ -455,6 +467,7 @@ class DiversityReport:
     operators: pd.DataFrame
     dimensions: dict[str, Dimension]
     shared: list[SharedDependency] = field(default_factory=list)
+    total_stake_wei: int = 0  # exact; total_stake is this in ETH
 
     @property
     def disagreements(self) -> pd.DataFrame:
@@ -492,6 +505,7 @@ class DiversityReport:
             "quorum_threshold_pct": self.quorum_threshold_pct,
             "threshold_source": self.threshold_source,
             "total_stake": self.total_stake,
+            "total_stake_wei": str(self.total_stake_wei),
             "name_resolution": self.resolution,
             "dimensions": {k: d.to_json() for k, d in self.dimensions.items()},
             "shared_dependencies": [s.to_json() for s in self.shared],
@@ -499,13 +513,23 @@ class DiversityReport:
         }
 
 
+def _wei(text: Any, number: Any) -> int:
+    """A stake in wei, exactly: the decimal string the indexer keeps, else its numeric column, else 0."""
+    try:
+        return int(str(text))
+    except (TypeError, ValueError):
+        return 0 if is_null(number) else int(Decimal(str(number)))
+
+
 def diversity_report(con: Con, resolve: geo.ResolveOptions = geo.NO_RESOLUTION) -> DiversityReport:
     """The diversity report over the currently registered operators."""
     q, source = quorum_threshold(con)
     ops = diversity_operators(con, resolve)
     dims = {d: concentration(ops, d, q) for d in DIMENSIONS}
-    total = float(ops["stake"].sum()) if len(ops) else 0.0
-    return DiversityReport(q, source, total, resolve.mode, ops, dims, shared_dependencies(ops, q))
+    total_wei = sum(int(w) for w in ops["stake_wei"]) if len(ops) else 0
+    return DiversityReport(
+        q, source, float(Decimal(total_wei) / 10**18), resolve.mode, ops, dims, shared_dependencies(ops, q), total_wei
+    )
 
 
 def what_if_report(con: Con, resolve: geo.ResolveOptions, fail: tuple[tuple[str, str], ...]) -> WhatIf:
