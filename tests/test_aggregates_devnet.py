@@ -76,6 +76,7 @@ ORDER BY 1, 2
 ORACLE_OVER_TIME = """
 SELECT time_bucket(INTERVAL 1 hour, created_time) AS bucket, allow, count(*) AS n FROM tasks GROUP BY ALL ORDER BY ALL
 """
+ORACLE_LATEST = "SELECT task_id FROM tasks ORDER BY created_block DESC NULLS LAST, task_id LIMIT 10"
 ORACLE_MISSING_REPLAYS = """
 SELECT count(*) FROM tasks t WHERE t.responded_block IS NOT NULL
 AND NOT EXISTS (SELECT 1 FROM replays r WHERE r.task_id = t.task_id)
@@ -137,6 +138,8 @@ def check_against_the_raw_rows(db: Path) -> dict:
             awaiting,
             expired,
         )
+        latest = ov.latest_decisions(con, 10)["task_id"].tolist()
+        assert latest == [r[0] for r in con.execute(ORACLE_LATEST).fetchall()]
         values = ov.query(con, ov.LATENCY_VALUES_ROLLUP_SQL)
         exp = _frame(con, ORACLE_LATENCY_VALUES)
         assert values.values.tolist() == exp.values.tolist()

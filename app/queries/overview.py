@@ -69,6 +69,13 @@ SELECT CASE stage WHEN 'respond' THEN 'created â†’ responded' ELSE 'responded â†
 FROM task_latency_hours GROUP BY ALL
 ORDER BY stage, v
 """
+# The newest decisions are in the newest hours: the hour from which there are enough of them bounds the top-N to
+# the tail of the tasks (zone maps of created_time), the same rows (a block's tasks share its hour; blocks and times
+# grow together, so no task before that hour can rank above one in it).
+NEWEST_HOURS_SQL = """
+SELECT hour, sum(tasks)::BIGINT AS n FROM task_hours WHERE hour IS NOT NULL GROUP BY hour ORDER BY hour DESC
+"""
+LATEST_SINCE_SQL = LATEST_SQL.replace("FROM tasks\n", "FROM tasks\nWHERE created_time >= ?\n")
 BUCKETS = (
     ("1 minute", 60),
     ("10 minutes", 600),
@@ -164,6 +171,12 @@ def latency_histograms(con: Con) -> dict[str, Any]:
 
 def latest_decisions(con: Con, limit: int = 25) -> pd.DataFrame:
     """The newest decisions, with a link to each one's verdict page."""
+    if rollups.ready(con):
+        seen = 0
+        for hour, n in query_rows(con, NEWEST_HOURS_SQL):
+            seen += int(n)
+            if seen >= int(limit):
+                return decision_rows(con, query(con, LATEST_SINCE_SQL, [hour, int(limit)]))
     return decision_rows(con, query(con, LATEST_SQL, [int(limit)]))
 
 
