@@ -112,6 +112,9 @@ def engine_for(modules: tuple[tuple[str, str], ...]) -> regorus.Engine:
             return engine
         except Exception as err:  # regorus raises RuntimeError for every parse problem
             problems.append(rego_problem(err, "parse"))
+    # the failed engine is freed here, on its own thread: the error's traceback would otherwise keep it alive into
+    # whichever thread reads the error (the dashboard's script thread), where pyo3 refuses to drop it
+    del engine
     # report the dialect whose parser got further: that is the one the author wrote
     raise PolicyParseError(max(problems, key=lambda p: (p.line, p.col)))
 
