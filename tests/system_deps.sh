@@ -36,6 +36,7 @@ if [ $ok = 0 ]; then
   echo "hint: or run: apt-get update && apt-get install -y ${need[*]}   then re-run: make setup" >&2
   exit 1
 fi
-# the prometheus package ships a server too; the tests only need promtool, so leave no server running.
-pkill -x prometheus >/dev/null 2>&1 || true
+# the prometheus package ships a server too (run as its own `prometheus` user); the tests only need promtool, so
+# stop that server if the install started one — and only that one, never a Prometheus of the machine's owner.
+case " ${need[*]} " in *" prometheus "*) pkill -u prometheus -x prometheus >/dev/null 2>&1 || true ;; esac
 exit 0
