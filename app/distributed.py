@@ -170,7 +170,12 @@ class DaskWhatIfPool:
             part = list(tasks[i : i + chunk])
             part_cached = list(cached[i : i + chunk]) if cached is not None else None
             fut = self.cluster.client.submit(
-                whatif.evaluate_partition, *whatif.pack(part, part_cached), change, batch, part_cached, pure=False
+                whatif.evaluate_partition,
+                *whatif.pack(part, part_cached),
+                change,
+                batch,
+                whatif.wire(part_cached),
+                pure=False,
             )
             futures[fut] = k
         results: list[Any] = [None] * len(futures)
