@@ -35,6 +35,16 @@ def _rss_mb(pid: int) -> float:
         return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used, in seconds (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _default_memory_mb() -> int:
     from app import settings
 
@@ -165,6 +175,10 @@ class SandboxPool:
             max_workers=self.workers, thread_name_prefix=f"{name}-start", initializer=initializer
         )
         self._warming = [self._starter.submit(b.call, warm, (), 60.0) for b in self.boxes]
+
+    def cpu_s(self) -> float:
+        """CPU seconds the live worker processes have used so far (for benchmarks that count every core's work)."""
+        return sum(cpu_seconds(b._proc.pid) for b in self.boxes if b._proc is not None)
 
     def close(self) -> None:
         """Stop every worker (a running evaluation is killed)."""
