@@ -250,6 +250,8 @@ def bench_db_pages(
             }
             r["ok"] = r["cold_s"] < TARGET_COLD_S and r["warm_s"] < TARGET_WARM_S
             r["goal"] = r["cold_s"] < GOAL_COLD_S and r["warm_s"] < GOAL_WARM_S
+            if not r["ok"]:
+                r["outside_queries"] = outside_queries(r)
             suspects = [q for q in cold_q if q["seconds"] >= SLOW_QUERY_S or not r["ok"]][:3]
             for q in suspects:
                 q["profile"] = profile_query(path, q["sql_full"], q["params"])
@@ -274,6 +276,25 @@ def bench_db_pages(
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
     }
+
+
+def outside_queries(r: dict[str, Any]) -> str:
+    """For a page that misses a target: how much of its time its queries explain, and where the rest goes."""
+    parts = []
+    if r["cold_s"] >= TARGET_COLD_S:
+        share = r["query_s_cold"] / r["cold_s"] if r["cold_s"] else 0.0
+        rest = r["cold_s"] - r["query_s_cold"]
+        parts.append(
+            f"cold: its {r['queries_cold']} queries took {r['query_s_cold']:.2f} s of {r['cold_s']:.2f} s ({share:.0%})"
+            + (f"; {rest:.2f} s is the page's own work (frames, tables, charts)" if share < 0.5 else "")
+        )
+    if r["warm_s"] >= TARGET_WARM_S:
+        parts.append(
+            f"warm: {r['queries_warm']:g} queries a run (cached): {r['warm_s']:.2f} s is the page's own work"
+            if r["queries_warm"] < 1
+            else f"warm: {r['queries_warm']:g} queries a run are not cached"
+        )
+    return "; ".join(parts)
 
 
 def _group(queries: list[tuple[str, Any, float]]) -> list[dict[str, Any]]:
@@ -309,6 +330,8 @@ def format_report(result: dict[str, Any]) -> list[str]:
             f"warm {r['warm_s']:6.3f} s ({r['warm_s'] / TARGET_WARM_S:4.2f} of {TARGET_WARM_S:g})  "
             f"{r['queries_cold']} queries {r['query_s_cold']:.2f} s  {mark}"
         )
+        if r.get("outside_queries"):
+            lines.append(f"      where: {r['outside_queries']}")
         for q in r["slowest"]:
             if "why" in q:
                 lines.append(f"      {q['seconds']:.2f} s × {q['calls']}: {q['sql']}")

@@ -17,7 +17,7 @@ import datetime as dt
 import duckdb
 
 META_KEY = "aggregates"
-VERSION = "1"
+VERSION = "2"  # 2: dispute_tasks
 HOUR = "INTERVAL 1 hour"
 
 DIRTY_DDL = "CREATE TEMP TABLE IF NOT EXISTS _agg_dirty (chain_id BIGINT, hour TIMESTAMP)"
@@ -76,6 +76,16 @@ GROUP BY ALL
 """
 INSERTS = (OPERATOR_HOURS_SQL, OPERATOR_MISSED_SQL, TASK_HOURS_SQL, TASK_LATENCY_SQL)
 
+# The few tasks the Disputes page lists (challenged, or replayed to a mismatch) with the columns it shows: its
+# queries read these instead of picking them out of every task's columns. Keyed by task, so a rollback drops them.
+DISPUTE_TASKS = "dispute_tasks"
+DISPUTE_TASKS_SQL = """
+INSERT INTO dispute_tasks
+SELECT chain_id, task_id, responded_block, responded_time, allow, challenged_block IS NOT NULL AS challenged,
+       replay_result, replay_allow, policy_client, intent_from, function_name, amount_num, asset
+FROM tasks WHERE (challenged_block IS NOT NULL OR replay_result = 'mismatch') AND {where}
+"""
+
 # Each task's replay (lens audit's `replays` row) copied onto it: the Disputes page counts the unreplayed responses
 # and lists the mismatches from the tasks alone.
 REPLAYED_CLEAR_SQL = (
@@ -123,6 +133,13 @@ def mark_tasks(con: duckdb.DuckDBPyConnection, chain_id: int, ids_table: str) ->
         f"WHERE chain_id = ? AND task_id IN (SELECT task_id FROM {ids_table})",
         [chain_id],
     )
+
+
+def keep_disputed(con: duckdb.DuckDBPyConnection, chain_id: int, ids_table: str) -> None:
+    """Rewrite the dispute_tasks rows of these tasks from their rows in `tasks` as they stand now."""
+    where = f"chain_id = {int(chain_id)} AND task_id IN (SELECT task_id FROM {ids_table})"
+    con.execute(f"DELETE FROM dispute_tasks WHERE {where}")
+    con.execute(DISPUTE_TASKS_SQL.format(where=where))
 
 
 def mark_status(con: duckdb.DuckDBPyConnection, chain_id: int, head: int) -> None:
@@ -188,6 +205,8 @@ def rebuild(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(sql.format(where_ts="TRUE", where_t="TRUE"))
     con.execute(REPLAYED_CLEAR_SQL)
     _copy_replays(con, "replays")
+    con.execute("DELETE FROM dispute_tasks")
+    con.execute(DISPUTE_TASKS_SQL.format(where="TRUE"))
     con.execute(DIRTY_DDL)
     con.execute("DELETE FROM _agg_dirty")
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [META_KEY, VERSION])
@@ -204,6 +223,17 @@ def mark_replayed(con: duckdb.DuckDBPyConnection, rows: str) -> None:
     }
     if {"replayed", "replay_result", "replay_allow"} <= have:
         _copy_replays(con, rows)
+        if DISPUTE_TASKS in _tables(con):
+            where = f"(chain_id, task_id) IN (SELECT chain_id, task_id FROM {rows})"
+            con.execute(f"DELETE FROM dispute_tasks WHERE {where}")
+            con.execute(DISPUTE_TASKS_SQL.format(where=where))
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
+        r[0]
+        for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()
+    }
 
 
 def _copy_replays(con: duckdb.DuckDBPyConnection, rows: str) -> None:

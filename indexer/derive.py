@@ -449,6 +449,7 @@ def refresh(
         con.execute(SIGNER_COUNT_SQL, p)
         con.execute(RESTORE_REPLAYS_SQL, p)
         con.execute("DROP TABLE _kept_replays")
+        aggregates.keep_disputed(con, chain_id, "_touched")
         aggregates.mark_tasks(con, chain_id, "_touched")  # and the hours they stand in now
         con.execute("DROP TABLE _touched")
     # after tasks: the trusted policy addresses include those tasks were bound to

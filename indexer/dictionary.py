@@ -330,6 +330,24 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "tasks": "tasks with that latency",
         },
     ),
+    "dispute_tasks": (
+        "pre-aggregated: the tasks the Disputes page lists (challenged, or replayed to a mismatch) with its columns",
+        {
+            "chain_id": "EIP-155 id of the chain",
+            "task_id": "task id (0x-hex)",
+            "responded_block": "block of the response",
+            "responded_time": "time of that block (UTC)",
+            "allow": "the attested verdict",
+            "challenged": "the response was challenged",
+            "replay_result": "the replay's result (copied from `replays`)",
+            "replay_allow": "the replay's own verdict (copied from `replays`)",
+            "policy_client": "the policy client contract (0x-address)",
+            "intent_from": "who sends the intent's transaction (0x-address)",
+            "function_name": "function name of the intent's calldata",
+            "amount_num": "amount moved in whole units of the asset",
+            "asset": "asset the intent moves: 'ETH' or the token's address",
+        },
+    ),
     "undecodable_logs": (
         "one row per log at a watched address or topic that did not decode: kept raw, never dropped",
         {

@@ -65,6 +65,9 @@ DERIVED_DDL = {
         expired BOOLEAN, signers BOOLEAN, tasks BIGINT, first_time TIMESTAMP, last_time TIMESTAMP""",
     "task_latency_hours": """chain_id BIGINT, hour TIMESTAMP, stage VARCHAR, signers BOOLEAN, missing BIGINT,
         latency_s DOUBLE, tasks BIGINT""",
+    "dispute_tasks": """chain_id BIGINT, task_id VARCHAR, responded_block BIGINT, responded_time TIMESTAMP, allow BOOLEAN,
+        challenged BOOLEAN, replay_result VARCHAR, replay_allow BOOLEAN, policy_client VARCHAR, intent_from VARCHAR,
+        function_name VARCHAR, amount_num DOUBLE, asset VARCHAR""",
 }
 
 BASE_DDL = {

@@ -87,17 +87,17 @@ WHERE r.result = 'mismatch' AND t.responded_block IS NOT NULL
 ORDER BY t.responded_block DESC, t.task_id
 """
 
-# The same three answers when the indexer copies each task's replay onto its row (indexer/aggregates.py): a count over
-# two columns instead of an anti-join of every response against every replay, and the challenged or mismatching
-# tasks found by a column filter instead of a join that reads every task id. A challenge the page lists is one the
-# indexer derived too (the same emitter), so its task carries challenged_block.
+# The same three answers when the indexer copies each task's replay onto its row and keeps the challenged and
+# mismatching tasks apart (indexer/aggregates.py): a count over two columns instead of an anti-join of every response
+# against every replay, and those few tasks read from their own table instead of picked out of every task's columns.
+# A challenge the page lists is one the indexer derived too (the same emitter), so its task is among them.
 MISSING_COUNT_FLAG_SQL = (
     "SELECT count(*) FROM tasks WHERE responded_block IS NOT NULL AND NOT coalesce(replayed, FALSE)"
 )
 CHALLENGES_FLAG_SQL = """
 WITH ch AS ({challenges}),
-t AS MATERIALIZED (SELECT chain_id, task_id, responded_block, responded_time, allow, replay_result, replay_allow
-                   FROM tasks WHERE challenged_block IS NOT NULL)
+t AS (SELECT chain_id, task_id, responded_block, responded_time, allow, replay_result, replay_allow
+      FROM dispute_tasks WHERE challenged)
 SELECT ch.task_id, ch.block_number, ch.log_index, ch.block_time, ch.tx_hash, ch.challenger, ch.success,
        t.responded_block, t.responded_time, t.allow AS attested_allow, t.replay_result AS replay,
        t.replay_allow AS replayed_allow,
@@ -114,7 +114,7 @@ SELECT t.task_id, t.responded_block, t.responded_time, t.allow AS attested_allow
        CASE WHEN t.responded_block + $window - 1 > $head THEN 'open' ELSE 'missed' END AS state,
        t.task_id IN (SELECT task_id FROM ch WHERE NOT success) AS challenged_unsuccessfully,
        t.policy_client, t.intent_from, t.function_name, t.amount_num, t.asset
-FROM tasks t
+FROM dispute_tasks t
 WHERE t.replay_result = 'mismatch' AND t.responded_block IS NOT NULL
   AND t.task_id NOT IN (SELECT task_id FROM ch WHERE success)
 ORDER BY t.responded_block DESC, t.task_id
@@ -630,15 +630,15 @@ def challenge_rows(d: Disputes, conflicts_only: bool = False) -> pd.DataFrame:
     ch = d.conflicts if conflicts_only else d.challenges
     if ch.empty:
         return pd.DataFrame(columns=cols)
-    by_tx = _slashes_by_tx(d.slashes)
-
-    def slashed(tx: str, ok: bool) -> str:
-        rows = by_tx.get(tx, []) if ok else []
-        if not rows:
-            return ""
-        total = sum(int(r["amount_wei"]) for r in rows if r["amount_wei"]) / WEI
-        return f"{total:,.2f} from " + ", ".join(r["name"] or r["operator"][:10] for r in rows)
-
+    # one text per slashing transaction, mapped onto the successful challenges (a hundred thousand rows at scale)
+    texts = {
+        tx: f"{sum(int(r['amount_wei']) for r in rows if r['amount_wei']) / WEI:,.2f} from "
+        + ", ".join(r["name"] or r["operator"][:10] for r in rows)
+        for tx, rows in _slashes_by_tx(d.slashes).items()
+        if rows
+    }
+    slashed = ch["tx_hash"].map(texts).where(ch["success"].astype(bool)).fillna("").astype(object)
+    window = f" of {d.window.blocks:,} blocks"
     return pd.DataFrame(
         {
             "verdict_page": "/verdict?task=" + ch["task_id"],
@@ -647,11 +647,10 @@ def challenge_rows(d: Disputes, conflicts_only: bool = False) -> pd.DataFrame:
             "challenger": ch["challenger"],
             "outcome": ch["success"].map({True: "successful", False: "unsuccessful"}),
             "timing": [
-                "response not indexed" if _null(b) else f"{int(b):,} of {d.window.blocks:,} blocks"
-                for b in ch["blocks_after_response"]
+                "response not indexed" if _null(b) else f"{int(b):,}{window}" for b in ch["blocks_after_response"]
             ],
             "replay": ch["replay"].fillna("not replayed"),
-            "slashed": [slashed(tx, bool(ok)) for tx, ok in zip(ch["tx_hash"], ch["success"])],
+            "slashed": slashed.tolist(),
         }
     )[cols]
 

@@ -16,7 +16,10 @@ HOUR_S = 3600
 
 def ready(con: Con) -> bool:
     """True when the DB's aggregates are complete and kept by the indexer (else the pages read the raw tables)."""
-    return set(aggregates.TABLES) <= table_names(con) and meta(con).get(aggregates.META_KEY) == aggregates.VERSION
+    have = table_names(con)
+    return {*aggregates.TABLES, aggregates.DISPUTE_TASKS} <= have and meta(con).get(
+        aggregates.META_KEY
+    ) == aggregates.VERSION
 
 
 def whole_hours(seconds: int) -> bool:
