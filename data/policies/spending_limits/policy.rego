@@ -106,7 +106,10 @@ deny contains "invalid_params" if not params_ok
 
 deny contains "spend_data_missing" if not spend_ok
 
-deny contains "invalid_amount" if not is_uint(amount)
+# a rule, not a call at each use: its value is computed once per evaluation
+amount_ok if is_uint(amount)
+
+deny contains "invalid_amount" if not amount_ok
 
 deny contains "function_not_allowed" if {
 	is_array(t.allowed_functions)
@@ -116,20 +119,20 @@ deny contains "function_not_allowed" if {
 
 deny contains "exceeds_per_tx_limit" if {
 	params_ok
-	is_uint(amount)
+	amount_ok
 	not uint_lte(amount, t.max_tx_wei)
 }
 
 deny contains "exceeds_daily_cap" if {
 	params_ok
 	spend_ok
-	is_uint(amount)
+	amount_ok
 	not uint_sum_lte(v.spent_today_wei, amount, t.daily_cap_wei)
 }
 
 allow if {
 	params_ok
 	spend_ok
-	is_uint(amount)
+	amount_ok
 	count(deny) == 0
 }
