@@ -62,4 +62,8 @@ def test_bench_live_serves_while_indexing_without_a_lock_error():
     assert out["reads"] >= 2 and out["lock_errors"] == 0
     assert out["lag_p95_s"] is not None  # at least one page showed an indexed block
     assert set(out["rss_mb"]) == {"indexer", "app"}
-    assert all(v["start"] and v["end"] for v in out["rss_mb"].values())
+    assert all(v["start"] and v["end"] and v["peak"] >= max(v["start"], v["end"]) for v in out["rss_mb"].values())
+    # every part's CPU is accounted, and the DB file changed as the indexer committed (seen by stat alone)
+    assert {"anvil", "indexer", "app", "browser", "producer"} <= set(out["cpu_s"])
+    assert out["producer_one_core_tasks_per_s"] > 0 and out["db_commits"] >= 1
+    assert out["reader"] == "navigate" and len(bench_cmds.format_live(out)) >= 5

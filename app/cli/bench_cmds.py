@@ -132,9 +132,12 @@ class HeadWatch:
     seen: dict[int, float] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     head: int = 0
+    db: Path | None = None  # also note when this DB file changes (a committed indexer round), by stat alone
+    changes: list[float] = field(default_factory=list)
 
     def run(self) -> None:
         """Poll every 0.2 s until stopped."""
+        last = None
         while not self.stop.is_set():
             try:
                 h = int(self.w3.eth.block_number)
@@ -144,7 +147,23 @@ class HeadWatch:
             for b in range(self.head + 1, h + 1):
                 self.seen.setdefault(b, now)
             self.head = max(self.head, h)
+            if self.db is not None:
+                with contextlib.suppress(OSError):
+                    st = self.db.stat()
+                    ident = (st.st_mtime_ns, st.st_size)
+                    if last is not None and ident != last:
+                        self.changes.append(now)
+                    last = ident
             self.stop.wait(0.2)
+
+    @property
+    def commits(self) -> int:
+        """How many times the DB file changed while watched."""
+        return len(self.changes)
+
+    def commit_gaps(self) -> list[float]:
+        """Seconds between consecutive DB changes."""
+        return [round(b - a, 3) for a, b in zip(self.changes, self.changes[1:])]
 
     def lag_s(self, shown: int, at: float) -> float:
         """How stale a page showing block `shown` was at time `at`: since the first block it lacks appeared."""
@@ -225,7 +244,7 @@ def run_live(
         )
         url = f"http://127.0.0.1:{port}"
         _wait_http(url, app)
-        watch = HeadWatch(w3)
+        watch = HeadWatch(w3, db=db)
         threading.Thread(target=watch.run, daemon=True).start()
         total = max(1, int(minutes * 60 * rate))
         producer_cpu: list[float] = []
@@ -291,7 +310,7 @@ def run_live(
                     rec["lag_at_request_s"] = round(watch.lag_s(shown, t0), 3)
                     rec["head_at_request"] = head_at_request
                 reads.append(rec)
-                if not rss["indexer"]:
+                if len(rss["indexer"]) <= (t0 - started) // 10:  # sampled every ~10 s: start, peak, end
                     rss["indexer"].append(_rss_mb(indexer.pid))
                     rss["app"].append(_rss_mb(app.pid))
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
@@ -336,7 +355,13 @@ def run_live(
         "lag_at_request_p95_s": _percentile([r["lag_at_request_s"] for r in reads if "lag_at_request_s" in r], 0.95),
         "cpu_s": cpu,
         "cpu_ms_per_task": {k: round(v / total * 1000, 1) for k, v in cpu.items()},
-        "rss_mb": {k: {"start": v[0], "end": v[-1]} for k, v in rss.items() if v},
+        "rss_mb": {
+            k: {"start": v[0], "end": v[-1], "peak": max((x for x in v if x is not None), default=None)}
+            for k, v in rss.items()
+            if v
+        },
+        "db_commits": watch.commits if watch else None,
+        "db_commit_interval_s": _percentile(watch.commit_gaps(), 0.5) if watch else None,
         "simulation_error": str(sim_error[0]) if sim_error else None,
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
@@ -348,6 +373,11 @@ def run_live(
         and out["lag_p95_s"] is not None
         and out["lag_p95_s"] < LAG_TARGET_S
     )
+    if out["ok"]:  # a run that met its targets leaves nothing behind; a miss keeps the DB and the processes' log
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        out["work_dir"] = None
     return out
 
 
@@ -680,7 +710,10 @@ def update_readme(report: dict[str, Any], readme: Path = ROOT / "README.md") -> 
 
 def format_live(out: dict[str, Any]) -> list[str]:
     """The human-readable lines of `bench live`."""
-    rss = "; ".join(f"{k} {v['start']} → {v['end']} MiB" for k, v in out["rss_mb"].items())
+    rss = "; ".join(
+        f"{k} {v['start']} → {v['end']} MiB" + (f" (peak {v['peak']})" if v.get("peak") else "")
+        for k, v in out["rss_mb"].items()
+    )
     return [
         f"bench live: {out['tasks']:,} tasks in {out['minutes']:g} min ({out['tasks_per_s']} tasks/s of "
         f"{out['target_tasks_per_s']:g}); {out['reads']} page loads, {out['reads_failed']} failed, "
@@ -690,7 +723,8 @@ def format_live(out: dict[str, Any]) -> list[str]:
         f"  producer {out.get('producer_one_core_tasks_per_s')} tasks per CPU-second (one core's limit); reader: "
         f"{out.get('reader')}; lag when the page was asked for p95 {out.get('lag_at_request_p95_s')} s",
         "  CPU seconds: " + ", ".join(f"{k} {v}" for k, v in out.get("cpu_s", {}).items()),
+        f"  the indexer committed {out.get('db_commits')} times, every {out.get('db_commit_interval_s')} s (median)",
         f"  RSS: {rss}; load average {out['load_avg_1m']} on {out['cpus']} CPUs"
         + (f"; simulation failed: {out['simulation_error']}" if out["simulation_error"] else ""),
-        "  ok" if out["ok"] else "  MISS",
+        "  ok" if out["ok"] else f"  MISS (the DB and the processes' log are kept in {out.get('work_dir')})",
     ]
