@@ -12,10 +12,12 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from eth_utils import keccak
 
 from app.errors import LensError
-from indexer.load import DERIVED_DDL, ensure_indexes, ensure_schema
+from indexer import aggregates, dictionary
+from indexer.load import BASE_DDL, DERIVED_DDL, ensure_indexes, ensure_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 # Access paths of the verdict page's lookups: one task by id (the primary key leads with chain_id, which those
@@ -43,6 +45,9 @@ FAULT_RATE = 0.01  # the devnet's default share of tasks a colluding quorum sign
 SLASH_BPS = 1000  # the devnet's default slash per successful challenge (10%)
 RESTAKE_BLOCKS = 5
 SYNTH_MEMORY = "6GB"
+# The index builds come after the numpy arrays are gone: the ART of ten million tasks' 100 M signer rows spills to
+# disk under 6 GB and takes ~1.8 times as long (10 M tasks, measured: 257 s at 6 GB; 138 s, 9.1 GiB RSS at 9 GB).
+SYNTH_INDEX_MEMORY = "10GB"
 
 
 def _sql_text(text: str) -> str:
@@ -239,9 +244,14 @@ def build(
         ensure_schema(con, indexes=False)  # the indexer's DDL: one schema for every writer; indexes at the end
         _tasks_without_key(con)
         summary = _write(con, rng, policies, tasks, operators, seed, progress, fault_rate)
+        con.execute(f"SET memory_limit = '{SYNTH_INDEX_MEMORY}'")
+        aggregates.rebuild(con)  # the pages' pre-aggregated tables, as the indexer keeps them (indexer/aggregates.py)
         for stmt in INDEXES:
             con.execute(stmt)
         ensure_indexes(con)  # the indexer's own secondary indexes, built once over the loaded rows
+        _say(progress, "indexes built; the blocks' key")
+        con.execute(f"ALTER TABLE blocks ADD PRIMARY KEY ({BLOCKS_KEY})")  # the indexer's DDL again
+        dictionary.apply_comments(con)  # the data dictionary of the tables recreated above
         con.execute("CHECKPOINT")
     except BaseException:
         con.close()
@@ -256,13 +266,19 @@ def build(
 _STARTED = [time.perf_counter()]
 
 
+BLOCKS_KEY = "chain_id, block_number"
+
+
 def _tasks_without_key(con: duckdb.DuckDBPyConnection) -> None:
     """Recreate `tasks` with the indexer's columns but without its (chain_id, task_id) key: maintaining that ART
     index row by row costs more than the rest of the load, and nothing writes a synthetic DB's tasks again (the
-    lookups get their own index on task_id, built once at the end)."""
+    lookups get their own index on task_id, built once at the end). `blocks` likewise, its key added after the load
+    (the indexer's DDL again, one bulk build instead of an insert into the ART per block)."""
     ddl = re.sub(r",\s*PRIMARY KEY \(chain_id, task_id\)\s*$", "", DERIVED_DDL["tasks"].rstrip())
     con.execute("DROP TABLE tasks")
     con.execute(f"CREATE TABLE tasks ({ddl})")
+    con.execute("DROP TABLE blocks")  # (were the indexer's key another, the ALTER at the end would fail loudly)
+    con.execute(f"CREATE TABLE blocks ({BASE_DDL['blocks'].replace(f', PRIMARY KEY ({BLOCKS_KEY})', '')})")
 
 
 def _say(progress: bool, msg: str, who: str = "synth") -> None:
@@ -509,7 +525,8 @@ def _write(
 
     # --- write --------------------------------------------------------------------------------
     _say(progress, "building the frame")
-    frame = pd.DataFrame(
+    # an Arrow table over the numpy columns: no copy (a DataFrame consolidates them into blocks, 2 s a million)
+    frame = pa.table(
         {
             "i": np.arange(n, dtype=np.int64),
             "c": client,
@@ -592,11 +609,22 @@ def _write(
     con.register("s_ops", ops_df)
     con.register("s_reasons", _reason_texts(policies))
     con.unregister("s_frame")
+    # hash_of_non_signers depends on the mask alone: a few hundred distinct values, hashed once each
+    con.register("s_mask_values", pa.table({"mask": _distinct(mask)}))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE s_masks AS SELECT mask, '0x' || sha256($1 || ':ns:' || mask) AS h "
+        "FROM s_mask_values",
+        [tag],
+    )
+    con.unregister("s_mask_values")
     # a million tasks at a time: DuckDB builds every string column, memory stays bounded at any --tasks
     step = CHUNK_TASKS
     for lo in range(0, n, step):
         _say(progress, f"writing tasks, signers and replays {lo:,}–{min(lo + step, n):,}")
-        con.register("s_frame", frame.iloc[lo : lo + step])
+        con.register("s_frame", frame.slice(lo, step))
+        # the chunk with its task ids, hashed once for the three tables that carry them
+        con.execute(CHUNK_TABLE, [tag])
+        con.unregister("s_frame")
         con.execute(TASKS_INSERT, [CHAIN_ID, str(GENESIS), BLOCK_TIME_S, WEI_PER_CENT, token, tag])
         _say(progress, "  signers")
         con.execute("SET preserve_insertion_order = true")  # the signers' and replays' task-id order (see there)
@@ -604,7 +632,6 @@ def _write(
             SIGNERS_INSERT,
             [
                 CHAIN_ID,
-                tag,
                 len(ops),
                 [o["operator_id"] for o in ops],
                 [o["operator"] for o in ops],
@@ -614,12 +641,15 @@ def _write(
             ],
         )
         _say(progress, "  replays")
-        con.execute(REPLAYS_INSERT, [CHAIN_ID, tag, str(GENESIS), BLOCK_TIME_S])
+        con.execute(REPLAYS_INSERT, [CHAIN_ID, str(GENESIS), BLOCK_TIME_S])
         con.execute("SET preserve_insertion_order = false")
-        con.unregister("s_frame")
+        con.execute("DROP TABLE s_chunk")
     _say(progress, "writing operators, stakes, policies, challenges, blocks")
     slashes = _slash_rows(ops, challenged, challenged_block, mask, elig_mask)
-    con.register("s_frame", frame.iloc[:0])
+    # the blocks the tasks touch, from the arrays (a UNION over the written tasks re-reads four columns of them)
+    con.register(
+        "s_task_blocks", pa.table({"n": _distinct(created_block, responded_block, spent_block, challenged_block)})
+    )
     _write_small_tables(
         con,
         tag,
@@ -639,7 +669,7 @@ def _write(
         slashes,
     )
     _write_governance(con, tag, contracts, policy_addr, deployer)
-    for name in ("s_frame", "s_clients", "s_agents", "s_cps", "s_versions", "s_ops", "s_reasons"):
+    for name in ("s_task_blocks", "s_clients", "s_agents", "s_cps", "s_versions", "s_ops", "s_reasons"):
         con.unregister(name)
     return {
         "tasks": n,
@@ -693,6 +723,15 @@ def _slash_rows(
         return pd.DataFrame(columns=["operator_id", "block_number", "stake_num"])
     # two slashes within RESTAKE_BLOCKS of each other land on one block: keep one row per (operator, block)
     return pd.concat(out).drop_duplicates(["operator_id", "block_number"], keep="first")
+
+
+def _distinct(*columns: np.ndarray) -> np.ndarray:
+    """The sorted distinct non-negative values of small-range integer columns (blocks, signer masks; -1 = none):
+    one pass over a bitmap instead of np.unique's sort or hash of every value."""
+    seen = np.zeros(max(int(c.max(initial=-1)) for c in columns) + 1, dtype=bool)
+    for c in columns:
+        seen[c[c >= 0]] = True
+    return np.flatnonzero(seen).astype(np.int64)
 
 
 def _norm(w: list[float]) -> np.ndarray:
@@ -759,6 +798,10 @@ def _blocklisted(vdf: pd.DataFrame, vid: np.ndarray, k: np.ndarray, cps: list[st
     return out
 
 
+CHUNK_TABLE = (
+    "CREATE OR REPLACE TEMP TABLE s_chunk AS SELECT *, '0x' || sha256($1 || ':task:' || i) AS task_id FROM s_frame"
+)
+
 # One INSERT builds every string column in DuckDB from small dimension tables: no per-row Python.
 TASKS_INSERT = """
 INSERT INTO tasks BY NAME
@@ -767,9 +810,9 @@ WITH base AS (
          ver.policy_id, ver.params_json, ver.expire_after,
          ag.addr AS agent_addr, ag.country, ag.kyc_status, ag.expires_at,
          cp.addr AS cp_addr, cp.sanctioned, cp.risk, cp.flags_json,
-         CAST(f.cents AS HUGEINT) * CAST($4 AS HUGEINT) AS wei,
-         '0x' || sha256($6 || ':task:' || f.i) AS task_id
-  FROM s_frame f
+         CAST(f.cents AS HUGEINT) * CAST($4 AS HUGEINT) AS wei, m.h AS non_signers_hash
+  FROM s_chunk f
+  LEFT JOIN s_masks m ON m.mask = f.mask
   JOIN s_clients cl ON cl.c = f.c
   JOIN s_versions ver ON ver.vid = f.vid
   JOIN s_agents ag ON ag.a = f.a
@@ -784,7 +827,7 @@ SELECT $1 AS chain_id, task_id, client AS policy_client, policy_address, policy_
   CASE WHEN kind = 1 THEN cents / 100.0 ELSE 0.0 END AS intent_value_num,
   CASE WHEN kind = 1 THEN '0x'
        ELSE '0x' || CASE WHEN kind = 0 THEN 'a9059cbb' ELSE '095ea7b3' END
-            || lpad(substr(cp_addr, 3), 64, '0') || lower(lpad(hex(wei), 64, '0')) END AS intent_data,
+            || '000000000000000000000000' || substr(cp_addr, 3) || printf('%064x', wei) END AS intent_data,
   $1 AS intent_chain_id,
   CASE kind WHEN 0 THEN 'transfer(address,uint256)' WHEN 2 THEN 'approve(address,uint256)' ELSE '' END AS function_signature,
   CASE kind WHEN 0 THEN 'transfer' WHEN 2 THEN 'approve' ELSE '' END AS function_name,
@@ -794,7 +837,8 @@ SELECT $1 AS chain_id, task_id, client AS policy_client, policy_address, policy_
   CASE WHEN responded THEN responded_block END AS responded_block,
   CASE WHEN responded THEN CAST($2 AS TIMESTAMP) + to_seconds(responded_block * $3) END AS responded_time,
   CASE WHEN responded THEN '0x' || sha256($6 || ':rtx:' || i) END AS responded_tx,
-  CASE WHEN responded THEN '0x' || lpad(CASE WHEN attested THEN '1' ELSE '0' END, 64, '0') END AS evaluation_result,
+  CASE WHEN NOT responded THEN NULL WHEN attested THEN '0x' || repeat('0', 63) || '1'
+       ELSE '0x' || repeat('0', 64) END AS evaluation_result,
   CASE WHEN responded THEN attested END AS allow,
   CASE WHEN responded THEN expire_block END AS response_expire_block,
   CASE WHEN responded THEN code_hash END AS policy_code_hash,
@@ -816,7 +860,7 @@ SELECT $1 AS chain_id, task_id, client AS policy_client, policy_address, policy_
          || ',"price_usd":' || printf('%.4f', price) || ',"transfers_last_hour":' || tx_hour
          || ',"large_transfers_last_hour":' || large_hour || '}}]'
   END AS policy_data_json,
-  CASE WHEN responded THEN '0x' || sha256($6 || ':ns:' || mask) END AS hash_of_non_signers,
+  CASE WHEN responded THEN non_signers_hash END AS hash_of_non_signers,
   CASE WHEN responded THEN non_signers END AS non_signer_count,
   CASE WHEN responded THEN signers END AS signer_count,
   CASE WHEN spent_block >= 0 THEN spent_block END AS spent_block,
@@ -836,12 +880,12 @@ FROM base
 # wrong verdicts (and only those) come out as mismatches; deny reasons and sentence from the policy's reason keys.
 REPLAYS_INSERT = """
 INSERT INTO replays BY NAME
-SELECT $1 AS chain_id, '0x' || sha256($2 || ':task:' || f.i) AS task_id,
-  CAST($3 AS TIMESTAMP) + to_seconds((f.responded_block + 60) * $4) AS replayed_at,
+SELECT $1 AS chain_id, f.task_id,
+  CAST($2 AS TIMESTAMP) + to_seconds((f.responded_block + 60) * $3) AS replayed_at,
   f.truth AS replayed_allow, CASE WHEN f.fault THEN 'mismatch' ELSE 'match' END AS result, '' AS reason,
   r.deny_json, CASE WHEN f.fault THEN 'MISMATCH — the operators attested '
     || CASE WHEN f.truth THEN 'denied' ELSE 'allowed' END || ', but a replay gives: ' ELSE '' END || r.sentence AS sentence
-FROM s_frame f JOIN s_clients cl ON cl.c = f.c JOIN s_reasons r ON r.policy_name = cl.policy_name AND r.bits = f.reasons
+FROM s_chunk f JOIN s_clients cl ON cl.c = f.c JOIN s_reasons r ON r.policy_name = cl.policy_name AND r.bits = f.reasons
 WHERE f.responded
 ORDER BY task_id
 """
@@ -852,12 +896,11 @@ ORDER BY task_id
 # Each row carries its task's order key as the indexer derives it (no NewTaskCreated logs here: log index 0).
 SIGNERS_INSERT = """
 INSERT INTO task_signers BY NAME
-WITH f AS (SELECT '0x' || sha256($2 || ':task:' || i) AS task_id, mask, elig_mask, created_block FROM s_frame
-           WHERE responded ORDER BY task_id),
-x AS (SELECT task_id, mask, elig_mask, created_block, unnest(range($3)) AS j FROM f)
-SELECT $1 AS chain_id, task_id, $4[j + 1] AS operator_id, $5[j + 1] AS operator, ((mask >> j) & 1) = 0 AS signed,
-       $6[j + 1] AS stake_num, created_block AS task_block, created_block * 100000 AS task_pos,
-       CAST($7 AS TIMESTAMP) + to_seconds(created_block * $8) AS task_time
+WITH f AS (SELECT task_id, mask, elig_mask, created_block FROM s_chunk WHERE responded ORDER BY task_id),
+x AS (SELECT task_id, mask, elig_mask, created_block, unnest(range($2)) AS j FROM f)
+SELECT $1 AS chain_id, task_id, $3[j + 1] AS operator_id, $4[j + 1] AS operator, ((mask >> j) & 1) = 0 AS signed,
+       $5[j + 1] AS stake_num, created_block AS task_block, created_block * 100000 AS task_pos,
+       CAST($6 AS TIMESTAMP) + to_seconds(created_block * $7) AS task_time
 FROM x WHERE ((elig_mask >> j) & 1) = 1
 """
 
@@ -1027,10 +1070,7 @@ def _write_small_tables(
         """
         INSERT INTO blocks BY NAME
         WITH b AS (
-          SELECT created_block AS n FROM tasks UNION SELECT responded_block FROM tasks WHERE responded_block IS NOT NULL
-          UNION SELECT spent_block FROM tasks WHERE spent_block IS NOT NULL
-          UNION SELECT challenged_block FROM tasks WHERE challenged_block IS NOT NULL
-          UNION SELECT block_number FROM operator_stakes UNION SELECT block_number FROM policy_versions UNION SELECT ?)
+          SELECT n FROM s_task_blocks UNION SELECT block_number FROM operator_stakes UNION SELECT block_number FROM policy_versions UNION SELECT ?)
         SELECT ? AS chain_id, n AS block_number, '0x' || sha256(? || ':blk:' || n) AS block_hash,
                '0x' || sha256(? || ':blk:' || (n - 1)) AS parent_hash, CAST(? AS TIMESTAMP) + to_seconds(n * ?) AS block_time
         FROM b
