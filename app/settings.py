@@ -165,6 +165,12 @@ _SETTINGS = [
         "Overall time budget of one what-if run; past it the run is stopped and says how to narrow it.",
         float,
     ),
+    Setting(
+        "whatif_page",
+        100_000,
+        "Decisions a what-if reads and runs at a time: its memory holds one page, whatever the history's size.",
+        int,
+    ),
     # dashboard
     Setting("serve_port", 8501, "Port of the Streamlit dashboard.", int),
     Setting("page_size", 50, "Rows per page in the decisions browser.", int),
@@ -262,6 +268,7 @@ TAKEN_BY: dict[str, tuple[str, ...]] = {
     "challenge_rate": ("demo", "simulate"),
     "eval_timeout_ms": ("audit", "disputes", "explain", "policy eval", "policy test", "whatif"),
     "whatif_budget_s": ("whatif",),
+    "whatif_page": ("whatif",),
     "eval_memory_mb": ("whatif",),
     "serve_port": ("serve",),
     "page_size": ("serve",),

@@ -453,3 +453,17 @@ def test_a_vm_that_disagrees_hands_the_group_to_the_interpreter(indexed):
     assert result.vm_disagreements > 0, "the VM now agrees on the old source: the check is untested here"
     assert result.flips == () and not result.errors
     assert result.vm_checked >= min(len(d.tasks), 16)
+
+
+def test_pages_of_any_size_give_the_same_what_if(indexed):
+    """Run page by page (a small odd page, so pages split blocks), the what-if reports what one page reports."""
+    db, *_ = indexed
+    args = ("--policy", "spending_limits", "--set", "max_tx_wei=1", "--no-cache")  # every allowed amount > 1 wei flips
+    whole = whatif_json(db, *args)
+    paged = whatif_json(db, *args, "--whatif-page", "7")
+    for key in ("decisions", "baseline_mismatches", "flipped_to_deny", "flipped_to_allow", "by_client", "baseline"):
+        assert paged[key] == whole[key], key
+    assert sorted(f["task_id"] for f in paged["flips"]) == sorted(f["task_id"] for f in whole["flips"])
+    assert whole["flips"] and whole["decisions"] > 7
+    bad = lens("whatif", *args, "--whatif-page", "0", db=db, ok=False)
+    assert bad.returncode != 0 and "at least one decision" in bad.stderr and "Traceback" not in bad.stderr

@@ -48,9 +48,11 @@ SELECT t.chain_id, t.task_id, t.policy_client, t.created_block, t.created_time, 
 FROM tasks t LEFT JOIN blobs b ON b.hash = t.policy_code_hash {cache_join}
 WHERE t.policy_address = $policy AND t.allow IS NOT NULL
   AND ($client IS NULL OR t.policy_client = $client)
-  AND ($from IS NULL OR t.created_block >= $from) AND ($to IS NULL OR t.created_block <= $to)
-ORDER BY t.created_block, t.task_id
+  AND ($from IS NULL OR t.created_block >= $from) AND ($to IS NULL OR t.created_block <= $to) {after}
+ORDER BY t.created_block, t.task_id {limit}
 """
+# keyset paging in the decisions' own order: a page starts after the last (block, task id) of the one before
+AFTER_SQL = "AND (t.created_block > $after_block OR (t.created_block = $after_block AND t.task_id > $after_id))"
 COUNT_SQL = """
 SELECT count(*) FROM tasks t
 WHERE t.policy_address = $policy AND t.allow IS NOT NULL
@@ -275,13 +277,19 @@ def count_decisions(con: Con, s: Scenario) -> int:
     return int(query_rows(con, COUNT_SQL, _bind(s))[0][0])
 
 
-def load_decisions(con: Con, s: Scenario) -> Decisions:
-    """Every answered decision of the scenario's policy (and client, and block range), oldest first."""
+def load_decisions(con: Con, s: Scenario, after: tuple[int, str] | None = None, page: int | None = None) -> Decisions:
+    """Every answered decision of the scenario's policy (and client, and block range), oldest first; with `page`,
+    at most that many, starting after the (created block, task id) `after` (see `next_page`)."""
     use_cache = _cache_ok(con)
     sql = DECISIONS_SQL.format(
-        cache_columns=CACHE_COLUMNS if use_cache else "", cache_join=CACHE_JOIN if use_cache else ""
+        cache_columns=CACHE_COLUMNS if use_cache else "",
+        cache_join=CACHE_JOIN if use_cache else "",
+        after=AFTER_SQL if after is not None else "",
+        limit=f"LIMIT {int(page)}" if page is not None else "",
     )
     bind = _bind(s) | ({"engine": cache_tag()} if use_cache else {})
+    if after is not None:
+        bind |= {"after_block": int(after[0]), "after_id": str(after[1])}
     cur = con.cursor()
     try:
         cur.execute(sql, bind)
@@ -307,6 +315,20 @@ def load_decisions(con: Con, s: Scenario) -> Decisions:
         for r in rows
     ]
     return Decisions(tasks, facts, cached)
+
+
+def next_page(d: Decisions, page: int) -> tuple[int, str] | None:
+    """Where the page after `d` starts (its last block and task id); None when `d` was the last page."""
+    if len(d.tasks) < page or d.facts.empty:
+        return None
+    last = d.facts.iloc[-1]
+    return int(last["created_block"]), str(last["task_id"])
+
+
+def facts_kept(d: Decisions, result: PartitionResult) -> pd.DataFrame:
+    """The facts of a page's flips and baseline mismatches: all the report needs of a page once it is run."""
+    ids = {f.task_id for f in result.flips} | set(result.baseline_mismatches)
+    return d.facts[d.facts["task_id"].isin(ids)]
 
 
 def _cache_ok(con: Con) -> bool:
