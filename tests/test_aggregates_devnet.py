@@ -82,6 +82,11 @@ SELECT count(*) FROM tasks t WHERE t.responded_block IS NOT NULL
 AND NOT EXISTS (SELECT 1 FROM replays r WHERE r.task_id = t.task_id)
 """
 ORACLE_MISMATCHES = "SELECT task_id, replayed_allow FROM replays WHERE result = 'mismatch' ORDER BY task_id"
+ORACLE_CHALLENGE_TIMING = """
+SELECT c.task_id, c.block_number - t.responded_block,
+       c.success AND c.tx_hash IN (SELECT tx_hash FROM ev_operator_slashed)
+FROM challenges c LEFT JOIN tasks t ON t.task_id = c.task_id
+"""
 ORACLE_CHALLENGE_REPLAYS = """
 SELECT c.task_id, r.result FROM challenges c LEFT JOIN replays r ON r.task_id = c.task_id ORDER BY 1, 2
 """
@@ -158,6 +163,14 @@ def check_against_the_raw_rows(db: Path) -> dict:
         got = [(t, None if pd.isna(r) else r) for t, r in zip(d.challenges["task_id"], d.challenges["replay"])]
         exp = con.execute(ORACLE_CHALLENGE_REPLAYS).fetchall()
         assert sorted(got, key=lambda r: (r[0], r[1] or "")) == sorted(exp, key=lambda r: (r[0], r[1] or ""))
+        # the page's challenge table: timing against the window, and who was slashed (per the chain's own logs)
+        rows = dq.challenge_rows(d)
+        got = sorted(zip(d.challenges["task_id"], rows["timing"], rows["slashed"] != ""))
+        exp = sorted(
+            (t, "response not indexed" if b is None else f"{b:,} of {10**9:,} blocks", bool(s))
+            for t, b, s in con.execute(ORACLE_CHALLENGE_TIMING).fetchall()
+        )
+        assert got == exp
         return {
             "tasks": n,
             "replays": con.execute("SELECT count(*) FROM replays").fetchone()[0],
@@ -168,6 +181,7 @@ def check_against_the_raw_rows(db: Path) -> dict:
             "challenges": len(d.challenges),
             "mismatches": len(mismatches),
             "candidates": len(d.candidates),
+            "slashed": int((rows["slashed"] != "").sum()),
         }
     finally:
         con.close()
@@ -237,3 +251,4 @@ def test_aggregates_follow_the_chain_hour_by_hour_the_audit_and_a_reorg(tmp_path
         # many hours, a heatmap in whole hours (read from the hourly rows), challenges and missed tasks on record
         assert branch_b["hours"] >= 3 and branch_b["width"] == "1 hour"
         assert branch_b["challenges"] > 0 and branch_b["missed"] > 0 and audited["candidates"] > 0
+        assert branch_b["slashed"] > 0

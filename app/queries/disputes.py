@@ -639,6 +639,10 @@ def challenge_rows(d: Disputes, conflicts_only: bool = False) -> pd.DataFrame:
     }
     slashed = ch["tx_hash"].map(texts).where(ch["success"].astype(bool)).fillna("").astype(object)
     window = f" of {d.window.blocks:,} blocks"
+    after = pd.to_numeric(ch["blocks_after_response"], errors="coerce")
+    timing = pd.Series("response not indexed", index=ch.index, dtype=object)
+    known = after.notna()
+    timing[known] = [f"{b:,}{window}" for b in after[known].astype("int64").tolist()]
     return pd.DataFrame(
         {
             "verdict_page": "/verdict?task=" + ch["task_id"],
@@ -646,9 +650,7 @@ def challenge_rows(d: Disputes, conflicts_only: bool = False) -> pd.DataFrame:
             "block_time": ch["block_time"],
             "challenger": ch["challenger"],
             "outcome": ch["success"].map({True: "successful", False: "unsuccessful"}),
-            "timing": [
-                "response not indexed" if _null(b) else f"{int(b):,}{window}" for b in ch["blocks_after_response"]
-            ],
+            "timing": timing.tolist(),
             "replay": ch["replay"].fillna("not replayed"),
             "slashed": slashed.tolist(),
         }
