@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from app import db, settings, widgets
@@ -13,6 +11,7 @@ from app.engine.thread import on_engine_thread
 from app.errors import LensError
 from app.queries import base, whatif
 from app.text import md_escape
+from app.whatif_runs import run_paged
 
 db.ensure_app_navigation()  # a deep link as the first visit must still get the shared sidebar
 
@@ -157,8 +156,7 @@ if scenario is None:
 
 results = st.session_state.setdefault("wi_results", {})
 if scenario not in results:
-    decisions = db.run_short(whatif.load_decisions, scenario)
-    total = len(decisions.tasks)
+    total = db.run_short(whatif.count_decisions, scenario)
     if not total:
         st.info("No answered decisions match this policy, client and block range.")
         st.stop()
@@ -171,9 +169,10 @@ if scenario not in results:
     limits = engine.Limits(
         settings.get("eval_timeout_ms"), settings.get("whatif_budget_s"), settings.get("eval_memory_mb")
     )
-    t0 = time.perf_counter()
     try:
-        result = engine.run_whatif(decisions.tasks, scenario.change(), limits, on_tick=tick, cached=decisions.cached)
+        # page by page (the page only reads the baseline cache; `lens whatif` fills it)
+        with engine.WhatIfPool(engine.workers_for(total), limits.memory_mb) as pool:
+            run = run_paged(db.run_short, None, scenario, pool, limits, settings.get("whatif_page"), on_tick=tick)
     except LensError as err:
         bar.empty()
         st.error(str(err))
@@ -182,7 +181,7 @@ if scenario not in results:
         st.stop()
     bar.empty()
     results.clear()  # one result per session: a what-if over many decisions holds their flips
-    results[scenario] = (result, decisions.facts, time.perf_counter() - t0)
+    results[scenario] = (run.result, run.facts, run.seconds)
 st.session_state["wi_last"] = (scenario,)
 result, facts, seconds = results[scenario]
 

@@ -200,16 +200,11 @@ def register(cli: click.Group, bench: click.Group) -> None:
         scheduler: str | None = None,
     ) -> None:
         """Re-run every indexed decision of a policy under changed params or another source; report the flips."""
-        from dataclasses import replace
-
-        import pandas as pd
-
         from app.engine import store
-        from app.engine.whatif import Limits, WhatIfPool, WhatIfStopped, merge
+        from app.engine.whatif import Limits, WhatIfPool
         from app.queries import whatif as q
+        from app.whatif_runs import run_paged
 
-        if whatif_page < 1:
-            raise LensError(f"--whatif-page {whatif_page}: a page holds at least one decision", "use e.g. 100000")
         fmt = None
         if out_path:
             fmt = {".csv": "csv", ".parquet": "parquet"}.get(Path(out_path).suffix.lower())
@@ -222,7 +217,6 @@ def register(cli: click.Group, bench: click.Group) -> None:
         else:
             pool = WhatIfPool(workers, eval_memory_mb)  # workers start while the DB is read
         progress = None
-        kept, cache_problem, hits = 0, "", 0
         try:
             with store.reading(db) as con:
                 scenario, row, schema = build_scenario(
@@ -237,62 +231,44 @@ def register(cli: click.Group, bench: click.Group) -> None:
                 )
             if not as_json:
                 click.echo(_describe(scenario, row, names, schema))
-            t0 = time.perf_counter()
+
+            def read(fn, *args):
+                with store.reading(db) as con:
+                    return fn(con, *args)
+
+            def write(fn, *args):
+                with store.writing(db) as con:
+                    return fn(con, *args)
+
             progress = _Progress(total, as_json or total < 2000)
-            parts, facts, after = [], [], None
             with progress:
-                # page by page, so memory holds one page of decisions whatever the history's size; the DB is open
-                # only while a page is read and while its baselines are kept
-                while True:
-                    with store.reading(db) as con:
-                        decisions = q.load_decisions(con, scenario, after, whatif_page)
-                    if not decisions.tasks:
-                        break
-                    left = whatif_budget_s - (time.perf_counter() - t0)
-                    if left <= 0:
-                        raise WhatIfStopped(
-                            f"the what-if used its {whatif_budget_s:g} s budget after {progress.done:,} of "
-                            f"{total:,} decisions",
-                            "raise --whatif-budget-s, or narrow it with --client or --from-block/--to-block",
-                        )
-                    result = pool.run(
-                        decisions.tasks,
-                        scenario.change(),
-                        Limits(eval_timeout_ms, left, eval_memory_mb),
-                        on_progress=progress.advance,
-                        cached=None if no_cache else decisions.cached,
-                    )
-                    hits += 0 if no_cache else decisions.cache_hits
-                    if not no_cache and result.fresh and not cache_problem:
-                        try:  # best effort: the what-if's own table, never chain data; a busy DB stays uncached
-                            with store.writing(db) as con:
-                                kept += q.write_baselines(con, decisions, result)
-                        except LensError as err:
-                            cache_problem = str(err)
-                    parts.append(replace(result, fresh=()))
-                    facts.append(q.facts_kept(decisions, result))
-                    after = q.next_page(decisions, whatif_page)
-                    if after is None:
-                        break
-            seconds = time.perf_counter() - t0
+                # the DB is open only while a page is read and while its baselines are kept
+                run = run_paged(
+                    read,
+                    write,
+                    scenario,
+                    pool,
+                    Limits(eval_timeout_ms, whatif_budget_s, eval_memory_mb),
+                    whatif_page,
+                    use_cache=not no_cache,
+                    on_progress=progress.advance,
+                )
         except KeyboardInterrupt:
             pool.close()  # the workers are killed before the message: nothing keeps running
             done = f" after {progress.done:,} of {progress.total:,} decisions" if progress is not None else ""
-            note = f" ({kept:,} baselines were kept in the {q.CACHE_TABLE} table)" if kept else ""
-            click.echo(f"stopped by Ctrl-C{done}; no flips were written{note}", err=True)
+            click.echo(f"stopped by Ctrl-C{done}; no flips were written", err=True)
             sys.exit(130)
         finally:
             pool.close()
-        result = merge(parts)
-        all_facts = pd.concat(facts, ignore_index=True) if facts else pd.DataFrame()
+        result, all_facts, seconds = run.result, run.facts, run.seconds
         cached_note = ""
-        if kept:
-            cached_note = f"kept {kept:,} baselines in the {q.CACHE_TABLE} table for the next what-if"
-        if cache_problem:
-            cached_note = f"baselines not cached ({cache_problem})"
+        if run.kept:
+            cached_note = f"kept {run.kept:,} baselines in the {q.CACHE_TABLE} table for the next what-if"
+        if run.cache_problem:
+            cached_note = f"baselines not cached ({run.cache_problem})"
         out = q.summary(result, all_facts, seconds, names)
         out["workers"] = pool.workers
-        out["cached_baselines"] = hits
+        out["cached_baselines"] = run.cache_hits
         frame = q.flips_frame(result, all_facts, names)
         if out_path and fmt:
             Path(out_path).expanduser().write_bytes(q.export_flips(frame, fmt))

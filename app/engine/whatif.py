@@ -792,6 +792,11 @@ class WhatIfPool(SandboxPool):
         )
 
 
+def workers_for(decisions: int) -> int:
+    """Worker processes for a what-if of this many decisions: one per core, fewer for a small one."""
+    return min(os.cpu_count() or 1, max(1, -(-decisions // 500)))
+
+
 def run_whatif(
     tasks: Sequence[TaskRecord],
     change: Change,
@@ -803,9 +808,7 @@ def run_whatif(
     cached: Sequence[Baseline | None] | None = None,
 ) -> PartitionResult:
     """Evaluate `tasks` under `change` on killable worker processes (default: one per core) and merge the flips."""
-    if workers is None:
-        workers = min(os.cpu_count() or 1, max(1, -(-len(tasks) // 500)))
-    with WhatIfPool(workers, limits.memory_mb) as pool:
+    with WhatIfPool(workers or workers_for(len(tasks)), limits.memory_mb) as pool:
         return pool.run(tasks, change, limits, on_progress=on_progress, on_tick=on_tick, cached=cached)
 
 
