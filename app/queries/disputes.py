@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -174,6 +174,8 @@ class Disputes:
     missing_replays: int
     replayed_now: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # challenge_rows(self), built once with the record (a page caches the record: its reruns reuse the table)
+    table: pd.DataFrame | None = None
 
     @property
     def open_candidates(self) -> pd.DataFrame:
@@ -584,10 +586,12 @@ def for_page(con: Con, head: int | None, rpc_url: str = "") -> Disputes:
     cached by the page) or the indexed head."""
     window = challenge_window(con, rpc_url, deployment_from_meta_safe(con) or {})
     if head is not None:
-        return disputes(con, Head(head, "chain"), window)
-    indexed = indexed_head(con)
-    note = "chain head unavailable: windows are measured against the indexed head"
-    return disputes(con, Head(indexed, "indexed" if indexed is not None else "unknown", note), window)
+        d = disputes(con, Head(head, "chain"), window)
+    else:
+        indexed = indexed_head(con)
+        note = "chain head unavailable: windows are measured against the indexed head"
+        d = disputes(con, Head(indexed, "indexed" if indexed is not None else "unknown", note), window)
+    return replace(d, table=challenge_rows(d))  # built once, inside the page's cache
 
 
 # ---------------------------------------------------------------------------------------------
@@ -627,6 +631,8 @@ def challenge_rows(d: Disputes, conflicts_only: bool = False) -> pd.DataFrame:
     """Challenges (or only the conflicts), newest first: link, block and time, challenger, outcome, timing against the
     window, replay result and the stake slashed from whom."""
     cols = ["verdict_page", "block_number", "block_time", "challenger", "outcome", "timing", "replay", "slashed"]
+    if d.table is not None and not conflicts_only:
+        return d.table
     ch = d.conflicts if conflicts_only else d.challenges
     if ch.empty:
         return pd.DataFrame(columns=cols)
