@@ -17,6 +17,8 @@ st.caption(
     "how many blocks?"
 )
 
+CHALLENGES_SHOWN = 1000  # a table of a hundred thousand rows costs every rerun; the CLI and the export have them all
+
 LINKS = {
     "verdict_page": st.column_config.LinkColumn("task", display_text=r"task=(0x[0-9a-f]{12})"),
     "block_number": st.column_config.NumberColumn("block", format="%d"),
@@ -95,9 +97,14 @@ with left:
 with right:
     st.markdown("**When, against the window**")
     st.plotly_chart(charts.challenge_timing(d.challenges, d.window.blocks))
-rows = disputes.challenge_rows(d)
+rows = disputes.challenge_rows(d, limit=CHALLENGES_SHOWN)
 if len(rows):
     st.dataframe(rows, hide_index=True, column_config=LINKS)
+    if len(d.challenges) > len(rows):
+        st.caption(
+            f"The newest {len(rows):,} of {len(d.challenges):,} challenges; every one: `lens disputes --json`, or "
+            "the `challenges` table of `lens export parquet`."
+        )
 else:
     st.info("No challenges indexed.")
 

@@ -158,3 +158,27 @@ def test_a_node_of_another_chain_does_not_lend_its_head(con, tmp_path):
     finally:
         con.execute("DELETE FROM meta WHERE key IN ('chain_id', 'indexed_head')")
         server.shutdown()
+
+
+def test_the_timing_chart_sends_bins_whose_counts_are_the_challenges() -> None:
+    """The histogram is binned before it reaches the browser: a bar per bin and outcome, and its bars add up to the
+    challenges of each outcome whose response is indexed (counted here from the frame itself)."""
+    import numpy as np
+    import pandas as pd
+
+    from app.charts.disputes import challenge_timing
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    after = rng.integers(0, 300, size=n).astype("float64")
+    after[rng.random(n) < 0.1] = np.nan  # responses not indexed
+    frame = pd.DataFrame({"blocks_after_response": after, "success": rng.random(n) < 0.3})
+    fig = challenge_timing(frame, 200, bins=40)
+    bars = {t.name: t for t in fig.data}
+    for outcome, success in (("successful", True), ("unsuccessful", False)):
+        expected = int(
+            (frame["success"] == success).sum()
+            - frame[frame["success"] == success]["blocks_after_response"].isna().sum()
+        )
+        assert len(bars[outcome].y) == 40
+        assert int(np.sum(bars[outcome].y)) == expected

@@ -627,9 +627,11 @@ def candidate_rows(d: Disputes, state: str = "all") -> pd.DataFrame:
     )[cols]
 
 
-def challenge_rows(d: Disputes, conflicts_only: bool = False) -> pd.DataFrame:
-    """Challenges (or only the conflicts), newest first: link, block and time, challenger, outcome, timing against the
-    window, replay result and the stake slashed from whom."""
+def challenge_rows(d: Disputes, conflicts_only: bool = False, limit: int | None = None) -> pd.DataFrame:
+    """Challenges (or only the conflicts), newest first (at most `limit`): link, block and time, challenger, outcome,
+    timing against the window, replay result and the stake slashed from whom."""
+    if limit is not None:
+        return challenge_rows(d, conflicts_only).head(limit)
     cols = ["verdict_page", "block_number", "block_time", "challenger", "outcome", "timing", "replay", "slashed"]
     if d.table is not None and not conflicts_only:
         return d.table
