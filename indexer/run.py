@@ -71,7 +71,17 @@ class Stats:
     seconds: dict = field(
         default_factory=lambda: {"fetch": 0.0, "decode": 0.0, "load": 0.0, "derive": 0.0, "wait_lock": 0.0}
     )
+    # CPU seconds per stage, whichever process or thread ran it (seconds above are wall time, overlapping)
+    cpu: dict = field(default_factory=lambda: dict.fromkeys(CPU_STAGES, 0.0))
     started: float = field(default_factory=time.perf_counter)
+
+
+FOLLOW_MIN_GAP_S = 0.25  # follow mode: the shortest pause between rounds, with the write lock released
+
+# setup: chain checks and the schema; fetch: HTTP reads (and the JSON parse of small answers); parse: JSON of big
+# answers + the asked-for checks; decode: ABI → rows; pack: rows → Arrow; transfer: the writer receiving a range
+# decoded by a worker process; load: DuckDB inserts, commits, checkpoints (on close), meta; derive: derived tables.
+CPU_STAGES = ("setup", "fetch", "parse", "decode", "pack", "transfer", "load", "derive")
 
 
 @dataclass
@@ -90,6 +100,7 @@ class _Fetched:
     retries: int = 0
     splits: int = 0
     faults: dict = field(default_factory=dict)  # RPC faults met while fetching this range (kind → count)
+    cpu: dict = field(default_factory=dict)  # stage → CPU seconds spent on this range (thread time)
 
 
 @dataclass
@@ -172,7 +183,7 @@ def fetch_ranges(
     b = lo
     while b <= hi and not stopped():
         e = min(hi, b + sizer.size - 1)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         r0, s0, f0 = rpc.stats.retries, rpc.stats.splits, Counter(rpc.stats.faults)
         parts = fetch_range_parts(rpc, b, e, filters, sizer, raw_ok=lazy)
         header = _header(rpc, e)
@@ -204,6 +215,7 @@ def fetch_ranges(
                 retries=rpc.stats.retries - r0,
                 splits=rpc.stats.splits - s0,
                 faults=dict(rpc.stats.faults - f0),
+                cpu={"fetch": time.thread_time() - c0},
             )
         )
         b = e + 1
@@ -228,7 +240,7 @@ def torn(logs: list[dict], item: _Fetched) -> bool:
 
 def decode_item(item: _Fetched, chain_id: int) -> None:
     """Parse and decode a fetched range in place (item.batch); raises _Torn if the range was torn by a reorg."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     unasked: Counter = Counter()
     try:
         logs = materialize(item.logs, unasked)
@@ -239,10 +251,26 @@ def decode_item(item: _Fetched, chain_id: int) -> None:
         raise _Torn(item.lo) from None
     if torn(logs, item):
         raise _Torn(item.lo)
-    item.batch = pack(decode_logs(logs, chain_id, item.block_times))
+    c1 = time.thread_time()
+    decoded = decode_logs(logs, chain_id, item.block_times)
+    c2 = time.thread_time()
+    item.batch = pack(decoded)
+    c3 = time.thread_time()
+    for stage, s in (("parse", c1 - c0), ("decode", c2 - c1), ("pack", c3 - c2)):
+        item.cpu[stage] = item.cpu.get(stage, 0.0) + s
     item.n_logs = len(logs)
     item.logs, item.block_times = None, {}
     item.decode_s = time.perf_counter() - t0
+
+
+def _arrives(empty: Callable[[], bool], within_s: float) -> bool:
+    """Does the next item arrive within `within_s` (polled every few ms)?"""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+        if not empty():
+            return True
+    return False
 
 
 class _Torn(Exception):
@@ -392,25 +420,29 @@ class Indexer:
         self._held_since = 0.0
         self.checkpoint: int | None = None
         self.max_block = -1
+        self.tip: tuple[int, str] | None = None  # (number, hash) of the last block this run committed
         self.origin = dep.start_block  # where an empty DB starts: a range beginning here may set the checkpoint
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     # --- connection handling: hold the write lock only briefly -----------------------------------
     def _acquire(self):
         if self._con is None:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             self._cm = load.connect_write(
                 self.opts.db, threads=self.opts.duckdb_threads, checkpoint=self.opts.duckdb_checkpoint
             )
             self._con = self._cm.__enter__()
             self.stats.seconds["wait_lock"] += time.perf_counter() - t0
+            self.stats.cpu["load"] += time.thread_time() - c0  # opening replays what the last close left
             self._held_since = time.monotonic()
         return self._con
 
     def _release(self, pause: bool = False) -> None:
         if self._con is not None:
+            c0 = time.thread_time()
             self._cm.__exit__(None, None, None)
             self._con = None
+            self.stats.cpu["load"] += time.thread_time() - c0  # closing checkpoints the WAL into the file
             if pause:
                 time.sleep(0.2)  # let a waiting reader in
 
@@ -576,6 +608,8 @@ class Indexer:
         running: list[tuple] = []  # (proc, queue) in chunk order
         next_chunk = 0
         self._release()  # never fork while holding the database
+        # pyarrow imports pandas on its first array from Python objects (~0.3 CPU-s): do it once here, not per worker
+        load.arrow_table((Column("warm", "BIGINT"),), [[0]])
 
         def spawn() -> None:
             nonlocal next_chunk
@@ -614,6 +648,7 @@ class Indexer:
                 if not running:
                     return None
                 proc, q = running[0]
+                c0 = time.thread_time()
                 try:
                     item = q.get(timeout=0.5)
                 except queue.Empty:
@@ -635,11 +670,13 @@ class Indexer:
                     if item[0] == "torn":
                         return _Torn(item[1])
                     return LensError(item[1], item[2])
+                self.stats.cpu["transfer"] += time.thread_time() - c0  # reading and unpickling a decoded range
                 return item
 
         try:
             fill()
-            self._consume(get, lambda: not running or running[0][1].empty())
+            # (no chunk running: get() answers at once, nothing to wait for)
+            self._consume(get, lambda: bool(running) and running[0][1].empty(), grace_s=0.25)
         finally:
             stop.set()
             for proc, _ in running:
@@ -648,12 +685,14 @@ class Indexer:
                     proc.terminate()  # our own child, by its handle
                     proc.join(timeout=5)
 
-    def _consume(self, get: Callable, empty: Callable[[], bool]) -> None:
+    def _consume(self, get: Callable, empty: Callable[[], bool], grace_s: float = 0.0) -> None:
+        """Commit fetched ranges in order; the write lock is let go while nothing is ready (after `grace_s`: a gap
+        that short, between two worker chunks, would cost a checkpoint on close and a reopen for nothing)."""
         pending: list[_Fetched] = []
         n_pending = 0
         last_commit = time.monotonic()
         while True:
-            if empty():
+            if empty() and not _arrives(empty, grace_s):
                 self._release()  # waiting for the node: let readers in meanwhile
             item = get()
             if isinstance(item, BaseException):
@@ -665,6 +704,8 @@ class Indexer:
                 n_pending += item.n_logs
                 self.stats.seconds["fetch"] += item.fetch_s
                 self.stats.seconds["decode"] += item.decode_s
+                for stage, s in item.cpu.items():
+                    self.stats.cpu[stage] += s
                 if item.batch is not None:  # fetched in a worker process: its RPC client counted these
                     self.rpc.stats.retries += item.retries
                     self.rpc.stats.splits += item.splits
@@ -686,10 +727,15 @@ class Indexer:
         t0 = time.perf_counter()
         for f in fetched:
             if f.batch is None:
+                c0 = f.cpu.copy()
                 decode_item(f, chain)
+                for stage, s in f.cpu.items():  # decoded here, after _consume added the fetch
+                    self.stats.cpu[stage] += s - c0.get(stage, 0.0)
                 if UNASKED in f.faults:  # decoded here, after its fetch faults were counted
                     self.rpc.stats.faults[UNASKED] += f.faults[UNASKED]
+        c0 = time.thread_time()
         batch = merge([f.batch for f in fetched])
+        self.stats.cpu["pack"] += time.thread_time() - c0  # merging the ranges' Arrow tables
         n_logs = sum(f.n_logs for f in fetched)
         t1 = time.perf_counter()
         self.stats.seconds["decode"] += t1 - t0
@@ -712,6 +758,7 @@ class Indexer:
 
         con = self._acquire()
         t2 = time.perf_counter()
+        c2 = time.thread_time()
         con.execute("BEGIN")
         try:
             fresh = lo > self.max_block  # nothing stored at or beyond lo: no key can collide
@@ -724,11 +771,11 @@ class Indexer:
                 load.insert_rows(con, "operator_metadata", META_COLUMNS, meta_rows)
             if batch.blobs:
                 load.insert_rows(con, "blobs", BLOB_COLUMNS, [[h, t] for h, t in sorted(batch.blobs.items())])
-            t3 = time.perf_counter()
+            t3, c3 = time.perf_counter(), time.thread_time()
             derive.refresh(
                 con, chain, head_for_status, task_ids, touched_tables, self.dep_policies, since=lo, call=self.rpc.call
             )
-            t4 = time.perf_counter()
+            t4, c4 = time.perf_counter(), time.thread_time()
             if new_checkpoint is not None and new_checkpoint >= 0:
                 load.write_checkpoint(con, chain, self.dep.addresses, new_checkpoint)
             load.set_meta(
@@ -741,8 +788,11 @@ class Indexer:
             raise
         self.stats.seconds["load"] += (t3 - t2) + (time.perf_counter() - t4)
         self.stats.seconds["derive"] += t4 - t3
+        self.stats.cpu["load"] += (c3 - c2) + (time.thread_time() - c4)
+        self.stats.cpu["derive"] += c4 - c3
         self.checkpoint = new_checkpoint
         self.max_block = max(self.max_block, hi)
+        self.tip = (hi, header["hash"].lower())
         self.stats.commits += 1
         self.stats.current_block = hi
         self.stats.logs += n_logs
@@ -798,13 +848,24 @@ class Indexer:
         except Exception:
             pass
 
+    def tip_unchanged(self) -> bool:
+        """Whether the node still has the block this run committed last (one header request, no DB): each block
+        commits to its parent, so an unchanged tip means nothing at or below it was reorganised."""
+        if self.tip is None or self.tip[0] != self.max_block:
+            return False
+        got = self.rpc.headers([self.tip[0]]).get(self.tip[0])
+        return got is not None and str(got.get("hash", "")).lower() == self.tip[1]
+
     # --- the whole run ------------------------------------------------------------------------------------
     def run(self) -> Stats:
         """Index from the checkpoint (or --from) to the target, then keep following the head if asked."""
         gc_threshold = gc.get_threshold()
         gc.set_threshold(100_000, 50, 100)  # decoding allocates millions of short-lived tuples: collect less often
         try:
+            c0, l0 = time.thread_time(), self.stats.cpu["load"]
             start = self.prepare()
+            self.stats.cpu["setup"] += time.thread_time() - c0
+            self.stats.cpu["load"] = l0  # its open and close are setup: creating the schema
             self.stats.start_block = start
             explicit = self.opts.start is not None
             torn_streak, torn_checkpoint = 0, -2
@@ -813,6 +874,7 @@ class Indexer:
                 if fork is not None:
                     start = fork + 1
             while not self.stop.is_set():
+                round_start = time.monotonic()
                 head = self.rpc.head()
                 target = head - self.confirmations
                 if self.opts.end is not None:
@@ -831,6 +893,7 @@ class Indexer:
                                 f"the node keeps giving broken or changing answers from block {t.lo}",
                                 "use another RPC endpoint (--rpc)",
                             ) from None
+                        self.tip = None
                         self.check_reorg()
                         start = self.origin if self.checkpoint is None else self.checkpoint + 1
                         continue
@@ -840,9 +903,14 @@ class Indexer:
                     break
                 self.flush_metadata(0)
                 self._release()
-                self.stop.wait(self.opts.poll_s)
+                # poll every poll_s from the start of the round (a round that took long waits less, so new blocks
+                # are seen within poll_s of being mined), always leaving readers a moment with the file free
+                self.stop.wait(max(FOLLOW_MIN_GAP_S, self.opts.poll_s - (time.monotonic() - round_start)))
                 if self.stop.is_set():
                     break
+                if self.tip_unchanged():
+                    continue  # no reorg possible below our last block: skip opening the DB to compare hashes
+                self.tip = None
                 fork = self.check_reorg()
                 if fork is not None and fork + 1 < start:
                     start = fork + 1

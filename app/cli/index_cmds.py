@@ -249,9 +249,27 @@ def register(cli: click.Group, bench: click.Group) -> None:
         click.echo(f"events {res['events']} over {res['blocks']} blocks")
         click.echo(
             f"raw eth_getLogs: {res['raw_logs_per_s']:.0f} logs/s   indexer: {res['indexer_logs_per_s']:.0f} logs/s   "
-            f"ratio {res['ratio']:.2f} (target >= 0.5)"
+            f"ratio {res['ratio']:.2f} (target >= 0.5, goal 0.8)"
         )
         click.echo("stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in res["stages_s"].items()))
         click.echo(
-            "cpu (s): " + ", ".join(f"{k} {v:.2f}" for k, v in res["cpu_s"].items()) + f"; wall {res['indexer_s']:.2f}"
+            "cpu (s): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in res["cpu_s"].items() if v is not None)
+            + f"; wall {res['indexer_s']:.2f}"
+        )
+        per_log = res["stage_cpu_us_per_log"]
+        click.echo(
+            "stage cpu (s): "
+            + ", ".join(f"{k} {v:.2f} ({per_log[k]:.0f} µs/log)" for k, v in res["stage_cpu_s"].items())
+            + f"; unattributed {res['unattributed_cpu_s']:.2f}"
+        )
+        raw = res["raw_cpu_s"]
+        node = f", node {raw['node']:.2f}" if raw["node"] is not None else ""
+        m = res["machine"]
+        click.echo(
+            f"raw client cpu (s): client {raw['client']:.2f}{node}; machine: {m['cores']} cores, load average "
+            + " / ".join(f"{x:.2f}" for x in m["load_avg_before"])
+            + " before, "
+            + " / ".join(f"{x:.2f}" for x in m["load_avg_after"])
+            + " after"
         )
