@@ -297,8 +297,10 @@ def write_checkpoint(
     last_error: str | None = None,
 ) -> None:
     """Set the checkpoint of every indexed address ('*' = the open, any-address topics) — inside the caller's transaction."""
-    for a in list(addresses) + ["*"]:
-        con.execute(
-            "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, now()::TIMESTAMP, ?)",
-            [chain_id, a, last_block, last_error],
-        )
+    # one statement for every address: a statement per address cost ~0.17 s a commit (19 of them), one ~5 ms
+    rows = list(dict.fromkeys([*addresses, "*"]))  # one row per key: a statement may not set a key twice
+    values = ", ".join("(?, ?, ?, now()::TIMESTAMP, ?)" for _ in rows)
+    con.execute(
+        f"INSERT OR REPLACE INTO checkpoints VALUES {values}",
+        [x for a in rows for x in (chain_id, a, last_block, last_error)],
+    )
