@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,39 +53,41 @@ def run_paged(
     t0 = time.perf_counter()
     parts: list[PartitionResult] = []
     facts: list[pd.DataFrame] = []
-    after: tuple[int, str] | None = None
     hits = kept = done = flips = 0
     problem = ""
-    while True:
-        decisions = read(q.load_decisions, scenario, after, page)
-        if not decisions.tasks:
-            break
-        left = limits.budget_s - (time.perf_counter() - t0)
-        if left <= 0:
-            raise WhatIfStopped(
-                f"the what-if used its {limits.budget_s:g} s budget after {done:,} decisions",
-                "raise the budget (LENS_WHATIF_BUDGET_S), or narrow the what-if to a client or a block range",
+    # the next page is read while this one is evaluated (reading is this process's work, evaluating the workers')
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lens-whatif-read") as reader:
+        pending: Future | None = reader.submit(read, q.load_decisions, scenario, None, page)
+        while pending is not None:
+            decisions = pending.result()
+            if not decisions.tasks:
+                break
+            after = q.next_page(decisions, page)
+            pending = reader.submit(read, q.load_decisions, scenario, after, page) if after is not None else None
+            left = limits.budget_s - (time.perf_counter() - t0)
+            if left <= 0:
+                raise WhatIfStopped(
+                    f"the what-if used its {limits.budget_s:g} s budget after {done:,} decisions",
+                    "raise the budget (LENS_WHATIF_BUDGET_S), or narrow the what-if to a client or a block range",
+                )
+            result = pool.run(
+                decisions.tasks,
+                scenario.change(),
+                replace(limits, budget_s=left),
+                on_progress=on_progress,
+                on_tick=None if on_tick is None else _offset(on_tick, done, flips),
+                cached=decisions.cached if use_cache else None,
             )
-        tick = None if on_tick is None else _offset(on_tick, done, flips)
-        result = pool.run(
-            decisions.tasks,
-            scenario.change(),
-            replace(limits, budget_s=left),
-            on_progress=on_progress,
-            on_tick=tick,
-            cached=decisions.cached if use_cache else None,
-        )
-        hits += decisions.cache_hits if use_cache else 0
-        if write is not None and use_cache and result.fresh and not problem:
-            try:  # best effort: the what-if's own table, never chain data; a busy DB just stays uncached
-                kept += write(q.write_baselines, decisions, result)
-            except LensError as err:
-                problem = str(err)
-        parts.append(replace(result, fresh=()))  # kept already: a page's baselines need not outlive it
-        facts.append(q.facts_kept(decisions, result))
-        done, flips = done + result.decisions, flips + len(result.flips)
-        after = q.next_page(decisions, page)
-        if after is None:
-            break
+            hits += decisions.cache_hits if use_cache else 0
+            if write is not None and use_cache and result.fresh and not problem:
+                if pending is not None:
+                    pending.result()  # the DB is opened read-write only once no read is open
+                try:  # best effort: the what-if's own table, never chain data; a busy DB just stays uncached
+                    kept += write(q.write_baselines, decisions, result)
+                except LensError as err:
+                    problem = str(err)
+            parts.append(replace(result, fresh=()))  # kept already: a page's baselines need not outlive it
+            facts.append(q.facts_kept(decisions, result))
+            done, flips = done + result.decisions, flips + len(result.flips)
     frame = pd.concat(facts, ignore_index=True) if facts else pd.DataFrame(columns=["task_id"])
     return PagedRun(merge(parts), frame, time.perf_counter() - t0, hits, kept, problem)
