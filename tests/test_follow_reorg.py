@@ -4,11 +4,10 @@ compare hashes: a reorg must still be rolled back while following, even one that
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 
-from test_indexer_chain import FAST, LENS, _fill, deployment_for, head, snapshot
+from test_indexer_chain import FAST, LENS, _fill, deployment_for, head, snapshot, stop_follower
 
 from app.errors import LensError
 from devnet import emitter
@@ -78,11 +77,6 @@ def test_follow_mode_rolls_back_a_reorg_to_the_same_height(fresh_anvil, tmp_path
         assert {k: len(v) for k, v in got.items()} == {k: len(v) for k, v in want.items()}
         assert got == want
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+        err = stop_follower(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err

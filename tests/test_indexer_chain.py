@@ -303,6 +303,16 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+def stop_follower(proc: subprocess.Popen) -> str:
+    """Stop a `lens index --follow` as Ctrl-C does (killed if it hangs); its stderr."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[1]
+
+
 def _fill(url: str, em: str, n_tasks: int, first: int = 0, per_tx: int = 8, tag: bytes = b"") -> None:
     src = b"package t\ndefault allow := false\n" + tag
     for i in range(first, first + n_tasks, per_tx):
@@ -470,12 +480,7 @@ def test_follow_mode_with_a_concurrent_reader(fresh_anvil, tmp_path):
             seen.append(tasks())
         assert seen == [4, 6, 8, 10]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+        err = stop_follower(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 
