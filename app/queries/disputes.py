@@ -645,7 +645,7 @@ def challenge_rows(d: Disputes, conflicts_only: bool = False, limit: int | None 
         for tx, rows in _slashes_by_tx(d.slashes).items()
         if rows
     }
-    slashed = ch["tx_hash"].map(texts).where(ch["success"].astype(bool)).fillna("").astype(object)
+    slashed = ch["tx_hash"].map(texts).astype(object).where(ch["success"].astype(bool), "").fillna("")
     window = f" of {d.window.blocks:,} blocks"
     after = pd.to_numeric(ch["blocks_after_response"], errors="coerce")
     timing = pd.Series("response not indexed", index=ch.index, dtype=object)
