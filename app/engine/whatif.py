@@ -276,7 +276,7 @@ def batch_policy(source: str, entrypoint: str) -> BatchPolicy:
 
 VM_PACKAGE = "lens_whatif_one"
 VM_FILE = "lens_whatif_one.rego"
-VERIFY_EVERY = 32  # the changed pass checks one decision in this many (and each group's first VERIFY_FIRST) …
+VERIFY_EVERY = 32  # each pass checks one VM result in this many (and each group's first VERIFY_FIRST) …
 VERIFY_FIRST = 16  # … against the interpreter; one disagreement sends the whole group back to the interpreter
 
 
