@@ -4,10 +4,9 @@ compare hashes: a reorg must still be rolled back while following, even one that
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
-from test_indexer_chain import FAST, LENS, _fill, deployment_for, head, snapshot, stop_follower
+from test_indexer_chain import FAST, _fill, deployment_for, head, snapshot, start_follower, stop_follower
 
 from app.errors import LensError
 from devnet import emitter
@@ -43,12 +42,7 @@ def test_follow_mode_rolls_back_a_reorg_to_the_same_height(fresh_anvil, tmp_path
     }
     dep_file.write_text(json.dumps(doc))
     db = str(tmp_path / "follow.duckdb")
-    proc = subprocess.Popen(
-        LENS + ["index", "--deployment", str(dep_file), "--db", db, "--follow"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_follower(dep_file, db)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(s.endswith("A") for s in _sources(db) or ()):

@@ -303,6 +303,16 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+def start_follower(dep_file: Path, db: str) -> subprocess.Popen:
+    """`lens index --follow` of a deployment file into a DB, as a user starts it (stop it with stop_follower)."""
+    return subprocess.Popen(
+        LENS + ["index", "--deployment", str(dep_file), "--db", db, "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def stop_follower(proc: subprocess.Popen) -> str:
     """Stop a `lens index --follow` as Ctrl-C does (killed if it hangs); its stderr."""
     proc.send_signal(signal.SIGINT)
@@ -449,12 +459,7 @@ def test_follow_mode_with_a_concurrent_reader(fresh_anvil, tmp_path):
         )
     )
     db = str(tmp_path / "follow.duckdb")
-    proc = subprocess.Popen(
-        LENS + ["index", "--deployment", str(dep_file), "--db", db, "--follow"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_follower(dep_file, db)
 
     def tasks() -> int:
         if not Path(db).exists():

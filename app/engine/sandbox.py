@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import os
 import socket
@@ -31,16 +32,6 @@ def _rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/statm", "rb") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process has used, in seconds (Linux /proc; 0 where it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
 
@@ -178,7 +169,15 @@ class SandboxPool:
 
     def cpu_s(self) -> float:
         """CPU seconds the live worker processes have used so far (for benchmarks that count every core's work)."""
-        return sum(cpu_seconds(b._proc.pid) for b in self.boxes if b._proc is not None)
+        import psutil
+
+        total = 0.0
+        for b in self.boxes:
+            if b._proc is not None:
+                with contextlib.suppress(psutil.Error):
+                    t = psutil.Process(b._proc.pid).cpu_times()
+                    total += t.user + t.system
+        return total
 
     def close(self) -> None:
         """Stop every worker (a running evaluation is killed)."""

@@ -253,25 +253,29 @@ def _data_json(params_json: str, wasm_json: str) -> str:
     return f'{{"params":{params_json},"wasm":{wasm_json},"data":{wasm_json}}}'
 
 
-_POLICIES: OrderedDict[tuple[str, str], BatchPolicy] = OrderedDict()
-_POLICIES_LOCK = threading.Lock()
+_COMPILED: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled_once(kind: str, make: Callable[[str, str], Any], source: str, entrypoint: str) -> Any:
+    """make(source, entrypoint), once per process and thread (regorus engines and VMs are thread-bound, so the key
+    includes the thread); the newest 32 kept."""
+    key = (kind, source_hash(source) + str(threading.get_ident()), entrypoint)
+    with _COMPILED_LOCK:
+        if key in _COMPILED:
+            _COMPILED.move_to_end(key)
+            return _COMPILED[key]
+    made = make(source, entrypoint)
+    with _COMPILED_LOCK:
+        _COMPILED[key] = made
+        while len(_COMPILED) > 32:
+            _COMPILED.popitem(last=False)
+    return made
 
 
 def batch_policy(source: str, entrypoint: str) -> BatchPolicy:
-    """The batch-compiled policy for (source, entrypoint), compiled once per process (and thread: regorus engines
-    are thread-bound, so the cache key includes the thread)."""
-    key = (source_hash(source) + str(threading.get_ident()), entrypoint)
-    with _POLICIES_LOCK:
-        hit = _POLICIES.get(key)
-        if hit is not None:
-            _POLICIES.move_to_end(key)
-            return hit
-    policy = BatchPolicy(source, entrypoint)
-    with _POLICIES_LOCK:
-        _POLICIES[key] = policy
-        while len(_POLICIES) > 32:
-            _POLICIES.popitem(last=False)
-    return policy
+    """The batch-compiled policy for (source, entrypoint), compiled once per process and thread."""
+    return _compiled_once("batch", BatchPolicy, source, entrypoint)
 
 
 VM_PACKAGE = "lens_whatif_one"
@@ -313,26 +317,17 @@ class VmPolicy:
         return out
 
 
-_VMS: OrderedDict[tuple[str, str], VmPolicy | None] = OrderedDict()
-
-
 def vm_policy(source: str, entrypoint: str) -> VmPolicy | None:
     """The VM-compiled policy for (source, entrypoint), once per process and thread; None if the VM cannot compile
     it (the interpreter then does all the work)."""
-    key = (source_hash(source) + str(threading.get_ident()), entrypoint)
-    with _POLICIES_LOCK:
-        if key in _VMS:
-            _VMS.move_to_end(key)
-            return _VMS[key]
+    return _compiled_once("vm", _vm_or_none, source, entrypoint)
+
+
+def _vm_or_none(source: str, entrypoint: str) -> VmPolicy | None:
     try:
-        vm: VmPolicy | None = VmPolicy(source, entrypoint)
+        return VmPolicy(source, entrypoint)
     except Exception:  # a construct the VM does not compile: the interpreter handles this source
-        vm = None
-    with _POLICIES_LOCK:
-        _VMS[key] = vm
-        while len(_VMS) > 32:
-            _VMS.popitem(last=False)
-    return vm
+        return None
 
 
 def run_checked(
